@@ -1,0 +1,16 @@
+//! Sekisho's domain core: the plain types every subsystem speaks (fields, devices, messages, the device
+//! protocol's error codes) and the pure functions on them (telemetry parsing, time).
+//!
+//! Architecture invariant: this crate does no I/O and knows nothing of HTTP servers, databases or TLS.
+//! It may be used by any other crate; it uses none of them.
+#![forbid(unsafe_code)]
+
+pub mod ids;
+pub mod model;
+pub mod protocol;
+pub mod telemetry;
+pub mod time;
+
+pub use ids::{DeviceId, FieldId, MessageId, UserId};
+pub use model::{AuthMode, CloudDestination, Device, DeviceStatus, Field, FieldLimits, Role, Sim};
+pub use protocol::{ErrorBody, ErrorCode};

@@ -1,0 +1,168 @@
+//! Console/API users, their fields, their sessions (stored as SHA-256 only) and the admin action log.
+
+use crate::{Result, Store, StoreError};
+use sekisho_core::{FieldId, Role, UserId};
+use sqlx::AssertSqlSafe;
+use sqlx::Row;
+
+/// A user as stored (with the password hash, which never leaves the gateway).
+#[derive(Clone, Debug)]
+pub struct UserRow {
+    pub id: UserId,
+    pub username: String,
+    pub password_hash: String,
+    pub role: Role,
+    pub fields: Vec<FieldId>,
+    pub created_at: i64,
+}
+
+impl Store {
+    pub async fn insert_user(&self, u: &UserRow) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO users (id, username, password_hash, role, created_at) VALUES (?,?,?,?,?)")
+            .bind(u.id.as_str())
+            .bind(&u.username)
+            .bind(&u.password_hash)
+            .bind(u.role.as_str())
+            .bind(u.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| StoreError::from_insert(e, "a user with this name"))?;
+        for f in &u.fields {
+            sqlx::query("INSERT INTO user_fields (user_id, field_id) VALUES (?,?)")
+                .bind(u.id.as_str())
+                .bind(f.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn user_where(&self, clause: &str, arg: &str) -> Result<Option<UserRow>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT id, username, password_hash, role, created_at FROM users WHERE {clause} = ?"
+        )))
+        .bind(arg)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let id: String = r.try_get("id")?;
+        let fields: Vec<String> = sqlx::query_scalar("SELECT field_id FROM user_fields WHERE user_id = ?")
+            .bind(&id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(Some(UserRow {
+            id: UserId(id),
+            username: r.try_get("username")?,
+            password_hash: r.try_get("password_hash")?,
+            role: Role::parse(r.try_get::<&str, _>("role")?).unwrap_or(Role::Analyst),
+            fields: fields.into_iter().map(FieldId).collect(),
+            created_at: r.try_get("created_at")?,
+        }))
+    }
+
+    pub async fn user_by_name(&self, username: &str) -> Result<Option<UserRow>> {
+        self.user_where("username", username).await
+    }
+
+    pub async fn user(&self, id: &UserId) -> Result<Option<UserRow>> {
+        self.user_where("id", id.as_str()).await
+    }
+
+    pub async fn users(&self) -> Result<Vec<UserRow>> {
+        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM users ORDER BY created_at").fetch_all(&self.pool).await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(u) = self.user(&UserId(id)).await? {
+                out.push(u);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn user_count(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&self.pool).await?)
+    }
+
+    pub async fn grant_field(&self, user: &UserId, field: &FieldId) -> Result<()> {
+        sqlx::query("INSERT OR IGNORE INTO user_fields (user_id, field_id) VALUES (?,?)")
+            .bind(user.as_str())
+            .bind(field.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn insert_session(&self, hash: &[u8; 32], user: &UserId, expires_at: i64) -> Result<()> {
+        sqlx::query("INSERT INTO sessions (hash, user_id, expires_at) VALUES (?,?,?)")
+            .bind(&hash[..])
+            .bind(user.as_str())
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The user of a live session.
+    pub async fn session_user(&self, hash: &[u8; 32], now: i64) -> Result<Option<UserId>> {
+        let id: Option<String> = sqlx::query_scalar("SELECT user_id FROM sessions WHERE hash = ? AND expires_at > ?")
+            .bind(&hash[..])
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(id.map(UserId))
+    }
+
+    pub async fn delete_session(&self, hash: &[u8; 32]) -> Result<()> {
+        sqlx::query("DELETE FROM sessions WHERE hash = ?").bind(&hash[..]).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Records what a person did through the admin API.
+    pub async fn log_admin(&self, at: i64, actor: &str, action: &str, target: Option<&str>, detail: Option<&str>) -> Result<()> {
+        sqlx::query("INSERT INTO admin_log (at, actor, action, target, detail) VALUES (?,?,?,?,?)")
+            .bind(at)
+            .bind(actor)
+            .bind(action)
+            .bind(target)
+            .bind(detail)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::open_temp;
+
+    #[tokio::test]
+    async fn users_sessions_and_fields() {
+        let (store, _dir) = open_temp("users").await;
+        sqlx::query("INSERT INTO fields (id, name, auth_id, auth_mode, limits, created_at) VALUES ('f_1','a','b','secret','{}',0)")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let u = UserRow {
+            id: UserId("u_1".into()),
+            username: "alice".into(),
+            password_hash: "h".into(),
+            role: Role::FieldAdmin,
+            fields: vec![FieldId("f_1".into())],
+            created_at: 1,
+        };
+        store.insert_user(&u).await.unwrap();
+        assert!(matches!(store.insert_user(&u).await, Err(StoreError::Conflict(_))));
+        let got = store.user_by_name("alice").await.unwrap().unwrap();
+        assert_eq!(got.fields, vec![FieldId("f_1".into())]);
+        assert_eq!(got.role, Role::FieldAdmin);
+
+        store.insert_session(&[9; 32], &u.id, 100).await.unwrap();
+        assert_eq!(store.session_user(&[9; 32], 50).await.unwrap(), Some(u.id.clone()));
+        assert_eq!(store.session_user(&[9; 32], 100).await.unwrap(), None);
+        store.delete_session(&[9; 32]).await.unwrap();
+        assert_eq!(store.session_user(&[9; 32], 50).await.unwrap(), None);
+    }
+}
