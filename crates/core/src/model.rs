@@ -75,7 +75,11 @@ pub struct FieldLimits {
 
 impl Default for FieldLimits {
     fn default() -> Self {
-        Self { max_body_bytes: 64 * 1024, max_json_depth: 32, max_batch_len: 500 }
+        Self {
+            max_body_bytes: 64 * 1024,
+            max_json_depth: 32,
+            max_batch_len: 500,
+        }
     }
 }
 
@@ -124,7 +128,9 @@ impl CloudDestination {
         if let Some(rest) = lower.strip_prefix("http://") {
             let host = rest.split(['/', ':']).next().unwrap_or("");
             if !matches!(host, "127.0.0.1" | "localhost" | "[") && !host.starts_with("127.") {
-                out.push("url must be https:// (http:// is allowed only towards loopback)".to_owned());
+                out.push(
+                    "url must be https:// (http:// is allowed only towards loopback)".to_owned(),
+                );
             }
         } else if !lower.starts_with("https://") {
             out.push("url must start with https://".to_owned());
@@ -142,7 +148,10 @@ impl CloudDestination {
             authorization: self.authorization.as_ref().map(|_| "<redacted>".to_owned()),
             ca_pem: self.ca_pem.clone(),
             client_cert_pem: self.client_cert_pem.clone(),
-            client_key_pem: self.client_key_pem.as_ref().map(|_| "<redacted>".to_owned()),
+            client_key_pem: self
+                .client_key_pem
+                .as_ref()
+                .map(|_| "<redacted>".to_owned()),
         }
     }
 }
@@ -274,16 +283,28 @@ mod tests {
 
     #[test]
     fn sim_identity_is_checked() {
-        let ok = Sim { imsi: "440101234567890".into(), iccid: None, msisdn: Some("+819012345678".into()) };
+        let ok = Sim {
+            imsi: "440101234567890".into(),
+            iccid: None,
+            msisdn: Some("+819012345678".into()),
+        };
         assert!(ok.problems().is_empty());
-        let bad = Sim { imsi: "44a".into(), iccid: Some("1".into()), msisdn: None };
+        let bad = Sim {
+            imsi: "44a".into(),
+            iccid: Some("1".into()),
+            msisdn: None,
+        };
         assert_eq!(bad.problems().len(), 2);
     }
 
     #[test]
     fn limits_are_bounded() {
         assert!(FieldLimits::default().problems().is_empty());
-        let l = FieldLimits { max_body_bytes: 1, max_json_depth: 0, max_batch_len: 0 };
+        let l = FieldLimits {
+            max_body_bytes: 1,
+            max_json_depth: 0,
+            max_batch_len: 0,
+        };
         assert_eq!(l.problems().len(), 3);
     }
 }

@@ -111,7 +111,11 @@ mod tests {
 
     #[test]
     fn codes_serialize_as_their_names() {
-        for code in [ErrorCode::InvalidCredentials, ErrorCode::PayloadTooLarge, ErrorCode::StoreUnavailable] {
+        for code in [
+            ErrorCode::InvalidCredentials,
+            ErrorCode::PayloadTooLarge,
+            ErrorCode::StoreUnavailable,
+        ] {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));
         }

@@ -62,14 +62,19 @@ pub fn json_depth_exceeds(body: &[u8], limit: usize) -> Option<usize> {
 /// Parses one telemetry object.
 pub fn parse_object(body: &[u8], depth_limit: usize) -> Result<TelemetryMeta, BodyError> {
     if let Some(found) = json_depth_exceeds(body, depth_limit) {
-        return Err(BodyError::TooDeep { found, limit: depth_limit });
+        return Err(BodyError::TooDeep {
+            found,
+            limit: depth_limit,
+        });
     }
     meta_of(body)
 }
 
 fn meta_of(body: &[u8]) -> Result<TelemetryMeta, BodyError> {
     let mut de = serde_json::Deserializer::from_slice(body);
-    let meta = de.deserialize_map(MetaVisitor).map_err(|e| BodyError::Malformed(e.to_string()))?;
+    let meta = de
+        .deserialize_map(MetaVisitor)
+        .map_err(|e| BodyError::Malformed(e.to_string()))?;
     de.end().map_err(|e| BodyError::Malformed(e.to_string()))?;
     Ok(meta)
 }
@@ -82,15 +87,23 @@ pub fn parse_batch(
 ) -> Result<Vec<(&[u8], TelemetryMeta)>, BodyError> {
     // The array itself is one level.
     if let Some(found) = json_depth_exceeds(body, depth_limit + 1) {
-        return Err(BodyError::TooDeep { found: found - 1, limit: depth_limit });
+        return Err(BodyError::TooDeep {
+            found: found - 1,
+            limit: depth_limit,
+        });
     }
     let items: Vec<&RawValue> =
         serde_json::from_slice(body).map_err(|e| BodyError::Malformed(e.to_string()))?;
     if items.len() > max_len {
-        return Err(BodyError::BatchTooLarge { found: items.len(), limit: max_len });
+        return Err(BodyError::BatchTooLarge {
+            found: items.len(),
+            limit: max_len,
+        });
     }
     if items.is_empty() {
-        return Err(BodyError::Malformed("a batch must hold at least one object".into()));
+        return Err(BodyError::Malformed(
+            "a batch must hold at least one object".into(),
+        ));
     }
     items
         .into_iter()
@@ -147,7 +160,9 @@ impl<'de> de::Deserialize<'de> for TsValue {
         Ok(match serde_json::Value::deserialize(d)? {
             serde_json::Value::Number(n) => match n.as_i64() {
                 Some(ms) => TsValue::Millis(ms),
-                None => n.as_f64().map_or(TsValue::Other, |f| TsValue::Millis(f as i64)),
+                None => n
+                    .as_f64()
+                    .map_or(TsValue::Other, |f| TsValue::Millis(f as i64)),
             },
             serde_json::Value::String(s) => TsValue::Text(s),
             _ => TsValue::Other,
@@ -172,19 +187,38 @@ mod tests {
 
     #[test]
     fn objects_are_read_and_checked() {
-        let m = |ts, seq, buffered| TelemetryMeta { device_ts: ts, bad_ts: false, seq, buffered };
+        let m = |ts, seq, buffered| TelemetryMeta {
+            device_ts: ts,
+            bad_ts: false,
+            seq,
+            buffered,
+        };
         check(r#"{"speed": 3}"#, Ok(m(None, None, false)));
-        check(r#"{"ts": 1795611600000, "seq": 7}"#, Ok(m(Some(1_795_611_600_000), Some(7), false)));
-        check(r#"{"ts": "2026-11-25T13:00:00Z", "buffered": true}"#, Ok(m(Some(1_795_611_600_000), None, true)));
+        check(
+            r#"{"ts": 1795611600000, "seq": 7}"#,
+            Ok(m(Some(1_795_611_600_000), Some(7), false)),
+        );
+        check(
+            r#"{"ts": "2026-11-25T13:00:00Z", "buffered": true}"#,
+            Ok(m(Some(1_795_611_600_000), None, true)),
+        );
         check(
             r#"{"ts": "noon"}"#,
-            Ok(TelemetryMeta { device_ts: None, bad_ts: true, seq: None, buffered: false }),
+            Ok(TelemetryMeta {
+                device_ts: None,
+                bad_ts: true,
+                seq: None,
+                buffered: false,
+            }),
         );
         check(r#"{"a": "}]]]]]]"}"#, Ok(m(None, None, false)));
         check(r#"{"speed": 3"#, Err("body is not valid JSON"));
         check(r#"[1, 2]"#, Err("body is not valid JSON"));
         check(r#"{"a": 1} {"b": 2}"#, Err("body is not valid JSON"));
-        check(r#"{"a":{"b":{"c":{"d":{}}}}}"#, Err("JSON nests 5 levels deep"));
+        check(
+            r#"{"a":{"b":{"c":{"d":{}}}}}"#,
+            Err("JSON nests 5 levels deep"),
+        );
         check("", Err("body is not valid JSON"));
     }
 
@@ -195,9 +229,21 @@ mod tests {
         assert_eq!(items.len(), 2);
         assert_eq!(items[1].0, br#"{"seq":2, "x" : "b"}"#);
         assert_eq!(items[1].1.seq, Some(2));
-        assert!(matches!(parse_batch(body, 4, 1), Err(BodyError::BatchTooLarge { found: 2, limit: 1 })));
-        assert!(matches!(parse_batch(b"[]", 4, 1), Err(BodyError::Malformed(_))));
-        assert!(matches!(parse_batch(b"[1]", 4, 1), Err(BodyError::Malformed(_))));
-        assert!(matches!(parse_batch(b"{}", 4, 1), Err(BodyError::Malformed(_))));
+        assert!(matches!(
+            parse_batch(body, 4, 1),
+            Err(BodyError::BatchTooLarge { found: 2, limit: 1 })
+        ));
+        assert!(matches!(
+            parse_batch(b"[]", 4, 1),
+            Err(BodyError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_batch(b"[1]", 4, 1),
+            Err(BodyError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_batch(b"{}", 4, 1),
+            Err(BodyError::Malformed(_))
+        ));
     }
 }

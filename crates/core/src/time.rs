@@ -29,7 +29,10 @@ mod tests {
         let ms = parse_rfc3339("2026-11-25T13:00:00.250Z").unwrap();
         assert_eq!(ms, 1_795_611_600_250);
         assert_eq!(rfc3339(ms), "2026-11-25T13:00:00.25Z");
-        assert_eq!(parse_rfc3339("2026-11-25T22:00:00+09:00"), Some(1_795_611_600_000));
+        assert_eq!(
+            parse_rfc3339("2026-11-25T22:00:00+09:00"),
+            Some(1_795_611_600_000)
+        );
         assert_eq!(parse_rfc3339("yesterday"), None);
     }
 }

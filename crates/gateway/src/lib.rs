@@ -1,1 +1,214 @@
-//! placeholder
+//! Sekisho gateway: everything between a device's TLS connection and the field's cloud.
+//!
+//! - [`listener`]: the TLS accept loop (plaintext refusal, handshake timeout, connection cap, mTLS peer).
+//! - [`device`]: device protocol v1 — token issuance (⑥) and telemetry reception (①).
+//! - [`cloud`]: the cloud connector (①) draining each field's durable outbox.
+//! - [`admin`]: the admin API (②, ⑦ history search, ⑧ status and metrics).
+//! - [`registry`]: the in-memory registry the hot path reads; [`app`]: the shared state.
+//! - [`config`], [`pki`], [`crypto`], [`throttle`], [`error`]: the supporting pieces.
+//!
+//! [`run`] is the one entry point the binary and the tests share: it takes already bound listeners, a
+//! validated configuration, the database key and a shutdown future.
+
+pub mod admin;
+pub mod app;
+pub mod cloud;
+pub mod config;
+pub mod crypto;
+pub mod device;
+pub mod error;
+pub mod init;
+pub mod listener;
+pub mod pki;
+pub mod registry;
+pub mod throttle;
+
+use app::App;
+use config::Config;
+use listener::ListenerSpec;
+use registry::Registry;
+use sekisho_store::{DbKey, StoreOptions, now_ms};
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// The two bound listeners.
+pub struct Listeners {
+    pub device: TcpListener,
+    pub admin: TcpListener,
+}
+
+/// Reads `<data_dir>/sekisho.toml`, applies the overrides, resolves paths, validates everything and
+/// reads the database key. Returns every problem found.
+pub fn load_config(
+    data_dir: &Path,
+    device_listen: Option<String>,
+    admin_listen: Option<String>,
+    key_override: Option<String>,
+) -> Result<(Config, DbKey), Vec<String>> {
+    let path = data_dir.join("sekisho.toml");
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        vec![format!(
+            "{}: {e} (run `sekisho init --data-dir {}` first)",
+            path.display(),
+            data_dir.display()
+        )]
+    })?;
+    let mut config = Config::from_toml(&text).map_err(|e| {
+        e.into_iter()
+            .map(|p| format!("{}: {p}", path.display()))
+            .collect::<Vec<_>>()
+    })?;
+    if let Some(a) = device_listen {
+        config.device.listen = a;
+    }
+    if let Some(a) = admin_listen {
+        config.admin.listen = a;
+    }
+    config.resolve_paths(data_dir);
+    let mut problems = config.problems();
+    let key = match key_override {
+        Some(k) => {
+            DbKey::from_hex(&k).ok_or_else(|| "SEKISHO_DB_KEY: not 64 hex digits".to_owned())
+        }
+        None => std::fs::read_to_string(&config.store.key_file)
+            .map_err(|e| format!("store.key_file: {}: {e}", config.store.key_file.display()))
+            .and_then(|t| {
+                DbKey::from_hex(&t).ok_or_else(|| {
+                    format!(
+                        "store.key_file: {} does not hold 64 hex digits",
+                        config.store.key_file.display()
+                    )
+                })
+            }),
+    };
+    match key {
+        Ok(k) if problems.is_empty() => Ok((config, k)),
+        Ok(_) => Err(problems),
+        Err(e) => {
+            problems.push(e);
+            Err(problems)
+        }
+    }
+}
+
+/// Opens the store, loads the registry, serves both listeners and forwards to the clouds until
+/// `shutdown` completes.
+pub async fn run(
+    listeners: Listeners,
+    config: Config,
+    key: DbKey,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let opts = StoreOptions {
+        sync_full: config.store.sync == "full",
+        group_commit_max: config.store.group_commit_max,
+        queue_capacity: config.store.queue_capacity,
+        enqueue_timeout: Duration::from_millis(config.store.enqueue_timeout_ms),
+        pool_size: 4,
+    };
+    let store = sekisho_store::open(&config.store.path, &key, opts).await?;
+    let now = now_ms();
+    let registry = Registry::load(&store, now).await?;
+    let device_tls = listener::server_config(
+        &config.device.cert,
+        &config.device.key,
+        &config.device.client_ca,
+    )?;
+    let admin_tls = listener::server_config(&config.admin.cert, &config.admin.key, &[])?;
+    let device_ca = config.device.client_ca.first().and_then(|crt| {
+        let key = crt.with_extension("key");
+        key.is_file()
+            .then(|| pki::Ca::load(crt, &key).ok())
+            .flatten()
+    });
+    let (new_fields, new_fields_rx) = tokio::sync::mpsc::unbounded_channel();
+    let app = Arc::new(App::new(
+        config, store, registry, device_ca, now, new_fields,
+    ));
+    let (stop, stopped) = watch::channel(false);
+
+    cloud::spawn(app.clone(), new_fields_rx, stopped.clone());
+    tokio::spawn(housekeeping(app.clone(), stopped.clone()));
+
+    let c = &app.config;
+    let device_spec = ListenerSpec {
+        name: "device",
+        tls: Arc::new(device_tls),
+        max_connections: c.device.max_connections,
+        handshake_timeout: Duration::from_secs(c.device.handshake_timeout_secs),
+        header_timeout: Duration::from_secs(c.device.header_timeout_secs),
+    };
+    let admin_spec = ListenerSpec {
+        name: "admin",
+        tls: Arc::new(admin_tls),
+        max_connections: c.admin.max_connections,
+        handshake_timeout: Duration::from_secs(c.device.handshake_timeout_secs),
+        header_timeout: Duration::from_secs(c.device.header_timeout_secs),
+    };
+    tracing::info!(
+        device = %listeners.device.local_addr()?, admin = %listeners.admin.local_addr()?,
+        fields = app.registry.fields().len(), devices = app.registry.device_count(), "sekisho gateway serving"
+    );
+    let writer = app.store.writer.clone();
+    let device = tokio::spawn(listener::serve(
+        listeners.device,
+        device_spec,
+        device::router(app.clone()),
+        writer.clone(),
+        app.stats.device_listener.clone(),
+        stopped.clone(),
+    ));
+    let admin = tokio::spawn(listener::serve(
+        listeners.admin,
+        admin_spec,
+        admin::router(app.clone()),
+        writer,
+        app.stats.admin_listener.clone(),
+        stopped,
+    ));
+    shutdown.await;
+    tracing::info!("shutting down");
+    let _ = stop.send(true);
+    let _ = device.await;
+    let _ = admin.await;
+    app.store.pool.close().await;
+    Ok(())
+}
+
+/// Once a minute: forget expired tokens; once an hour: apply the retention period.
+async fn housekeeping(app: Arc<App>, mut stopped: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    let mut n: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopped.changed() => return,
+        }
+        let now = now_ms();
+        app.registry.purge_tokens(now);
+        if let Err(e) = app.store.purge_tokens(now).await {
+            tracing::warn!(error = %e, "token purge failed");
+        }
+        let days = app.config.store.retention_days;
+        if days > 0 && n % 60 == 0 {
+            match app
+                .store
+                .purge_history(now - days as i64 * 86_400_000)
+                .await
+            {
+                Ok(0) => {}
+                Ok(rows) => tracing::info!(
+                    rows,
+                    days,
+                    "history older than the retention period removed"
+                ),
+                Err(e) => tracing::warn!(error = %e, "retention purge failed"),
+            }
+        }
+        n += 1;
+    }
+}

@@ -2,7 +2,7 @@
 //! filtered and paged newest first with a cursor (`before` = the last row id of the previous page).
 
 use crate::{Result, Store};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::{QueryBuilder, Sqlite};
 use utoipa::ToSchema;
 
@@ -21,7 +21,7 @@ pub struct Filter {
 }
 
 /// Metadata of one received message.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
 pub struct MessageMeta {
     /// Row id: arrival order, and the paging cursor.
     pub seq: i64,
@@ -45,7 +45,7 @@ pub struct MessageMeta {
 }
 
 /// One token request.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
 pub struct AuthAttemptRow {
     pub id: i64,
     pub at: i64,
@@ -59,7 +59,7 @@ pub struct AuthAttemptRow {
 }
 
 /// One connection-level event.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
 pub struct SecurityEventRow {
     pub id: i64,
     pub at: i64,
@@ -69,7 +69,13 @@ pub struct SecurityEventRow {
     pub detail: Option<String>,
 }
 
-fn push_filters(q: &mut QueryBuilder<Sqlite>, f: &Filter, id_col: &str, has_field: bool, has_outcome: bool) {
+fn push_filters(
+    q: &mut QueryBuilder<Sqlite>,
+    f: &Filter,
+    id_col: &str,
+    has_field: bool,
+    has_outcome: bool,
+) {
     q.push(" WHERE 1=1");
     if has_field {
         if let Some(vis) = &f.visible_fields {
@@ -105,7 +111,8 @@ fn push_filters(q: &mut QueryBuilder<Sqlite>, f: &Filter, id_col: &str, has_fiel
     if let Some(v) = f.before {
         q.push(format!(" AND {id_col} < ")).push_bind(v);
     }
-    q.push(format!(" ORDER BY {id_col} DESC LIMIT ")).push_bind(f.limit.clamp(1, 1000));
+    q.push(format!(" ORDER BY {id_col} DESC LIMIT "))
+        .push_bind(f.limit.clamp(1, 1000));
 }
 
 impl Store {
@@ -127,14 +134,43 @@ impl Store {
     }
 
     pub async fn search_security_events(&self, f: &Filter) -> Result<Vec<SecurityEventRow>> {
-        let mut q = QueryBuilder::new("SELECT id, at, listener, source_ip, kind, detail FROM security_events");
+        let mut q = QueryBuilder::new(
+            "SELECT id, at, listener, source_ip, kind, detail FROM security_events",
+        );
         push_filters(&mut q, f, "id", false, false);
         Ok(q.build_query_as().fetch_all(&self.pool).await?)
     }
 
+    /// Removes history older than `cutoff`: messages no longer waiting for the cloud, auth attempts,
+    /// connection events. Pending messages are kept whatever their age. Returns the rows removed.
+    pub async fn purge_history(&self, cutoff: i64) -> Result<u64> {
+        let mut n = 0;
+        for sql in [
+            "DELETE FROM dead_letters WHERE message_seq IN (SELECT seq FROM messages WHERE at < ?1 AND forward_status = 'dead')",
+            "DELETE FROM messages WHERE at < ?1 AND forward_status != 'pending'",
+            "DELETE FROM auth_attempts WHERE at < ?1",
+            "DELETE FROM security_events WHERE at < ?1",
+        ] {
+            n += sqlx::query(sql)
+                .bind(cutoff)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        }
+        Ok(n)
+    }
+
     /// The stored body of an accepted message, when the user may see its field.
-    pub async fn message_body(&self, id: &str) -> Result<Option<(Option<String>, Option<Vec<u8>>)>> {
-        Ok(sqlx::query_as("SELECT field_id, body FROM messages WHERE id = ?").bind(id).fetch_optional(&self.pool).await?)
+    pub async fn message_body(
+        &self,
+        id: &str,
+    ) -> Result<Option<(Option<String>, Option<Vec<u8>>)>> {
+        Ok(
+            sqlx::query_as("SELECT field_id, body FROM messages WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 }
 
@@ -163,21 +199,92 @@ mod tests {
     #[tokio::test]
     async fn messages_filter_and_page() {
         let (store, _dir) = open_temp("history").await;
-        let recs = (1..=10).map(|i| msg(i, if i <= 6 { "fa" } else { "fb" }, (i == 3).then_some("malformed_json")));
+        let recs = (1..=10).map(|i| {
+            msg(
+                i,
+                if i <= 6 { "fa" } else { "fb" },
+                (i == 3).then_some("malformed_json"),
+            )
+        });
         store.writer.write(recs.collect()).await.unwrap();
 
         let page = |f: Filter| {
             let store = store.clone();
-            async move { store.search_messages(&f).await.unwrap().iter().map(|m| m.seq).collect::<Vec<_>>() }
+            async move {
+                store
+                    .search_messages(&f)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|m| m.seq)
+                    .collect::<Vec<_>>()
+            }
         };
-        assert_eq!(page(Filter { limit: 3, ..Default::default() }).await, vec![10, 9, 8]);
-        assert_eq!(page(Filter { limit: 3, before: Some(8), ..Default::default() }).await, vec![7, 6, 5]);
-        assert_eq!(page(Filter { limit: 50, field: Some("fb".into()), ..Default::default() }).await, vec![10, 9, 8, 7]);
-        assert_eq!(page(Filter { limit: 50, outcome: Some("rejected".into()), ..Default::default() }).await, vec![3]);
-        assert_eq!(page(Filter { limit: 50, device: Some("d1".into()), since: Some(50), ..Default::default() }).await, vec![9, 7, 5]);
+        assert_eq!(
+            page(Filter {
+                limit: 3,
+                ..Default::default()
+            })
+            .await,
+            vec![10, 9, 8]
+        );
+        assert_eq!(
+            page(Filter {
+                limit: 3,
+                before: Some(8),
+                ..Default::default()
+            })
+            .await,
+            vec![7, 6, 5]
+        );
+        assert_eq!(
+            page(Filter {
+                limit: 50,
+                field: Some("fb".into()),
+                ..Default::default()
+            })
+            .await,
+            vec![10, 9, 8, 7]
+        );
+        assert_eq!(
+            page(Filter {
+                limit: 50,
+                outcome: Some("rejected".into()),
+                ..Default::default()
+            })
+            .await,
+            vec![3]
+        );
+        assert_eq!(
+            page(Filter {
+                limit: 50,
+                device: Some("d1".into()),
+                since: Some(50),
+                ..Default::default()
+            })
+            .await,
+            vec![9, 7, 5]
+        );
         // A user who sees only field "fa" never gets rows of "fb", whatever else it asks.
         let vis = Some(vec!["fa".to_owned()]);
-        assert_eq!(page(Filter { limit: 3, visible_fields: vis.clone(), ..Default::default() }).await, vec![6, 5, 4]);
-        assert!(page(Filter { limit: 3, visible_fields: vis, field: Some("fb".into()), ..Default::default() }).await.is_empty());
+        assert_eq!(
+            page(Filter {
+                limit: 3,
+                visible_fields: vis.clone(),
+                ..Default::default()
+            })
+            .await,
+            vec![6, 5, 4]
+        );
+        assert!(
+            page(Filter {
+                limit: 3,
+                visible_fields: vis,
+                field: Some("fb".into()),
+                ..Default::default()
+            })
+            .await
+            .is_empty()
+        );
     }
 }

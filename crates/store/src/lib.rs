@@ -13,7 +13,9 @@ pub mod users;
 pub mod writer;
 
 use sqlx::AssertSqlSafe;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{ConnectOptions, Connection};
 use std::path::Path;
 use std::str::FromStr;
@@ -118,7 +120,11 @@ fn connect_options(path: &Path, key: &DbKey, opts: &StoreOptions) -> Result<Sqli
         .pragma("key", format!("\"x'{}'\"", key.to_hex()))
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(if opts.sync_full { SqliteSynchronous::Full } else { SqliteSynchronous::Normal })
+        .synchronous(if opts.sync_full {
+            SqliteSynchronous::Full
+        } else {
+            SqliteSynchronous::Normal
+        })
         .busy_timeout(Duration::from_secs(10))
         .foreign_keys(true)
         .disable_statement_logging())
@@ -131,7 +137,10 @@ const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
 pub async fn open(path: &Path, key: &DbKey, opts: StoreOptions) -> Result<Store> {
     let co = connect_options(path, key, &opts)?;
     // A wrong key only shows at the first read: check before anything else.
-    let mut conn = co.connect().await.map_err(|_| StoreError::BadKey(path.display().to_string()))?;
+    let mut conn = co
+        .connect()
+        .await
+        .map_err(|_| StoreError::BadKey(path.display().to_string()))?;
     sqlx::query("SELECT count(*) FROM sqlite_master")
         .execute(&mut conn)
         .await
@@ -149,11 +158,15 @@ pub async fn open(path: &Path, key: &DbKey, opts: StoreOptions) -> Result<Store>
 }
 
 async fn migrate(conn: &mut sqlx::SqliteConnection) -> Result<()> {
-    let version: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(&mut *conn).await?;
+    let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+        .fetch_one(&mut *conn)
+        .await?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let mut tx = conn.begin().await?;
         sqlx::raw_sql(AssertSqlSafe(*sql)).execute(&mut *tx).await?;
-        sqlx::raw_sql(AssertSqlSafe(format!("PRAGMA user_version = {}", i + 1))).execute(&mut *tx).await?;
+        sqlx::raw_sql(AssertSqlSafe(format!("PRAGMA user_version = {}", i + 1)))
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         tracing::info!(version = i + 1, "store schema migrated");
     }
@@ -176,7 +189,11 @@ pub(crate) mod test_util {
 
     impl TempDir {
         pub fn new(tag: &str) -> Self {
-            let p = std::env::temp_dir().join(format!("sekisho-store-{tag}-{}-{}", std::process::id(), now_ms()));
+            let p = std::env::temp_dir().join(format!(
+                "sekisho-store-{tag}-{}-{}",
+                std::process::id(),
+                now_ms()
+            ));
             std::fs::create_dir_all(&p).unwrap();
             Self(p)
         }
@@ -190,7 +207,13 @@ pub(crate) mod test_util {
 
     pub async fn open_temp(tag: &str) -> (Store, TempDir) {
         let dir = TempDir::new(tag);
-        let store = open(&dir.0.join("t.db"), &DbKey::from_bytes([7; 32]), StoreOptions::default()).await.unwrap();
+        let store = open(
+            &dir.0.join("t.db"),
+            &DbKey::from_bytes([7; 32]),
+            StoreOptions::default(),
+        )
+        .await
+        .unwrap();
         (store, dir)
     }
 }
@@ -203,15 +226,25 @@ mod tests {
     async fn a_wrong_key_is_refused_and_the_file_is_not_plain_sqlite() {
         let dir = test_util::TempDir::new("key");
         let path = dir.0.join("k.db");
-        let store = open(&path, &DbKey::from_bytes([1; 32]), StoreOptions::default()).await.unwrap();
+        let store = open(&path, &DbKey::from_bytes([1; 32]), StoreOptions::default())
+            .await
+            .unwrap();
         store.pool.close().await;
-        let err = open(&path, &DbKey::from_bytes([2; 32]), StoreOptions::default()).await.err().unwrap();
+        let err = open(&path, &DbKey::from_bytes([2; 32]), StoreOptions::default())
+            .await
+            .err()
+            .unwrap();
         assert!(matches!(err, StoreError::BadKey(_)), "{err}");
         let head = std::fs::read(&path).unwrap();
         assert_ne!(&head[..16], b"SQLite format 3\0");
         // The right key opens it again, and the schema is there.
-        let store = open(&path, &DbKey::from_bytes([1; 32]), StoreOptions::default()).await.unwrap();
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM fields").fetch_one(&store.pool).await.unwrap();
+        let store = open(&path, &DbKey::from_bytes([1; 32]), StoreOptions::default())
+            .await
+            .unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM fields")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
         assert_eq!(n, 0);
     }
 

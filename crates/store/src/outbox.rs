@@ -3,7 +3,7 @@
 //! Nothing leaves `pending` except to `forwarded` or `dead`, and a `dead` row has a reason.
 
 use crate::{Result, Store};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::AssertSqlSafe;
 use utoipa::ToSchema;
 
@@ -19,7 +19,7 @@ pub struct Pending {
 }
 
 /// A dead-lettered message.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
 pub struct DeadLetter {
     pub message_seq: i64,
     pub message_id: String,
@@ -30,7 +30,7 @@ pub struct DeadLetter {
 }
 
 /// How many messages are in each forwarding state.
-#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct OutboxCounts {
     pub pending: i64,
     pub forwarded: i64,
@@ -95,7 +95,13 @@ impl Store {
     }
 
     /// Moves messages to the dead-letter table with a reason.
-    pub async fn dead_letter(&self, field: &str, seqs: &[i64], reason: &str, at: i64) -> Result<()> {
+    pub async fn dead_letter(
+        &self,
+        field: &str,
+        seqs: &[i64],
+        reason: &str,
+        at: i64,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for s in seqs {
             let moved = sqlx::query("UPDATE messages SET forward_status = 'dead' WHERE seq = ? AND forward_status = 'pending'")
@@ -103,13 +109,15 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             if moved.rows_affected() == 1 {
-                sqlx::query("INSERT INTO dead_letters (message_seq, at, field_id, reason) VALUES (?,?,?,?)")
-                    .bind(s)
-                    .bind(at)
-                    .bind(field)
-                    .bind(reason)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "INSERT INTO dead_letters (message_seq, at, field_id, reason) VALUES (?,?,?,?)",
+                )
+                .bind(s)
+                .bind(at)
+                .bind(field)
+                .bind(reason)
+                .execute(&mut *tx)
+                .await?;
             }
         }
         tx.commit().await?;
@@ -117,7 +125,13 @@ impl Store {
     }
 
     /// Dead-letters every pending message of a field received before `cutoff`; returns how many.
-    pub async fn expire_pending(&self, field: &str, cutoff: i64, reason: &str, at: i64) -> Result<usize> {
+    pub async fn expire_pending(
+        &self,
+        field: &str,
+        cutoff: i64,
+        reason: &str,
+        at: i64,
+    ) -> Result<usize> {
         let seqs: Vec<i64> = sqlx::query_scalar(
             "SELECT seq FROM messages WHERE field_id = ? AND forward_status = 'pending' AND at < ? ORDER BY seq LIMIT 10000",
         )
@@ -129,7 +143,12 @@ impl Store {
         Ok(seqs.len())
     }
 
-    pub async fn dead_letters(&self, field: &str, before: Option<i64>, limit: i64) -> Result<Vec<DeadLetter>> {
+    pub async fn dead_letters(
+        &self,
+        field: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<DeadLetter>> {
         Ok(sqlx::query_as(
             "SELECT d.message_seq, m.id AS message_id, m.device_id, m.at AS received_at, d.at AS dead_at, d.reason \
              FROM dead_letters d JOIN messages m ON m.seq = d.message_seq \
@@ -191,16 +210,29 @@ mod tests {
     #[tokio::test]
     async fn pending_moves_to_forwarded_or_dead_never_away() {
         let (store, _dir) = open_temp("outbox").await;
-        store.writer.write((1..=5).map(msg).collect()).await.unwrap();
+        store
+            .writer
+            .write((1..=5).map(msg).collect())
+            .await
+            .unwrap();
         let p = store.pending("f", 2).await.unwrap();
         assert_eq!(p.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![1, 2]);
         store.note_attempt(&[1, 2]).await.unwrap();
         store.mark_forwarded(&[1, 2], 100).await.unwrap();
-        assert_eq!(store.expire_pending("f", 4, "too old", 200).await.unwrap(), 1);
+        assert_eq!(
+            store.expire_pending("f", 4, "too old", 200).await.unwrap(),
+            1
+        );
         let c = store.outbox_counts(Some("f")).await.unwrap();
-        assert_eq!((c.pending, c.forwarded, c.dead, c.oldest_pending_at), (2, 2, 1, Some(4)));
+        assert_eq!(
+            (c.pending, c.forwarded, c.dead, c.oldest_pending_at),
+            (2, 2, 1, Some(4))
+        );
         let dead = store.dead_letters("f", None, 10).await.unwrap();
-        assert_eq!((dead[0].message_id.as_str(), dead[0].reason.as_str()), ("m3", "too old"));
+        assert_eq!(
+            (dead[0].message_id.as_str(), dead[0].reason.as_str()),
+            ("m3", "too old")
+        );
         let p = store.pending("f", 10).await.unwrap();
         assert_eq!(p[0].body, b"{\"i\":4}");
         assert_eq!(store.pending("f", 10).await.unwrap()[0].forward_attempts, 0);

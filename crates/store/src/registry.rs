@@ -1,7 +1,9 @@
 //! The device registry (subsystem ⑥): fields, devices and their bearer tokens (stored as SHA-256 only).
 
 use crate::{Result, Store, StoreError};
-use sekisho_core::{AuthMode, CloudDestination, Device, DeviceId, DeviceStatus, Field, FieldId, FieldLimits, Sim};
+use sekisho_core::{
+    AuthMode, CloudDestination, Device, DeviceId, DeviceStatus, Field, FieldId, Sim,
+};
 use sqlx::AssertSqlSafe;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -64,8 +66,7 @@ fn device_of(r: &SqliteRow) -> Result<DeviceRow> {
 }
 
 const FIELD_COLS: &str = "id, name, auth_id, auth_mode, limits, cloud, created_at";
-const DEVICE_COLS: &str =
-    "id, field_id, unique_id, name, sim, critical, status, secret_hash, cert_sha256, created_at, updated_at";
+const DEVICE_COLS: &str = "id, field_id, unique_id, name, sim, critical, status, secret_hash, cert_sha256, created_at, updated_at";
 
 impl Store {
     pub async fn insert_field(&self, f: &Field) -> Result<()> {
@@ -85,71 +86,95 @@ impl Store {
 
     /// Replaces the mutable parts of a field (name, auth mode, limits, cloud destination).
     pub async fn update_field(&self, f: &Field) -> Result<()> {
-        sqlx::query("UPDATE fields SET name = ?, auth_mode = ?, limits = ?, cloud = ? WHERE id = ?")
-            .bind(&f.name)
-            .bind(auth_mode_str(f.auth_mode))
-            .bind(serde_json::to_string(&f.limits).unwrap_or_default())
-            .bind(f.cloud.as_ref().and_then(|c| serde_json::to_string(c).ok()))
-            .bind(f.id.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(|e| StoreError::from_insert(e, "a field with this name"))?;
+        sqlx::query(
+            "UPDATE fields SET name = ?, auth_mode = ?, limits = ?, cloud = ? WHERE id = ?",
+        )
+        .bind(&f.name)
+        .bind(auth_mode_str(f.auth_mode))
+        .bind(serde_json::to_string(&f.limits).unwrap_or_default())
+        .bind(f.cloud.as_ref().and_then(|c| serde_json::to_string(c).ok()))
+        .bind(f.id.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_insert(e, "a field with this name"))?;
         Ok(())
     }
 
     pub async fn fields(&self) -> Result<Vec<Field>> {
-        let rows = sqlx::query(AssertSqlSafe(format!("SELECT {FIELD_COLS} FROM fields WHERE deleted = 0 ORDER BY created_at")))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {FIELD_COLS} FROM fields WHERE deleted = 0 ORDER BY created_at"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(field_of).collect()
     }
 
     pub async fn insert_device(&self, d: &Device, secret_hash: &str) -> Result<()> {
-        sqlx::query(AssertSqlSafe(format!("INSERT INTO devices ({DEVICE_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)")))
-            .bind(d.id.as_str())
-            .bind(d.field_id.as_str())
-            .bind(&d.unique_id)
-            .bind(&d.name)
-            .bind(d.sim.as_ref().and_then(|s| serde_json::to_string(s).ok()))
-            .bind(d.critical)
-            .bind(d.status.as_str())
-            .bind(secret_hash)
-            .bind(&d.cert_sha256)
-            .bind(d.created_at)
-            .bind(d.updated_at)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| StoreError::from_insert(e, "a live device with this unique_id or certificate"))?;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO devices ({DEVICE_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+        )))
+        .bind(d.id.as_str())
+        .bind(d.field_id.as_str())
+        .bind(&d.unique_id)
+        .bind(&d.name)
+        .bind(d.sim.as_ref().and_then(|s| serde_json::to_string(s).ok()))
+        .bind(d.critical)
+        .bind(d.status.as_str())
+        .bind(secret_hash)
+        .bind(&d.cert_sha256)
+        .bind(d.created_at)
+        .bind(d.updated_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            StoreError::from_insert(e, "a live device with this unique_id or certificate")
+        })?;
         Ok(())
     }
 
     /// Every device that is not deleted (loaded into the in-memory registry at start).
     pub async fn live_devices(&self) -> Result<Vec<DeviceRow>> {
-        let rows = sqlx::query(AssertSqlSafe(format!("SELECT {DEVICE_COLS} FROM devices WHERE status != 'deleted'")))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {DEVICE_COLS} FROM devices WHERE status != 'deleted'"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(device_of).collect()
     }
 
     pub async fn device(&self, id: &DeviceId) -> Result<Option<DeviceRow>> {
-        let row = sqlx::query(AssertSqlSafe(format!("SELECT {DEVICE_COLS} FROM devices WHERE id = ?")))
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {DEVICE_COLS} FROM devices WHERE id = ?"
+        )))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(device_of).transpose()
     }
 
-    pub async fn set_device_status(&self, id: &DeviceId, status: DeviceStatus, now: i64) -> Result<bool> {
-        let r = sqlx::query("UPDATE devices SET status = ?, updated_at = ? WHERE id = ? AND status != 'deleted'")
-            .bind(status.as_str())
-            .bind(now)
-            .bind(id.as_str())
-            .execute(&self.pool)
-            .await?;
+    pub async fn set_device_status(
+        &self,
+        id: &DeviceId,
+        status: DeviceStatus,
+        now: i64,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE devices SET status = ?, updated_at = ? WHERE id = ? AND status != 'deleted'",
+        )
+        .bind(status.as_str())
+        .bind(now)
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
         Ok(r.rows_affected() == 1)
     }
 
-    pub async fn set_device_cert(&self, id: &DeviceId, cert_sha256: Option<&str>, now: i64) -> Result<()> {
+    pub async fn set_device_cert(
+        &self,
+        id: &DeviceId,
+        cert_sha256: Option<&str>,
+        now: i64,
+    ) -> Result<()> {
         sqlx::query("UPDATE devices SET cert_sha256 = ?, updated_at = ? WHERE id = ?")
             .bind(cert_sha256)
             .bind(now)
@@ -160,7 +185,13 @@ impl Store {
         Ok(())
     }
 
-    pub async fn insert_token(&self, hash: &[u8; 32], device: &DeviceId, issued_at: i64, expires_at: i64) -> Result<()> {
+    pub async fn insert_token(
+        &self,
+        hash: &[u8; 32],
+        device: &DeviceId,
+        issued_at: i64,
+        expires_at: i64,
+    ) -> Result<()> {
         sqlx::query("INSERT INTO tokens (hash, device_id, issued_at, expires_at) VALUES (?,?,?,?)")
             .bind(&hash[..])
             .bind(device.as_str())
@@ -182,10 +213,12 @@ impl Store {
 
     /// Unexpired, unrevoked tokens: `(hash, device_id, expires_at)`.
     pub async fn live_tokens(&self, now: i64) -> Result<Vec<(Vec<u8>, String, i64)>> {
-        Ok(sqlx::query_as("SELECT hash, device_id, expires_at FROM tokens WHERE revoked = 0 AND expires_at > ?")
-            .bind(now)
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(sqlx::query_as(
+            "SELECT hash, device_id, expires_at FROM tokens WHERE revoked = 0 AND expires_at > ?",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Deletes expired tokens (housekeeping).
@@ -209,7 +242,10 @@ mod tests {
             name: "cars".into(),
             auth_id: "auth-cars".into(),
             auth_mode: AuthMode::Either,
-            limits: FieldLimits { max_body_bytes: 1000, ..Default::default() },
+            limits: FieldLimits {
+                max_body_bytes: 1000,
+                ..Default::default()
+            },
             cloud: None,
             created_at: 5,
         }
@@ -221,7 +257,11 @@ mod tests {
             field_id: FieldId("f_1".into()),
             unique_id: unique.into(),
             name: None,
-            sim: Some(Sim { imsi: "440101234567890".into(), iccid: None, msisdn: None }),
+            sim: Some(Sim {
+                imsi: "440101234567890".into(),
+                iccid: None,
+                msisdn: None,
+            }),
             critical: true,
             status: DeviceStatus::Active,
             cert_sha256: None,
@@ -234,17 +274,38 @@ mod tests {
     async fn fields_and_devices_round_trip() {
         let (store, _dir) = open_temp("registry").await;
         store.insert_field(&field()).await.unwrap();
-        assert!(matches!(store.insert_field(&field()).await, Err(StoreError::Conflict(_))));
+        assert!(matches!(
+            store.insert_field(&field()).await,
+            Err(StoreError::Conflict(_))
+        ));
         assert_eq!(store.fields().await.unwrap(), vec![field()]);
 
-        store.insert_device(&device("d_1", "IMEI1"), "hash").await.unwrap();
-        assert!(matches!(store.insert_device(&device("d_2", "IMEI1"), "h").await, Err(StoreError::Conflict(_))));
-        let row = store.device(&DeviceId("d_1".into())).await.unwrap().unwrap();
+        store
+            .insert_device(&device("d_1", "IMEI1"), "hash")
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.insert_device(&device("d_2", "IMEI1"), "h").await,
+            Err(StoreError::Conflict(_))
+        ));
+        let row = store
+            .device(&DeviceId("d_1".into()))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(row.device, device("d_1", "IMEI1"));
 
         // A deleted device frees its unique id for a new registration.
-        assert!(store.set_device_status(&DeviceId("d_1".into()), DeviceStatus::Deleted, 2).await.unwrap());
-        store.insert_device(&device("d_2", "IMEI1"), "h").await.unwrap();
+        assert!(
+            store
+                .set_device_status(&DeviceId("d_1".into()), DeviceStatus::Deleted, 2)
+                .await
+                .unwrap()
+        );
+        store
+            .insert_device(&device("d_2", "IMEI1"), "h")
+            .await
+            .unwrap();
         assert_eq!(store.live_devices().await.unwrap().len(), 1);
     }
 

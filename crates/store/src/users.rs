@@ -19,15 +19,17 @@ pub struct UserRow {
 impl Store {
     pub async fn insert_user(&self, u: &UserRow) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO users (id, username, password_hash, role, created_at) VALUES (?,?,?,?,?)")
-            .bind(u.id.as_str())
-            .bind(&u.username)
-            .bind(&u.password_hash)
-            .bind(u.role.as_str())
-            .bind(u.created_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| StoreError::from_insert(e, "a user with this name"))?;
+        sqlx::query(
+            "INSERT INTO users (id, username, password_hash, role, created_at) VALUES (?,?,?,?,?)",
+        )
+        .bind(u.id.as_str())
+        .bind(&u.username)
+        .bind(&u.password_hash)
+        .bind(u.role.as_str())
+        .bind(u.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| StoreError::from_insert(e, "a user with this name"))?;
         for f in &u.fields {
             sqlx::query("INSERT INTO user_fields (user_id, field_id) VALUES (?,?)")
                 .bind(u.id.as_str())
@@ -48,10 +50,11 @@ impl Store {
         .await?;
         let Some(r) = row else { return Ok(None) };
         let id: String = r.try_get("id")?;
-        let fields: Vec<String> = sqlx::query_scalar("SELECT field_id FROM user_fields WHERE user_id = ?")
-            .bind(&id)
-            .fetch_all(&self.pool)
-            .await?;
+        let fields: Vec<String> =
+            sqlx::query_scalar("SELECT field_id FROM user_fields WHERE user_id = ?")
+                .bind(&id)
+                .fetch_all(&self.pool)
+                .await?;
         Ok(Some(UserRow {
             id: UserId(id),
             username: r.try_get("username")?,
@@ -71,7 +74,9 @@ impl Store {
     }
 
     pub async fn users(&self) -> Result<Vec<UserRow>> {
-        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM users ORDER BY created_at").fetch_all(&self.pool).await?;
+        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM users ORDER BY created_at")
+            .fetch_all(&self.pool)
+            .await?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(u) = self.user(&UserId(id)).await? {
@@ -82,7 +87,27 @@ impl Store {
     }
 
     pub async fn user_count(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&self.pool).await?)
+        Ok(sqlx::query_scalar("SELECT count(*) FROM users")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// Replaces a user's password hash and ends the user's sessions; `false` if there is no such user.
+    pub async fn set_password(&self, username: &str, password_hash: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query("UPDATE users SET password_hash = ? WHERE username = ?")
+            .bind(password_hash)
+            .bind(username)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE username = ?)",
+        )
+        .bind(username)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() == 1)
     }
 
     pub async fn grant_field(&self, user: &UserId, field: &FieldId) -> Result<()> {
@@ -94,7 +119,12 @@ impl Store {
         Ok(())
     }
 
-    pub async fn insert_session(&self, hash: &[u8; 32], user: &UserId, expires_at: i64) -> Result<()> {
+    pub async fn insert_session(
+        &self,
+        hash: &[u8; 32],
+        user: &UserId,
+        expires_at: i64,
+    ) -> Result<()> {
         sqlx::query("INSERT INTO sessions (hash, user_id, expires_at) VALUES (?,?,?)")
             .bind(&hash[..])
             .bind(user.as_str())
@@ -106,21 +136,32 @@ impl Store {
 
     /// The user of a live session.
     pub async fn session_user(&self, hash: &[u8; 32], now: i64) -> Result<Option<UserId>> {
-        let id: Option<String> = sqlx::query_scalar("SELECT user_id FROM sessions WHERE hash = ? AND expires_at > ?")
-            .bind(&hash[..])
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await?;
+        let id: Option<String> =
+            sqlx::query_scalar("SELECT user_id FROM sessions WHERE hash = ? AND expires_at > ?")
+                .bind(&hash[..])
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(id.map(UserId))
     }
 
     pub async fn delete_session(&self, hash: &[u8; 32]) -> Result<()> {
-        sqlx::query("DELETE FROM sessions WHERE hash = ?").bind(&hash[..]).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM sessions WHERE hash = ?")
+            .bind(&hash[..])
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     /// Records what a person did through the admin API.
-    pub async fn log_admin(&self, at: i64, actor: &str, action: &str, target: Option<&str>, detail: Option<&str>) -> Result<()> {
+    pub async fn log_admin(
+        &self,
+        at: i64,
+        actor: &str,
+        action: &str,
+        target: Option<&str>,
+        detail: Option<&str>,
+    ) -> Result<()> {
         sqlx::query("INSERT INTO admin_log (at, actor, action, target, detail) VALUES (?,?,?,?,?)")
             .bind(at)
             .bind(actor)
@@ -154,13 +195,19 @@ mod tests {
             created_at: 1,
         };
         store.insert_user(&u).await.unwrap();
-        assert!(matches!(store.insert_user(&u).await, Err(StoreError::Conflict(_))));
+        assert!(matches!(
+            store.insert_user(&u).await,
+            Err(StoreError::Conflict(_))
+        ));
         let got = store.user_by_name("alice").await.unwrap().unwrap();
         assert_eq!(got.fields, vec![FieldId("f_1".into())]);
         assert_eq!(got.role, Role::FieldAdmin);
 
         store.insert_session(&[9; 32], &u.id, 100).await.unwrap();
-        assert_eq!(store.session_user(&[9; 32], 50).await.unwrap(), Some(u.id.clone()));
+        assert_eq!(
+            store.session_user(&[9; 32], 50).await.unwrap(),
+            Some(u.id.clone())
+        );
         assert_eq!(store.session_user(&[9; 32], 100).await.unwrap(), None);
         store.delete_session(&[9; 32]).await.unwrap();
         assert_eq!(store.session_user(&[9; 32], 50).await.unwrap(), None);

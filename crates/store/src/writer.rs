@@ -45,14 +45,29 @@ impl Writer {
         let (tx, rx) = mpsc::channel(opts.queue_capacity.max(1));
         let committed = Arc::new(Notify::new());
         let stats = Arc::new(WriterStats::default());
-        tokio::spawn(run(conn, rx, opts.group_commit_max.max(1), committed.clone(), stats.clone()));
-        Self { tx, enqueue_timeout: opts.enqueue_timeout, committed, stats }
+        tokio::spawn(run(
+            conn,
+            rx,
+            opts.group_commit_max.max(1),
+            committed.clone(),
+            stats.clone(),
+        ));
+        Self {
+            tx,
+            enqueue_timeout: opts.enqueue_timeout,
+            committed,
+            stats,
+        }
     }
 
     /// Stores `records` in one transaction and returns once they are committed.
     pub async fn write(&self, records: Vec<Record>) -> Result<(), StoreError> {
         let (reply, done) = oneshot::channel();
-        self.enqueue(Op { records, reply: Some(reply) }).await?;
+        self.enqueue(Op {
+            records,
+            reply: Some(reply),
+        })
+        .await?;
         match done.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(StoreError::Db(sqlx::Error::Protocol(e))),
@@ -63,7 +78,27 @@ impl Writer {
     /// Queues `records` without waiting for the commit (connection events, where the caller has no one
     /// to answer). Still refuses when the queue stays full.
     pub async fn submit(&self, records: Vec<Record>) -> Result<(), StoreError> {
-        self.enqueue(Op { records, reply: None }).await
+        self.enqueue(Op {
+            records,
+            reply: None,
+        })
+        .await
+    }
+
+    /// Queues `records` only if there is room right now (connection events under a flood).
+    pub fn try_submit(&self, records: Vec<Record>) -> Result<(), StoreError> {
+        self.tx
+            .try_send(Op {
+                records,
+                reply: None,
+            })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => {
+                    self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                    StoreError::Overloaded
+                }
+                mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
+            })
     }
 
     async fn enqueue(&self, op: Op) -> Result<(), StoreError> {
@@ -98,7 +133,10 @@ async fn run(
     while rx.recv_many(&mut ops, max).await > 0 {
         let result = commit(&mut conn, &ops).await;
         let n: usize = ops.iter().map(|o| o.records.len()).sum();
-        let has_messages = ops.iter().flat_map(|o| &o.records).any(|r| matches!(r, Record::Message(_)));
+        let has_messages = ops
+            .iter()
+            .flat_map(|o| &o.records)
+            .any(|r| matches!(r, Record::Message(_)));
         match &result {
             Ok(()) => {
                 stats.commits.fetch_add(1, Ordering::Relaxed);
@@ -123,7 +161,15 @@ async fn run(
 async fn commit(conn: &mut SqliteConnection, ops: &[Op]) -> Result<(), sqlx::Error> {
     let mut tx = conn.begin().await?;
     let all = || ops.iter().flat_map(|o| o.records.iter());
-    let messages: Vec<_> = all().filter_map(|r| if let Record::Message(m) = r { Some(m) } else { None }).collect();
+    let messages: Vec<_> = all()
+        .filter_map(|r| {
+            if let Record::Message(m) = r {
+                Some(m)
+            } else {
+                None
+            }
+        })
+        .collect();
     for chunk in messages.chunks(500) {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO messages (id, at, field_id, device_id, source_ip, size, outcome, reason, device_ts, \
@@ -136,17 +182,33 @@ async fn commit(conn: &mut SqliteConnection, ops: &[Op]) -> Result<(), sqlx::Err
                 .push_bind(&m.device_id)
                 .push_bind(&m.source_ip)
                 .push_bind(m.size)
-                .push_bind(if m.rejected.is_some() { "rejected" } else { "accepted" })
+                .push_bind(if m.rejected.is_some() {
+                    "rejected"
+                } else {
+                    "accepted"
+                })
                 .push_bind(m.rejected)
                 .push_bind(m.device_ts)
                 .push_bind(m.device_seq)
                 .push_bind(m.buffered)
-                .push_bind(if m.rejected.is_some() { "none" } else { "pending" })
+                .push_bind(if m.rejected.is_some() {
+                    "none"
+                } else {
+                    "pending"
+                })
                 .push_bind(m.body.as_deref());
         });
         q.build().execute(&mut *tx).await?;
     }
-    let attempts: Vec<_> = all().filter_map(|r| if let Record::Auth(a) = r { Some(a) } else { None }).collect();
+    let attempts: Vec<_> = all()
+        .filter_map(|r| {
+            if let Record::Auth(a) = r {
+                Some(a)
+            } else {
+                None
+            }
+        })
+        .collect();
     for chunk in attempts.chunks(500) {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO auth_attempts (at, field_id, device_id, unique_id, source_ip, method, outcome, reason) ",
@@ -163,12 +225,25 @@ async fn commit(conn: &mut SqliteConnection, ops: &[Op]) -> Result<(), sqlx::Err
         });
         q.build().execute(&mut *tx).await?;
     }
-    let events: Vec<_> = all().filter_map(|r| if let Record::Security(e) = r { Some(e) } else { None }).collect();
+    let events: Vec<_> = all()
+        .filter_map(|r| {
+            if let Record::Security(e) = r {
+                Some(e)
+            } else {
+                None
+            }
+        })
+        .collect();
     for chunk in events.chunks(500) {
-        let mut q: QueryBuilder<Sqlite> =
-            QueryBuilder::new("INSERT INTO security_events (at, listener, source_ip, kind, detail) ");
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO security_events (at, listener, source_ip, kind, detail) ",
+        );
         q.push_values(chunk, |mut b, e| {
-            b.push_bind(e.at).push_bind(e.listener).push_bind(&e.source_ip).push_bind(e.kind).push_bind(&e.detail);
+            b.push_bind(e.at)
+                .push_bind(e.listener)
+                .push_bind(&e.source_ip)
+                .push_bind(e.kind)
+                .push_bind(&e.detail);
         });
         q.build().execute(&mut *tx).await?;
     }
@@ -207,12 +282,20 @@ mod tests {
         for t in tasks {
             t.await.unwrap().unwrap();
         }
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE forward_status = 'pending'")
-            .fetch_one(&store.pool)
-            .await
-            .unwrap();
+        let n: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM messages WHERE forward_status = 'pending'")
+                .fetch_one(&store.pool)
+                .await
+                .unwrap();
         assert_eq!(n, 200);
-        assert!(store.writer.stats().commits.load(std::sync::atomic::Ordering::Relaxed) <= 200);
+        assert!(
+            store
+                .writer
+                .stats()
+                .commits
+                .load(std::sync::atomic::Ordering::Relaxed)
+                <= 200
+        );
     }
 
     #[tokio::test]

@@ -1,0 +1,144 @@
+//! History search (subsystem ⑦): received messages, authentication attempts and connection events,
+//! newest first, filtered, paged with `before` (the `next_before` of the previous page).
+
+use super::{Caller, parse_time};
+use crate::app::App;
+use crate::error::{ApiError, ApiQuery, ApiResult};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use sekisho_core::{ErrorCode, FieldId, Role};
+use sekisho_store::history::{AuthAttemptRow, Filter, MessageMeta, SecurityEventRow};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    pub field: Option<String>,
+    pub device: Option<String>,
+    /// `accepted`/`rejected` (messages) or `success`/`failure`/`throttled` (auth attempts).
+    pub outcome: Option<String>,
+    pub source_ip: Option<String>,
+    /// From this time on (RFC 3339 or Unix ms).
+    pub since: Option<String>,
+    /// Before this time (RFC 3339 or Unix ms).
+    pub until: Option<String>,
+    /// Cursor: the `next_before` of the previous page.
+    pub before: Option<i64>,
+    /// Rows per page, 1-1000 (default 100).
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `before` for the next (older) page; absent on the last page.
+    pub next_before: Option<i64>,
+}
+
+fn filter(caller: &Caller, q: HistoryQuery) -> ApiResult<Filter> {
+    let mut problems = Vec::new();
+    let since = parse_time("since", &q.since, &mut problems);
+    let until = parse_time("until", &q.until, &mut problems);
+    if !problems.is_empty() {
+        return Err(ApiError::invalid(problems));
+    }
+    if let Some(f) = &q.field {
+        if !caller.sees(&FieldId(f.clone())) {
+            return Err(ApiError::not_found("field"));
+        }
+    }
+    Ok(Filter {
+        visible_fields: caller.visible_fields(),
+        field: q.field,
+        device: q.device,
+        outcome: q.outcome,
+        source_ip: q.source_ip,
+        since,
+        until,
+        before: q.before,
+        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+    })
+}
+
+fn page<T>(items: Vec<T>, limit: i64, id: impl Fn(&T) -> i64) -> Page<T> {
+    let next_before = if items.len() as i64 == limit {
+        items.last().map(&id)
+    } else {
+        None
+    };
+    Page { items, next_before }
+}
+
+/// Received messages (metadata).
+#[utoipa::path(get, path = "/api/v1/history/messages", tag = "history", params(HistoryQuery),
+    responses((status = 200, body = Page<MessageMeta>), (status = 400, body = sekisho_core::ErrorBody)))]
+pub async fn messages(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
+) -> ApiResult<Json<Page<MessageMeta>>> {
+    let f = filter(&caller, q)?;
+    Ok(Json(page(
+        app.store.search_messages(&f).await?,
+        f.limit,
+        |m| m.seq,
+    )))
+}
+
+/// Device authentication attempts.
+#[utoipa::path(get, path = "/api/v1/history/auth", tag = "history", params(HistoryQuery),
+    responses((status = 200, body = Page<AuthAttemptRow>), (status = 400, body = sekisho_core::ErrorBody)))]
+pub async fn auth_attempts(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
+) -> ApiResult<Json<Page<AuthAttemptRow>>> {
+    let f = filter(&caller, q)?;
+    Ok(Json(page(
+        app.store.search_auth_attempts(&f).await?,
+        f.limit,
+        |a| a.id,
+    )))
+}
+
+/// Connection-level events (plaintext on a TLS port, failed handshakes, connection limit). Not per field:
+/// maintainers and analysts only.
+#[utoipa::path(get, path = "/api/v1/history/security", tag = "history", params(HistoryQuery),
+    responses((status = 200, body = Page<SecurityEventRow>), (status = 403, body = sekisho_core::ErrorBody)))]
+pub async fn security_events(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
+) -> ApiResult<Json<Page<SecurityEventRow>>> {
+    if caller.user.role == Role::FieldAdmin {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "connection events span every field: maintainers and analysts only",
+        ));
+    }
+    let f = filter(&caller, q)?;
+    Ok(Json(page(
+        app.store.search_security_events(&f).await?,
+        f.limit,
+        |e| e.id,
+    )))
+}
+
+/// The stored body of an accepted message, as the device sent it.
+#[utoipa::path(get, path = "/api/v1/history/messages/{id}/body", tag = "history", params(("id" = String, Path)),
+    responses((status = 200, description = "The device's JSON", content_type = "application/json"), (status = 404, body = sekisho_core::ErrorBody)))]
+pub async fn message_body(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    match app.store.message_body(&id).await? {
+        Some((Some(field), Some(body))) if caller.sees(&FieldId(field.clone())) => {
+            Ok(([(http::header::CONTENT_TYPE, "application/json")], body).into_response())
+        }
+        _ => Err(ApiError::not_found("message body")),
+    }
+}

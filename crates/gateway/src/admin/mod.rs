@@ -1,0 +1,257 @@
+//! The admin API (subsystem ② system integration): people log in with user name and password and
+//! manage fields, devices and users, search history and see the system's status. Separate listener.
+//!
+//! Roles: a maintainer sees and changes everything; a field administrator sees and changes only its
+//! fields; an analyst reads every field and changes nothing. Every change is written to the admin log.
+
+mod devices;
+mod fields;
+mod history;
+mod session;
+mod system;
+
+pub use system::user_problems as system_user_problems;
+
+use crate::app::App;
+use crate::crypto;
+use crate::error::{ApiError, ApiResult};
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::routing::{get, post};
+use http::request::Parts;
+use sekisho_core::{ErrorCode, Field, FieldId, Role};
+use sekisho_store::now_ms;
+use sekisho_store::users::UserRow;
+use std::sync::Arc;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Sekisho admin API", version = "1", description = "Fields, devices, users, history and system status. Log in with `POST /api/v1/login`, then send `Authorization: Bearer <token>`. Errors are `{\"error\": code, \"message\": text}`."),
+    paths(
+        session::login, session::logout, session::me,
+        fields::create, fields::list, fields::get_one, fields::update, fields::get_cloud, fields::put_cloud,
+        fields::delete_cloud, fields::dead_letters,
+        devices::register, devices::list, devices::get_one, devices::delete, devices::enable, devices::disable,
+        devices::issue_certificate, devices::set_certificate,
+        history::messages, history::auth_attempts, history::security_events, history::message_body,
+        system::status, system::create_user, system::list_users,
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+)]
+pub struct AdminApi;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        if let Some(c) = openapi.components.as_mut() {
+            c.add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+        }
+    }
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/api/v1/login", post(session::login))
+        .route("/api/v1/logout", post(session::logout))
+        .route("/api/v1/me", get(session::me))
+        .route("/api/v1/fields", post(fields::create).get(fields::list))
+        .route(
+            "/api/v1/fields/{field}",
+            get(fields::get_one).patch(fields::update),
+        )
+        .route(
+            "/api/v1/fields/{field}/cloud",
+            get(fields::get_cloud)
+                .put(fields::put_cloud)
+                .delete(fields::delete_cloud),
+        )
+        .route(
+            "/api/v1/fields/{field}/dead-letters",
+            get(fields::dead_letters),
+        )
+        .route(
+            "/api/v1/fields/{field}/devices",
+            post(devices::register).get(devices::list),
+        )
+        .route(
+            "/api/v1/fields/{field}/devices/{device}",
+            get(devices::get_one).delete(devices::delete),
+        )
+        .route(
+            "/api/v1/fields/{field}/devices/{device}/enable",
+            post(devices::enable),
+        )
+        .route(
+            "/api/v1/fields/{field}/devices/{device}/disable",
+            post(devices::disable),
+        )
+        .route(
+            "/api/v1/fields/{field}/devices/{device}/certificate",
+            post(devices::issue_certificate).put(devices::set_certificate),
+        )
+        .route("/api/v1/history/messages", get(history::messages))
+        .route(
+            "/api/v1/history/messages/{id}/body",
+            get(history::message_body),
+        )
+        .route("/api/v1/history/auth", get(history::auth_attempts))
+        .route("/api/v1/history/security", get(history::security_events))
+        .route("/api/v1/system/status", get(system::status))
+        .route(
+            "/api/v1/users",
+            post(system::create_user).get(system::list_users),
+        )
+        .route(
+            "/api/v1/openapi.json",
+            get(|| async { axum::Json(AdminApi::openapi()) }),
+        )
+        .route("/metrics", get(system::metrics))
+        .fallback(|| async {
+            ApiError::new(ErrorCode::NotFound, "no such endpoint in the admin API")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                ErrorCode::MethodNotAllowed,
+                "this endpoint does not take that method",
+            )
+        })
+        .layer(DefaultBodyLimit::max(1024 * 1024))
+        .with_state(app)
+}
+
+/// The logged-in user behind a request.
+pub struct Caller {
+    pub user: UserRow,
+}
+
+impl Caller {
+    pub fn sees(&self, field: &FieldId) -> bool {
+        match self.user.role {
+            Role::Maintainer | Role::Analyst => true,
+            Role::FieldAdmin => self.user.fields.contains(field),
+        }
+    }
+
+    pub fn manages(&self, field: &FieldId) -> bool {
+        match self.user.role {
+            Role::Maintainer => true,
+            Role::FieldAdmin => self.user.fields.contains(field),
+            Role::Analyst => false,
+        }
+    }
+
+    /// `None` for users who see every field, else the fields they may see.
+    pub fn visible_fields(&self) -> Option<Vec<String>> {
+        (self.user.role == Role::FieldAdmin)
+            .then(|| self.user.fields.iter().map(|f| f.0.clone()).collect())
+    }
+
+    pub fn require(&self, role: Role) -> ApiResult<()> {
+        if self.user.role == role {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!("this needs the {} role", role.as_str()),
+            ))
+        }
+    }
+
+    /// The field, if this user may see it (a field it may not see is "not found", not "forbidden").
+    pub fn field(&self, app: &App, id: &str) -> ApiResult<Arc<Field>> {
+        let id = FieldId(id.to_owned());
+        match app.registry.field(&id) {
+            Some(f) if self.sees(&id) => Ok(f),
+            _ => Err(ApiError::not_found("field")),
+        }
+    }
+
+    /// The field, if this user may change it.
+    pub fn managed_field(&self, app: &App, id: &str) -> ApiResult<Arc<Field>> {
+        let f = self.field(app, id)?;
+        if self.manages(&f.id) {
+            Ok(f)
+        } else {
+            Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "your role does not allow changes to this field",
+            ))
+        }
+    }
+
+    /// Writes a change to the admin log.
+    pub async fn log(&self, app: &App, action: &str, target: Option<&str>, detail: Option<&str>) {
+        tracing::info!(actor = %self.user.username, action, target, "admin action");
+        if let Err(e) = app
+            .store
+            .log_admin(now_ms(), &self.user.username, action, target, detail)
+            .await
+        {
+            tracing::error!(error = %e, "admin log write failed");
+        }
+    }
+}
+
+pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+impl FromRequestParts<Arc<App>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &Arc<App>,
+    ) -> Result<Self, Self::Rejection> {
+        let unauthorized = || {
+            ApiError::new(
+                ErrorCode::Unauthorized,
+                "log in first: send Authorization: Bearer <token>",
+            )
+        };
+        let token = bearer(parts).ok_or_else(unauthorized)?;
+        let hash = crypto::sha256(token.as_bytes());
+        let user_id = app
+            .store
+            .session_user(&hash, now_ms())
+            .await?
+            .ok_or_else(unauthorized)?;
+        let user = app.store.user(&user_id).await?.ok_or_else(unauthorized)?;
+        Ok(Caller { user })
+    }
+}
+
+/// Parses a time filter: RFC 3339 or Unix milliseconds.
+pub(crate) fn parse_time(
+    name: &str,
+    v: &Option<String>,
+    problems: &mut Vec<String>,
+) -> Option<i64> {
+    let v = v.as_deref()?;
+    match v
+        .parse::<i64>()
+        .ok()
+        .or_else(|| sekisho_core::time::parse_rfc3339(v))
+    {
+        Some(ms) => Some(ms),
+        None => {
+            problems.push(format!(
+                "{name}: '{v}' is neither RFC 3339 nor Unix milliseconds"
+            ));
+            None
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Login and logout. Passwords are Argon2id hashes; failed logins per user name are limited, then locked
+//! for `admin.login_lockout_secs`; session tokens are stored as SHA-256 only.
+
+use super::Caller;
+use crate::app::App;
+use crate::crypto;
+use crate::error::ApiJson;
+use crate::error::{ApiError, ApiResult};
+use axum::Json;
+use axum::extract::FromRequestParts;
+use axum::extract::State;
+use axum::http::request::Parts;
+use sekisho_core::{ErrorCode, Role};
+use sekisho_store::now_ms;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use utoipa::ToSchema;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LoginResponse {
+    pub token: String,
+    pub expires_in: u64,
+    pub role: Role,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Me {
+    pub id: String,
+    pub username: String,
+    pub role: Role,
+    pub fields: Vec<String>,
+}
+
+/// Log in.
+#[utoipa::path(post, path = "/api/v1/login", tag = "session", request_body = LoginRequest, security(()),
+    responses((status = 200, body = LoginResponse), (status = 401, description = "`unauthorized`", body = sekisho_core::ErrorBody),
+              (status = 429, description = "`too_many_requests`: this user name is locked for `Retry-After` seconds", body = sekisho_core::ErrorBody)))]
+pub async fn login(
+    State(app): State<Arc<App>>,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> ApiResult<Json<LoginResponse>> {
+    let now = now_ms();
+    if let Some(wait) = app.login_failures.blocked(&req.username, now) {
+        tracing::warn!(username = %req.username, "login refused: locked after repeated failures");
+        return Err(ApiError::new(
+            ErrorCode::TooManyRequests,
+            "too many failed logins for this user; wait",
+        )
+        .retry_after(wait));
+    }
+    let user = app.store.user_by_name(&req.username).await?;
+    let hash = user.as_ref().map_or_else(
+        || crypto::dummy_hash().to_owned(),
+        |u| u.password_hash.clone(),
+    );
+    let password = req.password.clone();
+    let ok = tokio::task::spawn_blocking(move || crypto::verify_password(&password, &hash))
+        .await
+        .map_err(ApiError::internal)?;
+    let Some(user) = user.filter(|_| ok) else {
+        app.login_failures.hit(&req.username, now);
+        let _ = app
+            .store
+            .log_admin(now, &req.username, "login_failed", None, None)
+            .await;
+        return Err(ApiError::new(
+            ErrorCode::Unauthorized,
+            "wrong user name or password",
+        ));
+    };
+    app.login_failures.clear(&req.username);
+    let token = crypto::new_secret();
+    let ttl = app.config.admin.session_ttl_secs;
+    app.store
+        .insert_session(
+            &crypto::sha256(token.as_bytes()),
+            &user.id,
+            now + ttl as i64 * 1000,
+        )
+        .await?;
+    let _ = app
+        .store
+        .log_admin(now, &user.username, "login", None, None)
+        .await;
+    Ok(Json(LoginResponse {
+        token,
+        expires_in: ttl,
+        role: user.role,
+    }))
+}
+
+/// Log out (ends this session).
+#[utoipa::path(post, path = "/api/v1/logout", tag = "session", responses((status = 204), (status = 401, body = sekisho_core::ErrorBody)))]
+pub async fn logout(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    parts: LogoutParts,
+) -> ApiResult<http::StatusCode> {
+    app.store
+        .delete_session(&crypto::sha256(parts.0.as_bytes()))
+        .await?;
+    caller.log(&app, "logout", None, None).await;
+    Ok(http::StatusCode::NO_CONTENT)
+}
+
+/// The logged-in user.
+#[utoipa::path(get, path = "/api/v1/me", tag = "session", responses((status = 200, body = Me), (status = 401, body = sekisho_core::ErrorBody)))]
+pub async fn me(caller: Caller) -> Json<Me> {
+    let u = caller.user;
+    Json(Me {
+        id: u.id.0,
+        username: u.username,
+        role: u.role,
+        fields: u.fields.into_iter().map(|f| f.0).collect(),
+    })
+}
+
+/// The bearer token of the request (to end that session).
+pub struct LogoutParts(String);
+
+impl FromRequestParts<Arc<App>> for LogoutParts {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &Arc<App>) -> Result<Self, Self::Rejection> {
+        super::bearer(parts)
+            .map(|t| LogoutParts(t.to_owned()))
+            .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "no session"))
+    }
+}

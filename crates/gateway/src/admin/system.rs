@@ -1,0 +1,329 @@
+//! Operations (subsystem ⑧): the system's status, Prometheus metrics, and users.
+
+use super::Caller;
+use crate::app::App;
+use crate::crypto;
+use crate::error::{ApiError, ApiJson, ApiResult};
+use crate::listener::ListenerStats;
+use axum::Json;
+use axum::extract::State;
+use http::StatusCode;
+use sekisho_core::{FieldId, Role, UserId};
+use sekisho_store::now_ms;
+use sekisho_store::outbox::OutboxCounts;
+use sekisho_store::users::UserRow;
+use serde::{Deserialize, Serialize};
+use std::fmt::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use utoipa::ToSchema;
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ListenerStatus {
+    pub accepted: u64,
+    pub open: u64,
+    pub plaintext_refused: u64,
+    pub handshake_failed: u64,
+    pub over_limit: u64,
+}
+
+fn listener(s: &ListenerStats) -> ListenerStatus {
+    ListenerStatus {
+        accepted: s.accepted.load(Ordering::Relaxed),
+        open: s.open.load(Ordering::Relaxed),
+        plaintext_refused: s.plaintext_refused.load(Ordering::Relaxed),
+        handshake_failed: s.handshake_failed.load(Ordering::Relaxed),
+        over_limit: s.over_limit.load(Ordering::Relaxed),
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StoreStatus {
+    pub queued_writes: usize,
+    pub commits: u64,
+    pub records: u64,
+    pub failed_commits: u64,
+    pub refused_writes: u64,
+    pub file_bytes: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Status {
+    pub version: String,
+    pub started_at: String,
+    pub uptime_secs: i64,
+    pub fields: usize,
+    pub devices: usize,
+    pub device_listener: ListenerStatus,
+    pub admin_listener: ListenerStatus,
+    pub store: StoreStatus,
+    pub outbox: OutboxCounts,
+    pub messages_accepted: u64,
+    pub messages_rejected: u64,
+    pub auth_success: u64,
+    pub auth_failure: u64,
+}
+
+fn n(a: &AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
+}
+
+/// The whole system's status (maintainers and analysts).
+#[utoipa::path(get, path = "/api/v1/system/status", tag = "system", responses((status = 200, body = Status), (status = 403, body = sekisho_core::ErrorBody)))]
+pub async fn status(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Json<Status>> {
+    if caller.user.role == Role::FieldAdmin {
+        return Err(ApiError::new(
+            sekisho_core::ErrorCode::Forbidden,
+            "system status is for maintainers and analysts",
+        ));
+    }
+    let w = app.store.writer.stats();
+    let file_bytes = ["", "-wal"]
+        .iter()
+        .filter_map(|s| std::fs::metadata(format!("{}{s}", app.config.store.path.display())).ok())
+        .map(|m| m.len())
+        .sum();
+    let s = &app.stats;
+    Ok(Json(Status {
+        version: env!("CARGO_PKG_VERSION").into(),
+        started_at: sekisho_core::time::rfc3339(app.started_at),
+        uptime_secs: (now_ms() - app.started_at) / 1000,
+        fields: app.registry.fields().len(),
+        devices: app.registry.device_count(),
+        device_listener: listener(&s.device_listener),
+        admin_listener: listener(&s.admin_listener),
+        store: StoreStatus {
+            queued_writes: app.store.writer.queued(),
+            commits: n(&w.commits),
+            records: n(&w.records),
+            failed_commits: n(&w.failures),
+            refused_writes: n(&w.refused),
+            file_bytes,
+        },
+        outbox: app.store.outbox_counts(None).await?,
+        messages_accepted: n(&s.messages_accepted),
+        messages_rejected: n(&s.messages_rejected),
+        auth_success: n(&s.auth_success),
+        auth_failure: n(&s.auth_failure),
+    }))
+}
+
+/// Prometheus text exposition of the gateway's counters (no device ids as labels).
+pub async fn metrics(
+    State(app): State<Arc<App>>,
+) -> ([(http::HeaderName, &'static str); 1], String) {
+    let s = &app.stats;
+    let w = app.store.writer.stats();
+    let mut out = String::with_capacity(2048);
+    let mut put = |name: &str, kind: &str, help: &str, v: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP sekisho_{name} {help}\n# TYPE sekisho_{name} {kind}\nsekisho_{name} {v}"
+        );
+    };
+    put(
+        "messages_accepted_total",
+        "counter",
+        "Telemetry objects stored durably.",
+        n(&s.messages_accepted),
+    );
+    put(
+        "messages_rejected_total",
+        "counter",
+        "Telemetry requests refused (and recorded).",
+        n(&s.messages_rejected),
+    );
+    put(
+        "auth_success_total",
+        "counter",
+        "Device tokens issued.",
+        n(&s.auth_success),
+    );
+    put(
+        "auth_failure_total",
+        "counter",
+        "Device token requests refused.",
+        n(&s.auth_failure),
+    );
+    put(
+        "forwarded_total",
+        "counter",
+        "Messages delivered to clouds.",
+        n(&s.forwarded),
+    );
+    put(
+        "forward_failures_total",
+        "counter",
+        "Failed cloud delivery attempts.",
+        n(&s.forward_failures),
+    );
+    put(
+        "dead_lettered_total",
+        "counter",
+        "Messages dead-lettered.",
+        n(&s.dead_lettered),
+    );
+    put(
+        "store_commits_total",
+        "counter",
+        "Group commits.",
+        n(&w.commits),
+    );
+    put(
+        "store_failed_commits_total",
+        "counter",
+        "Failed commits.",
+        n(&w.failures),
+    );
+    put(
+        "store_refused_writes_total",
+        "counter",
+        "Writes refused because the queue stayed full.",
+        n(&w.refused),
+    );
+    put(
+        "store_queued_writes",
+        "gauge",
+        "Writes waiting for the store.",
+        app.store.writer.queued() as u64,
+    );
+    put(
+        "device_connections_open",
+        "gauge",
+        "Open device connections.",
+        n(&s.device_listener.open),
+    );
+    put(
+        "device_plaintext_refused_total",
+        "counter",
+        "Plain HTTP requests refused on the device port.",
+        n(&s.device_listener.plaintext_refused),
+    );
+    put(
+        "device_handshake_failed_total",
+        "counter",
+        "Failed TLS handshakes on the device port.",
+        n(&s.device_listener.handshake_failed),
+    );
+    put(
+        "device_connections_over_limit_total",
+        "counter",
+        "Device connections refused at the limit.",
+        n(&s.device_listener.over_limit),
+    );
+    put(
+        "devices",
+        "gauge",
+        "Registered live devices.",
+        app.registry.device_count() as u64,
+    );
+    (
+        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        out,
+    )
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    pub username: String,
+    /// At least 12 characters.
+    pub password: String,
+    pub role: Role,
+    /// The fields a field administrator manages.
+    #[serde(default)]
+    pub fields: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UserView {
+    pub id: String,
+    pub username: String,
+    pub role: Role,
+    pub fields: Vec<String>,
+    pub created_at: String,
+}
+
+fn user_view(u: &UserRow) -> UserView {
+    UserView {
+        id: u.id.0.clone(),
+        username: u.username.clone(),
+        role: u.role,
+        fields: u.fields.iter().map(|f| f.0.clone()).collect(),
+        created_at: sekisho_core::time::rfc3339(u.created_at),
+    }
+}
+
+/// Every problem with a new user's name and password.
+pub fn user_problems(username: &str, password: &str) -> Vec<String> {
+    let mut p = Vec::new();
+    if !(1..=64).contains(&username.len())
+        || !username
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c))
+    {
+        p.push("username must be 1 to 64 characters of letters, digits and . _ - @".into());
+    }
+    if password.chars().count() < 12 {
+        p.push("password must be at least 12 characters".into());
+    }
+    p
+}
+
+/// Create a user (maintainer).
+#[utoipa::path(post, path = "/api/v1/users", tag = "system", request_body = CreateUser,
+    responses((status = 201, body = UserView), (status = 400, body = sekisho_core::ErrorBody), (status = 403, body = sekisho_core::ErrorBody), (status = 409, body = sekisho_core::ErrorBody)))]
+pub async fn create_user(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    ApiJson(req): ApiJson<CreateUser>,
+) -> ApiResult<(StatusCode, Json<UserView>)> {
+    caller.require(Role::Maintainer)?;
+    let mut problems = user_problems(&req.username, &req.password);
+    let fields: Vec<FieldId> = req.fields.iter().map(|f| FieldId(f.clone())).collect();
+    for f in &fields {
+        if app.registry.field(f).is_none() {
+            problems.push(format!("fields: no field {f}"));
+        }
+    }
+    if req.role == Role::FieldAdmin && fields.is_empty() {
+        problems.push("a field_admin needs at least one field".into());
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::invalid(problems));
+    }
+    let password = req.password;
+    let password_hash = tokio::task::spawn_blocking(move || crypto::hash_password(&password))
+        .await
+        .map_err(ApiError::internal)?;
+    let user = UserRow {
+        id: UserId::from_random(crypto::random()),
+        username: req.username,
+        password_hash,
+        role: req.role,
+        fields,
+        created_at: now_ms(),
+    };
+    app.store.insert_user(&user).await?;
+    caller
+        .log(
+            &app,
+            "user_create",
+            Some(user.id.as_str()),
+            Some(&user.username),
+        )
+        .await;
+    Ok((StatusCode::CREATED, Json(user_view(&user))))
+}
+
+/// Every user (maintainer).
+#[utoipa::path(get, path = "/api/v1/users", tag = "system", responses((status = 200, body = Vec<UserView>), (status = 403, body = sekisho_core::ErrorBody)))]
+pub async fn list_users(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<UserView>>> {
+    caller.require(Role::Maintainer)?;
+    Ok(Json(
+        app.store.users().await?.iter().map(user_view).collect(),
+    ))
+}

@@ -1,0 +1,70 @@
+//! The shared state of a running gateway, handed to every handler and worker.
+
+use crate::config::Config;
+use crate::listener::ListenerStats;
+use crate::pki::Ca;
+use crate::registry::Registry;
+use crate::throttle::Throttle;
+use sekisho_store::Store;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use tokio::sync::Semaphore;
+
+pub struct App {
+    pub config: Config,
+    pub store: Store,
+    pub registry: Registry,
+    /// Failed token requests per (auth ID, unique ID).
+    pub token_failures: Throttle,
+    /// Token requests per source IP.
+    pub token_requests: Throttle,
+    /// Failed logins per user name.
+    pub login_failures: Throttle,
+    /// Bounds concurrent Argon2 verifications (CPU-heavy by design).
+    pub hash_permits: Semaphore,
+    /// Issues device client certificates, when the device CA's key is present.
+    pub device_ca: Option<Ca>,
+    pub stats: Stats,
+    pub started_at: i64,
+    /// Announces new fields to the cloud connector.
+    pub new_fields: tokio::sync::mpsc::UnboundedSender<sekisho_core::FieldId>,
+}
+
+#[derive(Default)]
+pub struct Stats {
+    pub device_listener: Arc<ListenerStats>,
+    pub admin_listener: Arc<ListenerStats>,
+    pub messages_accepted: AtomicU64,
+    pub messages_rejected: AtomicU64,
+    pub auth_success: AtomicU64,
+    pub auth_failure: AtomicU64,
+    pub forwarded: AtomicU64,
+    pub forward_failures: AtomicU64,
+    pub dead_lettered: AtomicU64,
+}
+
+impl App {
+    pub fn new(
+        config: Config,
+        store: Store,
+        registry: Registry,
+        device_ca: Option<Ca>,
+        now: i64,
+        new_fields: tokio::sync::mpsc::UnboundedSender<sekisho_core::FieldId>,
+    ) -> Self {
+        let login_window = (config.admin.login_lockout_secs.max(1) * 1000) as i64;
+        Self {
+            token_failures: Throttle::new(60_000, config.auth.max_failures_per_unique_id),
+            token_requests: Throttle::new(60_000, config.auth.max_requests_per_ip),
+            login_failures: Throttle::new(login_window, config.admin.login_max_failures),
+            hash_permits: Semaphore::new(config.auth.concurrent_hashes.max(1)),
+            config,
+            store,
+            registry,
+            device_ca,
+            stats: Stats::default(),
+            started_at: now,
+            new_fields,
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! The cloud connector (subsystem ①): one forwarder per field drains that field's outbox, in arrival
+//! order, to the field's HTTPS destination. A batch leaves `pending` only when the cloud answers 2xx
+//! (→ `forwarded`) or when it can never be delivered (→ `dead`, with a reason). Delivery is at least
+//! once: the message id in every envelope is the idempotency key.
+//!
+//! Request: `POST <url>` with `Content-Type: application/json`, `Idempotency-Key: <first id>..<last id>`,
+//! the field's `Authorization` if set, and the body
+//! `{"messages": [{"id", "device_id", "field_id", "received_at", "data": <the device's JSON>}]}`.
+//!
+//! Architecture invariant: the forwarder reads only committed rows; it never sees a message the device
+//! was not told `202` about, and a crash between the cloud's 2xx and the status update only resends.
+
+use crate::app::App;
+use sekisho_core::{CloudDestination, FieldId};
+use sekisho_store::now_ms;
+use sekisho_store::outbox::Pending;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// What one delivery attempt came to.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Delivered,
+    /// Worth retrying (network error, timeout, 408, 429, 5xx).
+    Retry(String),
+    /// The cloud refused the content (other 4xx): retrying the same batch will not help.
+    Refused(String),
+}
+
+struct Client {
+    dest: CloudDestination,
+    http: reqwest::Client,
+}
+
+fn build_client(dest: &CloudDestination, timeout: Duration) -> Result<reqwest::Client, String> {
+    let mut b = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .user_agent("sekisho");
+    if let Some(ca) = &dest.ca_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(ca.as_bytes())
+            .map_err(|e| format!("ca_pem: {e}"))?;
+        b = b.tls_certs_only(certs);
+    }
+    if let (Some(cert), Some(key)) = (&dest.client_cert_pem, &dest.client_key_pem) {
+        let id = reqwest::Identity::from_pem(format!("{cert}\n{key}").as_bytes())
+            .map_err(|e| format!("client certificate: {e}"))?;
+        b = b.identity(id);
+    }
+    b.build().map_err(|e| e.to_string())
+}
+
+fn envelope(field: &FieldId, batch: &[Pending]) -> Vec<u8> {
+    // Built by hand so each device body goes out byte for byte as it came in.
+    let mut out = Vec::with_capacity(batch.iter().map(|m| m.body.len() + 160).sum::<usize>() + 16);
+    out.extend_from_slice(b"{\"messages\":[");
+    for (i, m) in batch.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let head = serde_json::json!({
+            "id": m.id,
+            "device_id": m.device_id,
+            "field_id": field.as_str(),
+            "received_at": sekisho_core::time::rfc3339(m.at),
+        })
+        .to_string();
+        out.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+        out.extend_from_slice(b",\"data\":");
+        out.extend_from_slice(&m.body);
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+async fn deliver(client: &Client, field: &FieldId, batch: &[Pending]) -> Outcome {
+    let key = match (batch.first(), batch.last()) {
+        (Some(a), Some(b)) if batch.len() > 1 => format!("{}..{}", a.id, b.id),
+        (Some(a), _) => a.id.clone(),
+        _ => return Outcome::Delivered,
+    };
+    let mut req = client
+        .http
+        .post(&client.dest.url)
+        .header("content-type", "application/json")
+        .header("idempotency-key", key)
+        .body(envelope(field, batch));
+    if let Some(auth) = &client.dest.authorization {
+        req = req.header("authorization", auth);
+    }
+    match req.send().await {
+        Ok(r) if r.status().is_success() => Outcome::Delivered,
+        Ok(r) => {
+            let s = r.status();
+            let text: String = r
+                .text()
+                .await
+                .unwrap_or_default()
+                .chars()
+                .take(200)
+                .collect();
+            let why = format!("cloud answered {s}: {text}");
+            if s.is_server_error() || s.as_u16() == 408 || s.as_u16() == 429 {
+                Outcome::Retry(why)
+            } else {
+                Outcome::Refused(why)
+            }
+        }
+        Err(e) => Outcome::Retry(format!("cloud unreachable: {e}")),
+    }
+}
+
+/// Exponential backoff with full jitter: a random wait in [base/2, base], base doubling up to `max`.
+fn backoff(attempt: u32, initial_ms: u64, max_ms: u64) -> Duration {
+    let base = initial_ms
+        .saturating_mul(1u64 << attempt.min(20))
+        .min(max_ms);
+    let r = u64::from_le_bytes(crate::crypto::random::<8>());
+    Duration::from_millis(base / 2 + r % (base / 2 + 1))
+}
+
+/// Starts one forwarder per field now and every field created later (`fields` announces new ones).
+pub fn spawn(
+    app: Arc<App>,
+    mut new_fields: tokio::sync::mpsc::UnboundedReceiver<FieldId>,
+    shutdown: watch::Receiver<bool>,
+) {
+    for f in app.registry.fields() {
+        tokio::spawn(forward_field(app.clone(), f.id.clone(), shutdown.clone()));
+    }
+    tokio::spawn(async move {
+        while let Some(id) = new_fields.recv().await {
+            tokio::spawn(forward_field(app.clone(), id, shutdown.clone()));
+        }
+    });
+}
+
+async fn forward_field(app: Arc<App>, field_id: FieldId, mut shutdown: watch::Receiver<bool>) {
+    let cfg = app.config.cloud.clone();
+    let timeout = Duration::from_secs(cfg.timeout_secs);
+    let max_age_ms = (cfg.max_age_secs as i64) * 1000;
+    let mut client: Option<Client> = None;
+    let mut failures: u32 = 0;
+    // After the cloud refuses a batch, send one message at a time to find the one it refuses.
+    let mut isolate = false;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let Some(field) = app.registry.field(&field_id) else {
+            return;
+        };
+        let now = now_ms();
+        match app
+            .store
+            .expire_pending(
+                field_id.as_str(),
+                now - max_age_ms,
+                "not delivered within cloud.max_age_secs",
+                now,
+            )
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => {
+                app.stats
+                    .dead_lettered
+                    .fetch_add(n as u64, Ordering::Relaxed);
+                tracing::error!(field = %field_id, messages = n, "messages dead-lettered: older than cloud.max_age_secs");
+            }
+            Err(e) => tracing::error!(field = %field_id, error = %e, "outbox expiry failed"),
+        }
+        let limit = if isolate { 1 } else { cfg.batch_max as i64 };
+        let batch = match app.store.pending(field_id.as_str(), limit).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(field = %field_id, error = %e, "outbox read failed");
+                Vec::new()
+            }
+        };
+        let Some(dest) = field.cloud.clone().filter(|_| !batch.is_empty()) else {
+            // Nothing to send (or nowhere to send it yet): wait for new commits or a periodic look.
+            let committed = app.store.writer.committed.clone();
+            tokio::select! {
+                _ = committed.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.changed() => return,
+            }
+            continue;
+        };
+        if client.as_ref().is_none_or(|c| c.dest != dest) {
+            match build_client(&dest, timeout) {
+                Ok(http) => client = Some(Client { dest, http }),
+                Err(e) => {
+                    tracing::error!(field = %field_id, error = %e, "cloud destination unusable");
+                    client = None;
+                    sleep_or_shutdown(Duration::from_secs(5), &mut shutdown).await;
+                    continue;
+                }
+            }
+        }
+        let Some(c) = client.as_ref() else { continue };
+        let seqs: Vec<i64> = batch.iter().map(|m| m.seq).collect();
+        match deliver(c, &field_id, &batch).await {
+            Outcome::Delivered => {
+                if let Err(e) = app.store.mark_forwarded(&seqs, now_ms()).await {
+                    tracing::error!(field = %field_id, error = %e, "could not mark messages forwarded; they will be resent");
+                }
+                app.stats
+                    .forwarded
+                    .fetch_add(seqs.len() as u64, Ordering::Relaxed);
+                failures = 0;
+                isolate = false;
+            }
+            Outcome::Refused(why) if batch.len() == 1 => {
+                tracing::error!(field = %field_id, message = %batch[0].id, reason = %why, "cloud refused a message; dead-lettered");
+                let _ = app
+                    .store
+                    .dead_letter(field_id.as_str(), &seqs, &why, now_ms())
+                    .await;
+                app.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                isolate = false;
+            }
+            Outcome::Refused(why) => {
+                tracing::warn!(field = %field_id, reason = %why, "cloud refused a batch; retrying one message at a time");
+                isolate = true;
+            }
+            Outcome::Retry(why) => {
+                let _ = app.store.note_attempt(&seqs).await;
+                app.stats.forward_failures.fetch_add(1, Ordering::Relaxed);
+                let wait = backoff(failures, cfg.backoff_initial_ms, cfg.backoff_max_ms);
+                failures = failures.saturating_add(1);
+                tracing::warn!(field = %field_id, reason = %why, retry_in_ms = wait.as_millis() as u64, "cloud delivery failed");
+                sleep_or_shutdown(wait, &mut shutdown).await;
+            }
+        }
+    }
+}
+
+async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => {}
+        _ = shutdown.changed() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_carry_bodies_verbatim() {
+        let batch = vec![Pending {
+            seq: 1,
+            id: "m1".into(),
+            at: 0,
+            device_id: Some("d_1".into()),
+            body: br#"{"x" : 1.50}"#.to_vec(),
+            forward_attempts: 0,
+        }];
+        let out = envelope(&FieldId("f_1".into()), &batch);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["messages"][0]["id"], "m1");
+        assert_eq!(v["messages"][0]["field_id"], "f_1");
+        assert_eq!(v["messages"][0]["received_at"], "1970-01-01T00:00:00Z");
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .contains(r#""data":{"x" : 1.50}"#)
+        );
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for attempt in 0..30 {
+            let d = backoff(attempt, 500, 60_000).as_millis() as u64;
+            let base = (500u64 << attempt.min(20)).min(60_000);
+            assert!((base / 2..=base).contains(&d), "attempt {attempt}: {d}");
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! Configuration: a TOML file plus environment/CLI overrides, parsed completely and validated whole
+//! before any port opens. Every problem is listed; the binary exits 64 on any of them.
+//!
+//! The documented default configuration is `default.toml` beside this file (`sekisho config default`
+//! prints it); a test keeps it equal to `Config::default()`.
+
+use sekisho_core::FieldLimits;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The documented default configuration, as written by `sekisho init`.
+pub const DEFAULT_TOML: &str = include_str!("default.toml");
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub device: DeviceListener,
+    pub admin: AdminListener,
+    pub store: StoreConfig,
+    pub auth: AuthConfig,
+    /// Limits given to new fields (each field can change its own).
+    pub limits: FieldLimits,
+    pub cloud: CloudConfig,
+    pub log: LogConfig,
+}
+
+/// The device-facing TLS listener.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeviceListener {
+    pub listen: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// CA certificates whose device client certificates are accepted (mTLS), besides none.
+    pub client_ca: Vec<PathBuf>,
+    pub max_connections: usize,
+    pub handshake_timeout_secs: u64,
+    /// Time allowed to send a request's headers (also the keep-alive idle limit).
+    pub header_timeout_secs: u64,
+    /// Time allowed to send a request's body.
+    pub body_timeout_secs: u64,
+}
+
+/// The admin API's TLS listener.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminListener {
+    pub listen: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub max_connections: usize,
+    pub session_ttl_secs: u64,
+    /// Failed logins for one user name within `login_lockout_secs` before it is locked for that long.
+    pub login_max_failures: u32,
+    pub login_lockout_secs: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+    /// File holding the 64-hex-digit database key (mode 0600). `SEKISHO_DB_KEY` overrides it.
+    pub key_file: PathBuf,
+    /// `full`: fsync every commit; `normal`: survives a crash of the process, not of the machine.
+    pub sync: String,
+    pub group_commit_max: usize,
+    pub queue_capacity: usize,
+    pub enqueue_timeout_ms: u64,
+    /// Days to keep message metadata and bodies once forwarded (0 = forever).
+    pub retention_days: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub token_ttl_secs: u64,
+    /// Failed token requests for one unique ID per minute before further ones get `429`.
+    pub max_failures_per_unique_id: u32,
+    /// Token requests (any outcome) from one source IP per minute before `429`.
+    pub max_requests_per_ip: u32,
+    /// Password-hash verifications running at once; more wait, then get `429`.
+    pub concurrent_hashes: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CloudConfig {
+    /// Most messages in one request to a field's cloud.
+    pub batch_max: usize,
+    pub timeout_secs: u64,
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Pending messages older than this are dead-lettered and reported.
+    pub max_age_secs: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info`, `debug` or a tracing filter directive.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for DeviceListener {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:8443".into(),
+            cert: "tls/device.crt".into(),
+            key: "tls/device.key".into(),
+            client_ca: vec!["tls/device-ca.crt".into()],
+            max_connections: 10_000,
+            handshake_timeout_secs: 10,
+            header_timeout_secs: 30,
+            body_timeout_secs: 30,
+        }
+    }
+}
+
+impl Default for AdminListener {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9443".into(),
+            cert: "tls/admin.crt".into(),
+            key: "tls/admin.key".into(),
+            max_connections: 256,
+            session_ttl_secs: 8 * 3600,
+            login_max_failures: 5,
+            login_lockout_secs: 300,
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            path: "sekisho.db".into(),
+            key_file: "db.key".into(),
+            sync: "full".into(),
+            group_commit_max: 512,
+            queue_capacity: 8192,
+            enqueue_timeout_ms: 2000,
+            retention_days: 90,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            token_ttl_secs: 3600,
+            max_failures_per_unique_id: 10,
+            max_requests_per_ip: 600,
+            concurrent_hashes: 4,
+        }
+    }
+}
+
+impl Default for CloudConfig {
+    fn default() -> Self {
+        Self {
+            batch_max: 100,
+            timeout_secs: 10,
+            backoff_initial_ms: 500,
+            backoff_max_ms: 60_000,
+            max_age_secs: 7 * 86_400,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            device: DeviceListener::default(),
+            admin: AdminListener::default(),
+            store: StoreConfig::default(),
+            auth: AuthConfig::default(),
+            limits: FieldLimits::default(),
+            cloud: CloudConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Parses TOML text; an unknown key or a wrong type is an error naming it.
+    pub fn from_toml(text: &str) -> Result<Self, Vec<String>> {
+        toml::from_str(text).map_err(|e| vec![e.to_string().trim().to_owned()])
+    }
+
+    /// Makes relative paths relative to `data_dir`.
+    pub fn resolve_paths(&mut self, data_dir: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = data_dir.join(&*p);
+            }
+        };
+        fix(&mut self.device.cert);
+        fix(&mut self.device.key);
+        self.device.client_ca.iter_mut().for_each(fix);
+        fix(&mut self.admin.cert);
+        fix(&mut self.admin.key);
+        fix(&mut self.store.path);
+        fix(&mut self.store.key_file);
+    }
+
+    /// Every problem with the configuration (empty when it is usable). Files are checked too.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut addr = |name: &str, v: &str| {
+            if v.parse::<SocketAddr>().is_err() {
+                out.push(format!(
+                    "{name}: '{v}' is not an address:port (e.g. 0.0.0.0:8443)"
+                ));
+            }
+        };
+        addr("device.listen", &self.device.listen);
+        addr("admin.listen", &self.admin.listen);
+        let mut file = |name: &str, p: &Path| {
+            if !p.is_file() {
+                out.push(format!(
+                    "{name}: {} does not exist or is not a file",
+                    p.display()
+                ));
+            }
+        };
+        file("device.cert", &self.device.cert);
+        file("device.key", &self.device.key);
+        for (i, ca) in self.device.client_ca.iter().enumerate() {
+            file(&format!("device.client_ca[{i}]"), ca);
+        }
+        file("admin.cert", &self.admin.cert);
+        file("admin.key", &self.admin.key);
+        let mut positive = |name: &str, v: u64| {
+            if v == 0 {
+                out.push(format!("{name} must be greater than 0"));
+            }
+        };
+        positive("device.max_connections", self.device.max_connections as u64);
+        positive(
+            "device.handshake_timeout_secs",
+            self.device.handshake_timeout_secs,
+        );
+        positive(
+            "device.header_timeout_secs",
+            self.device.header_timeout_secs,
+        );
+        positive("device.body_timeout_secs", self.device.body_timeout_secs);
+        positive("admin.max_connections", self.admin.max_connections as u64);
+        positive("admin.session_ttl_secs", self.admin.session_ttl_secs);
+        positive(
+            "admin.login_max_failures",
+            self.admin.login_max_failures as u64,
+        );
+        positive("store.group_commit_max", self.store.group_commit_max as u64);
+        positive("store.queue_capacity", self.store.queue_capacity as u64);
+        positive("store.enqueue_timeout_ms", self.store.enqueue_timeout_ms);
+        positive("auth.token_ttl_secs", self.auth.token_ttl_secs);
+        positive(
+            "auth.max_failures_per_unique_id",
+            self.auth.max_failures_per_unique_id as u64,
+        );
+        positive(
+            "auth.max_requests_per_ip",
+            self.auth.max_requests_per_ip as u64,
+        );
+        positive("auth.concurrent_hashes", self.auth.concurrent_hashes as u64);
+        positive("cloud.batch_max", self.cloud.batch_max as u64);
+        positive("cloud.timeout_secs", self.cloud.timeout_secs);
+        positive("cloud.backoff_initial_ms", self.cloud.backoff_initial_ms);
+        positive("cloud.max_age_secs", self.cloud.max_age_secs);
+        if self.cloud.backoff_max_ms < self.cloud.backoff_initial_ms {
+            out.push("cloud.backoff_max_ms must be at least cloud.backoff_initial_ms".into());
+        }
+        if !matches!(self.store.sync.as_str(), "full" | "normal") {
+            out.push(format!(
+                "store.sync: '{}' is neither 'full' nor 'normal'",
+                self.store.sync
+            ));
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            out.push(format!(
+                "log.format: '{}' is neither 'text' nor 'json'",
+                self.log.format
+            ));
+        }
+        out.extend(
+            self.limits
+                .problems()
+                .into_iter()
+                .map(|p| format!("limits.{p}")),
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_default_is_the_default() {
+        assert_eq!(Config::from_toml(DEFAULT_TOML).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        let e = Config::from_toml("[device]\nlisten = \"0.0.0.0:1\"\nlistn = 3\n").unwrap_err();
+        assert!(e[0].contains("listn"), "{e:?}");
+    }
+
+    #[test]
+    fn every_problem_is_listed() {
+        let mut c = Config::from_toml(
+            "[device]\nlisten = \"nowhere\"\nmax_connections = 0\n[store]\nsync = \"sometimes\"\n[limits]\nmax_json_depth = 0\n",
+        )
+        .unwrap();
+        c.resolve_paths(Path::new("/nonexistent"));
+        let p = c.problems();
+        for needle in [
+            "device.listen",
+            "device.max_connections",
+            "store.sync",
+            "limits.max_json_depth",
+            "device.cert",
+        ] {
+            assert!(
+                p.iter().any(|x| x.contains(needle)),
+                "{needle} missing from {p:#?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! The TLS accept loop shared by the device and admin listeners: connection cap, plaintext refusal,
+//! handshake timeout, peer certificate, then HTTP/1.1 or HTTP/2 (ALPN) into an axum router.
+//!
+//! Every refused connection is a [`SecurityEvent`] in the store (best effort: when the store's queue is
+//! full the event is counted and dropped, never the other way round — no device message is involved).
+
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::ServerConfig;
+use rustls::server::WebPkiClientVerifier;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use sekisho_store::{SecurityEvent, Writer, now_ms, records::Record};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tower::ServiceExt;
+
+/// Who is on the other end of a request's connection; put into every request's extensions.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnInfo {
+    pub remote: SocketAddr,
+    /// SHA-256 of the DER client certificate the peer presented and rustls verified, if any.
+    pub client_cert_sha256: Option<[u8; 32]>,
+}
+
+/// How one listener behaves.
+#[derive(Clone)]
+pub struct ListenerSpec {
+    pub name: &'static str,
+    pub tls: Arc<ServerConfig>,
+    pub max_connections: usize,
+    pub handshake_timeout: Duration,
+    pub header_timeout: Duration,
+}
+
+/// Counters for the operations view.
+#[derive(Default, Debug)]
+pub struct ListenerStats {
+    pub accepted: AtomicU64,
+    pub plaintext_refused: AtomicU64,
+    pub handshake_failed: AtomicU64,
+    pub over_limit: AtomicU64,
+    pub open: AtomicU64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsConfigError {
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("{0}: {1}")]
+    Pem(String, String),
+    #[error("TLS: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("client CA: {0}")]
+    Verifier(String),
+}
+
+fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {
+    let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| TlsConfigError::Pem(path.display().to_string(), e.to_string()))?
+        .collect();
+    let certs =
+        certs.map_err(|e| TlsConfigError::Pem(path.display().to_string(), e.to_string()))?;
+    if certs.is_empty() {
+        return Err(TlsConfigError::Pem(
+            path.display().to_string(),
+            "no certificate in file".into(),
+        ));
+    }
+    Ok(certs)
+}
+
+fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsConfigError> {
+    PrivateKeyDer::from_pem_file(path)
+        .map_err(|e| TlsConfigError::Pem(path.display().to_string(), e.to_string()))
+}
+
+/// A server TLS configuration (TLS 1.2 and 1.3, ALPN h2 and http/1.1). With `client_cas`, clients may
+/// present a certificate chaining to one of them (verified by rustls); clients without one are let in,
+/// and each field decides whether it requires one.
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    client_cas: &[PathBuf],
+) -> Result<ServerConfig, TlsConfigError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let builder = if client_cas.is_empty() {
+        builder.with_no_client_auth()
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in client_cas {
+            for c in load_certs(ca)? {
+                roots
+                    .add(c)
+                    .map_err(|e| TlsConfigError::Verifier(format!("{}: {e}", ca.display())))?;
+            }
+        }
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| TlsConfigError::Verifier(e.to_string()))?;
+        builder.with_client_cert_verifier(verifier)
+    };
+    let mut cfg = builder.with_single_cert(load_certs(cert)?, load_key(key)?)?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+static PLAINTEXT_REFUSAL: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
+    let body = r#"{"error":"tls_required","message":"this port speaks HTTPS only; plain HTTP is refused"}"#;
+    format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+});
+
+fn event(
+    listener: &'static str,
+    remote: SocketAddr,
+    kind: &'static str,
+    detail: Option<String>,
+) -> Record {
+    Record::Security(SecurityEvent {
+        at: now_ms(),
+        listener,
+        source_ip: remote.ip().to_string(),
+        kind,
+        detail,
+    })
+}
+
+/// Accepts connections until `shutdown` turns true. Returns when the listener stops accepting.
+pub async fn serve(
+    listener: TcpListener,
+    spec: ListenerSpec,
+    router: Router,
+    events: Writer,
+    stats: Arc<ListenerStats>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(spec.max_connections));
+    let acceptor = tokio_rustls::TlsAcceptor::from(spec.tls.clone());
+    loop {
+        let (stream, remote) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: wait a little instead of spinning.
+                    tracing::warn!(listener = spec.name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            stats.over_limit.fetch_add(1, Ordering::Relaxed);
+            let _ = events.try_submit(vec![event(spec.name, remote, "connection_limit", None)]);
+            drop(stream);
+            continue;
+        };
+        stats.accepted.fetch_add(1, Ordering::Relaxed);
+        let (spec, router, events, stats, acceptor) = (
+            spec.clone(),
+            router.clone(),
+            events.clone(),
+            stats.clone(),
+            acceptor.clone(),
+        );
+        tokio::spawn(async move {
+            stats.open.fetch_add(1, Ordering::Relaxed);
+            handle(stream, remote, &spec, router, &events, &stats, acceptor).await;
+            stats.open.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        });
+    }
+}
+
+async fn handle(
+    mut stream: TcpStream,
+    remote: SocketAddr,
+    spec: &ListenerSpec,
+    router: Router,
+    events: &Writer,
+    stats: &ListenerStats,
+    acceptor: tokio_rustls::TlsAcceptor,
+) {
+    let _ = stream.set_nodelay(true);
+    // A TLS connection starts with a handshake record (0x16). Anything else is refused in plain words.
+    let mut head = [0u8; 64];
+    let n = match tokio::time::timeout(spec.handshake_timeout, stream.peek(&mut head)).await {
+        Ok(Ok(n)) if n > 0 => n,
+        _ => return,
+    };
+    if head[0] != 0x16 {
+        stats.plaintext_refused.fetch_add(1, Ordering::Relaxed);
+        let line = String::from_utf8_lossy(&head[..n])
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        tracing::info!(listener = spec.name, remote = %remote, "plaintext request on a TLS port refused");
+        let _ = events.try_submit(vec![event(spec.name, remote, "plaintext_http", Some(line))]);
+        let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(&PLAINTEXT_REFUSAL))
+            .await;
+        let _ = stream.shutdown().await;
+        return;
+    }
+    let tls = match tokio::time::timeout(spec.handshake_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            stats.handshake_failed.fetch_add(1, Ordering::Relaxed);
+            let _ = events.try_submit(vec![event(
+                spec.name,
+                remote,
+                "tls_handshake_failed",
+                Some(e.to_string()),
+            )]);
+            return;
+        }
+        Err(_) => {
+            stats.handshake_failed.fetch_add(1, Ordering::Relaxed);
+            let _ = events.try_submit(vec![event(
+                spec.name,
+                remote,
+                "tls_handshake_timeout",
+                None,
+            )]);
+            return;
+        }
+    };
+    let client_cert_sha256 = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| crate::crypto::sha256(c));
+    let info = ConnInfo {
+        remote,
+        client_cert_sha256,
+    };
+    let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+        req.extensions_mut().insert(info);
+        router.clone().oneshot(req)
+    });
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(spec.header_timeout)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20))
+        .max_concurrent_streams(100);
+    if let Err(e) = builder.serve_connection(TokioIo::new(tls), svc).await {
+        tracing::debug!(listener = spec.name, remote = %remote, error = %e, "connection ended with an error");
+    }
+}
