@@ -1,0 +1,373 @@
+//! Test utilities: a real `sekisho` process on loopback (init, serve, SIGKILL, restart), HTTPS clients
+//! that trust its CA, and a real HTTPS cloud receiver that records what it gets and can fail on demand.
+#![allow(dead_code)]
+
+pub mod cloud;
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+pub const ADMIN_PASSWORD: &str = "correct-horse-battery-staple";
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_sekisho")
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "sekisho-it-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs `sekisho init` in `dir`.
+pub fn init(dir: &Path) {
+    let out = Command::new(bin())
+        .args(["init", "--data-dir"])
+        .arg(dir)
+        .env("SEKISHO_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "init failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Changes keys of `<dir>/sekisho.toml`: `[("cloud", "max_age_secs", 2.into())]`.
+pub fn configure(dir: &Path, changes: &[(&str, &str, toml::Value)]) {
+    let path = dir.join("sekisho.toml");
+    let mut t: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+    for (table, key, value) in changes {
+        t.get_mut(*table)
+            .and_then(|v| v.as_table_mut())
+            .unwrap()
+            .insert((*key).to_owned(), value.clone());
+    }
+    std::fs::write(&path, toml::to_string(&t).unwrap()).unwrap();
+}
+
+/// A running gateway process.
+pub struct Gateway {
+    pub dir: PathBuf,
+    pub child: Child,
+    pub device: String,
+    pub admin: String,
+    pub http: reqwest::Client,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Gateway {
+    /// Initialises `dir` if needed and starts the gateway on ephemeral loopback ports.
+    pub fn start_in(dir: &Path) -> Self {
+        if !dir.join("sekisho.toml").exists() {
+            init(dir);
+        }
+        Self::spawn(dir, "127.0.0.1:0", "127.0.0.1:0")
+    }
+
+    /// Starts on the given addresses (a restart reuses the previous ones).
+    pub fn spawn(dir: &Path, device: &str, admin: &str) -> Self {
+        let mut child = Command::new(bin())
+            .args(["serve", "--data-dir"])
+            .arg(dir)
+            .args(["--device-listen", device, "--admin-listen", admin])
+            .env("SEKISHO_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (mut device, mut admin) = (String::new(), String::new());
+        let mut lines = stdout.lines();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if let Some(rest) = line.trim().strip_prefix("device API : https://") {
+                device = rest.split('/').next().unwrap().to_owned();
+            }
+            if let Some(rest) = line.trim().strip_prefix("admin API  : https://") {
+                admin = rest.split('/').next().unwrap().to_owned();
+                break;
+            }
+        }
+        assert!(
+            !admin.is_empty(),
+            "the gateway did not start: {:?}",
+            child.try_wait()
+        );
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (l1, l2) = (log.clone(), log.clone());
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            lines.for_each(|l| l1.lock().unwrap().push(l.unwrap_or_default()))
+        });
+        std::thread::spawn(move || {
+            BufReader::new(stderr)
+                .lines()
+                .for_each(|l| l2.lock().unwrap().push(l.unwrap_or_default()))
+        });
+        let http = client(dir, None);
+        Self {
+            dir: dir.to_owned(),
+            child,
+            device,
+            admin,
+            http,
+            log,
+        }
+    }
+
+    /// Kills the process with SIGKILL (no shutdown code runs).
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGKILL, then start again on the same ports.
+    pub fn restart_after_kill9(mut self) -> Self {
+        self.kill9();
+        let (d, a, dir) = (self.device.clone(), self.admin.clone(), self.dir.clone());
+        drop(self);
+        Self::spawn(&dir, &d, &a)
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    pub fn durl(&self, path: &str) -> String {
+        format!("https://{}{path}", self.device)
+    }
+
+    pub fn aurl(&self, path: &str) -> String {
+        format!("https://{}{path}", self.admin)
+    }
+
+    pub async fn login(&self, user: &str, password: &str) -> reqwest::Response {
+        self.http
+            .post(self.aurl("/api/v1/login"))
+            .json(&json!({"username": user, "password": password}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A maintainer session.
+    pub async fn admin(&self) -> Admin {
+        let r = self.login("admin", ADMIN_PASSWORD).await;
+        assert_eq!(r.status(), 200);
+        let token = r.json::<Value>().await.unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        Admin {
+            base: format!("https://{}", self.admin),
+            token,
+            http: self.http.clone(),
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTPS client trusting the gateway's CA, optionally presenting a client identity (PEM cert + key).
+pub fn client(dir: &Path, identity: Option<(&str, &str)>) -> reqwest::Client {
+    let ca = std::fs::read(dir.join("tls/ca.crt")).unwrap();
+    let mut b = reqwest::Client::builder()
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(&ca).unwrap())
+        .timeout(Duration::from_secs(30))
+        .tls_info(true);
+    if let Some((cert, key)) = identity {
+        b = b.identity(reqwest::Identity::from_pem(format!("{cert}\n{key}").as_bytes()).unwrap());
+    }
+    b.build().unwrap()
+}
+
+/// A logged-in admin API session.
+#[derive(Clone)]
+pub struct Admin {
+    pub base: String,
+    pub token: String,
+    pub http: reqwest::Client,
+}
+
+impl Admin {
+    pub async fn req(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut r = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.req(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.req(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn field(&self, name: &str) -> Value {
+        let (s, f) = self.post("/api/v1/fields", json!({"name": name})).await;
+        assert_eq!(s, 201, "{f}");
+        f
+    }
+
+    /// Registers a device; returns the registration (`id`, `auth_secret`, `auth_id`).
+    pub async fn device(&self, field: &Value, unique_id: &str) -> Value {
+        let (s, d) = self
+            .post(
+                &format!("/api/v1/fields/{}/devices", field["id"].as_str().unwrap()),
+                json!({"unique_id": unique_id}),
+            )
+            .await;
+        assert_eq!(s, 201, "{d}");
+        d
+    }
+}
+
+/// A device speaking protocol v1.
+pub struct Device {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub auth_id: String,
+    pub secret: String,
+    pub unique_id: String,
+    pub token: String,
+    pub device_id: String,
+}
+
+impl Device {
+    pub fn new(gw: &Gateway, reg: &Value, unique_id: &str) -> Self {
+        Self {
+            http: gw.http.clone(),
+            base: format!("https://{}", gw.device),
+            auth_id: reg["auth_id"].as_str().unwrap().to_owned(),
+            secret: reg["auth_secret"].as_str().unwrap().to_owned(),
+            unique_id: unique_id.to_owned(),
+            token: String::new(),
+            device_id: String::new(),
+        }
+    }
+
+    pub async fn request_token(
+        &self,
+        auth_id: &str,
+        secret: &str,
+        unique_id: &str,
+    ) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}/v1/auth/token", self.base))
+            .json(&json!({"auth_id": auth_id, "auth_secret": secret, "unique_id": unique_id}))
+            .send()
+            .await
+            .unwrap();
+        let s = r.status().as_u16();
+        (s, r.json().await.unwrap())
+    }
+
+    /// Authenticates with the three factors; panics unless it succeeds.
+    pub async fn auth(&mut self) -> &mut Self {
+        let (s, v) = self
+            .request_token(
+                &self.auth_id.clone(),
+                &self.secret.clone(),
+                &self.unique_id.clone(),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        self.token = v["access_token"].as_str().unwrap().to_owned();
+        self.device_id = v["device_id"].as_str().unwrap().to_owned();
+        self
+    }
+
+    pub async fn send_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .header("device-id", &self.device_id)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let s = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (
+            s,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn send(&self, body: Value) -> (u16, Value) {
+        self.send_raw("/v1/telemetry", "application/json", body.to_string())
+            .await
+    }
+}
+
+/// Polls `f` until it returns `Some`, for at most `secs` seconds (an upper bound for a condition the
+/// gateway must reach, never a measured duration).
+pub async fn eventually<T, F, Fut>(secs: u64, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,582 @@
+//! Device protocol v1 against the real gateway on loopback: the trial's checks V01-V05, V07-V09 and
+//! V25, and every documented error code of the device API.
+
+mod common;
+
+use common::{Device, Gateway, TempDir};
+use serde_json::{Value, json};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn setup(tag: &str) -> (TempDir, Gateway, common::Admin, Value) {
+    let dir = TempDir::new(tag);
+    let gw = Gateway::start_in(&dir.0);
+    let admin = gw.admin().await;
+    let field = admin.field("cars").await;
+    (dir, gw, admin, field)
+}
+
+#[tokio::test]
+async fn v01_to_v04_registered_devices_authenticate_and_send_others_do_not() {
+    let (_dir, gw, admin, field) = setup("v01").await;
+    let reg = admin.device(&field, "IMEI-356938035643809").await;
+    let mut dev = Device::new(&gw, &reg, "IMEI-356938035643809");
+
+    // V01: the three registered factors give a token bound to the device.
+    dev.auth().await;
+    assert_eq!(dev.device_id, reg["id"].as_str().unwrap());
+    assert_eq!(dev.token.len(), 43, "256-bit base64url token");
+
+    // V02: any wrong factor gives the same 401, which never says which factor was wrong.
+    let wrong = [
+        (
+            dev.auth_id.clone(),
+            "not-the-secret".to_owned(),
+            dev.unique_id.clone(),
+        ),
+        (
+            dev.auth_id.clone(),
+            dev.secret.clone(),
+            "IMEI-000000000000000".to_owned(),
+        ),
+        (
+            "aid_unknown".to_owned(),
+            dev.secret.clone(),
+            dev.unique_id.clone(),
+        ),
+    ];
+    let mut messages = Vec::new();
+    for (a, s, u) in &wrong {
+        let (status, body) = dev.request_token(a, s, u).await;
+        assert_eq!(status, 401, "{body}");
+        assert_eq!(body["error"], "invalid_credentials");
+        messages.push(body["message"].clone());
+    }
+    assert!(messages.windows(2).all(|w| w[0] == w[1]), "{messages:?}");
+
+    // V03: the authenticated device's data is accepted once stored.
+    let (s, body) = dev.send(json!({"speed": 42, "seq": 1})).await;
+    assert_eq!(s, 202, "{body}");
+    assert_eq!(body["id"].as_str().unwrap().len(), 36);
+    assert_eq!(body["commands"], json!([]));
+
+    // V04: no token, an unknown token, another device's id: refused.
+    let other = admin.device(&field, "IMEI-2").await;
+    let mut dev2 = Device::new(&gw, &other, "IMEI-2");
+    dev2.auth().await;
+    let mut cases = vec![
+        ("", dev.device_id.clone()),
+        ("made-up-token", dev.device_id.clone()),
+    ];
+    cases.push((dev2.token.as_str(), dev.device_id.clone()));
+    for (token, device_id) in cases {
+        let r = gw
+            .http
+            .post(gw.durl("/v1/telemetry"))
+            .bearer_auth(token)
+            .header("device-id", device_id)
+            .json(&json!({"x": 1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_token");
+    }
+
+    // Every attempt is recorded, good and bad, with the source address.
+    let (_, auth) = admin.get("/api/v1/history/auth?limit=50").await;
+    let items = auth["items"].as_array().unwrap();
+    assert_eq!(
+        items.iter().filter(|a| a["outcome"] == "success").count(),
+        2
+    );
+    assert_eq!(
+        items.iter().filter(|a| a["outcome"] == "failure").count(),
+        3
+    );
+    assert!(items.iter().all(|a| a["source_ip"] == "127.0.0.1"));
+    let (_, msgs) = admin.get("/api/v1/history/messages?outcome=rejected").await;
+    assert_eq!(msgs["items"].as_array().unwrap().len(), 3);
+    assert!(
+        msgs["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["reason"] == "invalid_token")
+    );
+}
+
+/// A TCP relay between client and gateway that keeps every byte it carries, as a capture on the
+/// device side would.
+async fn capture_relay(target: String) -> (String, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let mut server = tokio::net::TcpStream::connect(&target).await.unwrap();
+            let seen = s2.clone();
+            tokio::spawn(async move {
+                let (mut cr, mut cw) = client.split();
+                let (mut sr, mut sw) = server.split();
+                let up = async {
+                    let mut buf = [0u8; 16384];
+                    while let Ok(n) = cr.read(&mut buf).await {
+                        if n == 0 || sw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                        seen.lock().unwrap().extend_from_slice(&buf[..n]);
+                    }
+                    let _ = sw.shutdown().await;
+                };
+                let down = async {
+                    let mut buf = [0u8; 16384];
+                    while let Ok(n) = sr.read(&mut buf).await {
+                        if n == 0 || cw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                        seen.lock().unwrap().extend_from_slice(&buf[..n]);
+                    }
+                    let _ = cw.shutdown().await;
+                };
+                tokio::join!(up, down);
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn v05_v08_what_travels_is_encrypted_and_over_tls() {
+    let (_dir, gw, admin, field) = setup("v05").await;
+    let reg = admin.device(&field, "SERIAL-V05").await;
+    let (relay, seen) = capture_relay(gw.device.clone()).await;
+    let mut dev = Device::new(&gw, &reg, "SERIAL-V05");
+    dev.base = format!("https://{relay}");
+    dev.auth().await;
+    let marker = "PLAINTEXT-MARKER-7f3a9c";
+    let (s, _) = dev
+        .send(json!({"note": marker, "lat": 35.6812, "lon": 139.7671}))
+        .await;
+    assert_eq!(s, 202);
+    let bytes = seen.lock().unwrap().clone();
+    assert!(bytes.len() > 500, "the relay carried the exchange");
+    let hay = String::from_utf8_lossy(&bytes);
+    for secret in [
+        marker,
+        "139.7671",
+        dev.secret.as_str(),
+        dev.token.as_str(),
+        "SERIAL-V05",
+        "/v1/telemetry",
+    ] {
+        assert!(!hay.contains(secret), "{secret} visible on the wire");
+    }
+    assert_eq!(
+        bytes[0], 0x16,
+        "a TLS handshake record opens the connection"
+    );
+
+    // V08: the data the gateway received came over TLS 1.2 or 1.3.
+    let r = gw
+        .http
+        .get(gw.durl("/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    let info = r
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .expect("a TLS connection");
+    assert!(info.peer_certificate().is_some());
+    assert_eq!(r.version(), reqwest::Version::HTTP_2, "ALPN h2 over TLS");
+}
+
+async fn plain_http(addr: &str, request: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out)).await;
+    out
+}
+
+#[tokio::test]
+async fn v09_plain_http_is_refused_on_both_ports_and_recorded() {
+    let (_dir, gw, admin, _field) = setup("v09").await;
+    for addr in [&gw.device, &gw.admin] {
+        let resp = plain_http(
+            addr,
+            "POST /v1/telemetry HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
+        )
+        .await;
+        assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+        assert!(resp.contains("\"error\":\"tls_required\""), "{resp}");
+    }
+    // Connection events are queued without waiting for their commit: wait until both are stored.
+    let ev = common::eventually(10, || async {
+        let (s, ev) = admin.get("/api/v1/history/security").await;
+        assert_eq!(s, 200);
+        (ev["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "plaintext_http")
+            .count()
+            == 2)
+            .then_some(ev)
+    })
+    .await
+    .expect("both refusals recorded");
+    let items = ev["items"].as_array().unwrap();
+    assert!(
+        items
+            .iter()
+            .any(|e| e["listener"] == "device" && e["detail"] == "POST /v1/telemetry HTTP/1.1")
+    );
+}
+
+#[tokio::test]
+async fn v07_v25_deleted_and_disabled_devices_are_refused_and_can_return() {
+    let (_dir, gw, admin, field) = setup("v25").await;
+    let fid = field["id"].as_str().unwrap();
+    let reg = admin.device(&field, "MAC-00:11:22:33:44:55").await;
+    let did = reg["id"].as_str().unwrap();
+    let mut dev = Device::new(&gw, &reg, "MAC-00:11:22:33:44:55");
+    dev.auth().await;
+
+    // V25: stopping authentication revokes the live token at once and refuses new ones with 403.
+    let (s, v) = admin
+        .post(
+            &format!("/api/v1/fields/{fid}/devices/{did}/disable"),
+            json!({}),
+        )
+        .await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("disabled")));
+    let (s, v) = dev.send(json!({"x": 1})).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (401, Some("invalid_token")),
+        "revoked token"
+    );
+    let (s, v) = dev
+        .request_token(&dev.auth_id, &dev.secret, &dev.unique_id)
+        .await;
+    assert_eq!((s, v["error"].as_str()), (403, Some("device_disabled")));
+    // Wrong credentials still say nothing about the device's state.
+    let (s, _) = dev
+        .request_token(&dev.auth_id, "wrong", &dev.unique_id)
+        .await;
+    assert_eq!(s, 401);
+
+    // Undo: enable, and the device works again.
+    let (s, _) = admin
+        .post(
+            &format!("/api/v1/fields/{fid}/devices/{did}/enable"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    dev.auth().await;
+    assert_eq!(dev.send(json!({"x": 2})).await.0, 202);
+
+    // V07: after deletion the device's information no longer authenticates, and its token is dead.
+    let (s, _) = admin
+        .req(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/fields/{fid}/devices/{did}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    assert_eq!(dev.send(json!({"x": 3})).await.0, 401);
+    let (s, v) = dev
+        .request_token(&dev.auth_id, &dev.secret, &dev.unique_id)
+        .await;
+    assert_eq!((s, v["error"].as_str()), (401, Some("invalid_credentials")));
+    let (s, _) = admin
+        .get(&format!("/api/v1/fields/{fid}/devices/{did}"))
+        .await;
+    assert_eq!(s, 404);
+
+    // A restart rebuilds the same view from the store: still refused, re-registration possible.
+    let gw = gw.restart_after_kill9();
+    dev.http = gw.http.clone();
+    let (s, _) = dev
+        .request_token(&dev.auth_id, &dev.secret, &dev.unique_id)
+        .await;
+    assert_eq!(s, 401);
+    let admin = gw.admin().await;
+    let again = admin.device(&field, "MAC-00:11:22:33:44:55").await;
+    assert_ne!(again["id"], reg["id"]);
+}
+
+#[tokio::test]
+async fn every_documented_error_code_of_the_device_api() {
+    let dir = TempDir::new("errors");
+    common::init(&dir.0);
+    common::configure(
+        &dir.0,
+        &[
+            ("device", "body_timeout_secs", 2.into()),
+            ("auth", "max_failures_per_unique_id", 3.into()),
+        ],
+    );
+    let gw = Gateway::start_in(&dir.0);
+    let admin = gw.admin().await;
+    let field = admin.field("home").await;
+    let fid = field["id"].as_str().unwrap();
+    let (s, _) = admin
+        .req(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/fields/{fid}"),
+            Some(
+                json!({"limits": {"max_body_bytes": 256, "max_json_depth": 3, "max_batch_len": 2}}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let reg = admin.device(&field, "HOME-1").await;
+    let mut dev = Device::new(&gw, &reg, "HOME-1");
+    dev.auth().await;
+
+    let check = |got: (u16, Value), status: u16, code: &str| {
+        assert_eq!(got.0, status, "{}", got.1);
+        assert_eq!(got.1["error"], code, "{}", got.1);
+        assert!(got.1["message"].as_str().is_some_and(|m| !m.is_empty()));
+    };
+    check(
+        dev.send_raw("/v1/telemetry", "application/json", r#"{"temp": 21.5"#)
+            .await,
+        400,
+        "malformed_json",
+    );
+    check(
+        dev.send_raw("/v1/telemetry", "application/json", "[1,2]")
+            .await,
+        400,
+        "malformed_json",
+    );
+    check(
+        dev.send_raw(
+            "/v1/telemetry",
+            "application/json",
+            r#"{"a":{"b":{"c":{}}}}"#,
+        )
+        .await,
+        400,
+        "json_too_deep",
+    );
+    check(
+        dev.send_raw(
+            "/v1/telemetry",
+            "application/json",
+            format!(r#"{{"pad":"{}"}}"#, "x".repeat(300)),
+        )
+        .await,
+        413,
+        "payload_too_large",
+    );
+    // Without Content-Length (chunked), the limit holds while reading.
+    let chunks: Vec<Result<&'static [u8], std::io::Error>> = vec![
+        Ok(b"{\"pad\":\""),
+        Ok(&[b'y'; 200]),
+        Ok(&[b'y'; 200]),
+        Ok(b"\"}"),
+    ];
+    let stream = reqwest::Body::wrap_stream(futures_stream(chunks));
+    check(
+        dev.send_raw("/v1/telemetry", "application/json", stream)
+            .await,
+        413,
+        "payload_too_large",
+    );
+    check(
+        dev.send_raw("/v1/telemetry/batch", "application/json", "[{},{},{}]")
+            .await,
+        413,
+        "batch_too_large",
+    );
+    check(
+        dev.send_raw(
+            "/v1/telemetry/batch",
+            "application/json",
+            r#"[{"ok":1},{"broken":]"#,
+        )
+        .await,
+        400,
+        "malformed_json",
+    );
+    check(
+        dev.send_raw("/v1/telemetry", "text/plain", "{}").await,
+        415,
+        "unsupported_media_type",
+    );
+    let r = gw.http.get(gw.durl("/v1/nothing")).send().await.unwrap();
+    check(
+        (r.status().as_u16(), r.json().await.unwrap()),
+        404,
+        "unknown_endpoint",
+    );
+    let r = gw.http.get(gw.durl("/v1/telemetry")).send().await.unwrap();
+    check(
+        (r.status().as_u16(), r.json().await.unwrap()),
+        405,
+        "method_not_allowed",
+    );
+
+    // A body that trickles in slower than body_timeout_secs: 408.
+    let slow = async_stream_slow();
+    check(
+        dev.send_raw(
+            "/v1/telemetry",
+            "application/json",
+            reqwest::Body::wrap_stream(slow),
+        )
+        .await,
+        408,
+        "request_timeout",
+    );
+
+    // V16's seam: a burst of failures for one unique ID is throttled with Retry-After.
+    for _ in 0..3 {
+        assert_eq!(
+            dev.request_token(&dev.auth_id, "bad", &dev.unique_id)
+                .await
+                .0,
+            401
+        );
+    }
+    let r = gw
+        .http
+        .post(gw.durl("/v1/auth/token"))
+        .json(
+            &json!({"auth_id": dev.auth_id, "auth_secret": dev.secret, "unique_id": dev.unique_id}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry));
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "too_many_requests"
+    );
+    let r = gw
+        .http
+        .post(gw.durl("/v1/auth/token"))
+        .header("content-type", "application/json")
+        .body("{nope")
+        .send()
+        .await
+        .unwrap();
+    check(
+        (r.status().as_u16(), r.json().await.unwrap()),
+        400,
+        "malformed_json",
+    );
+
+    // Everything refused was recorded with its reason; only the accepted count as accepted.
+    let (_, msgs) = admin.get("/api/v1/history/messages?limit=100").await;
+    let reasons: Vec<&str> = msgs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["reason"].as_str())
+        .collect();
+    for code in [
+        "malformed_json",
+        "json_too_deep",
+        "payload_too_large",
+        "batch_too_large",
+        "unsupported_media_type",
+        "request_timeout",
+    ] {
+        assert!(reasons.contains(&code), "{code} not recorded: {reasons:?}");
+    }
+    let (_, auth) = admin.get("/api/v1/history/auth?outcome=throttled").await;
+    assert_eq!(auth["items"].as_array().unwrap().len(), 1);
+    // The device still works after all that.
+    assert_eq!(dev.send(json!({"ok": true})).await.0, 202);
+}
+
+fn futures_stream(
+    chunks: Vec<Result<&'static [u8], std::io::Error>>,
+) -> impl futures_core_stream::Stream {
+    futures_core_stream::iter(chunks)
+}
+
+fn async_stream_slow() -> impl futures_core_stream::Stream {
+    futures_core_stream::slow(b"{\"a\":1", Duration::from_secs(5))
+}
+
+/// Minimal streams for request bodies (no extra dependency).
+mod futures_core_stream {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+
+    pub trait Stream:
+        futures_core::Stream<Item = Result<&'static [u8], std::io::Error>> + Send + Sync + 'static
+    {
+    }
+    impl<
+        T: futures_core::Stream<Item = Result<&'static [u8], std::io::Error>> + Send + Sync + 'static,
+    > Stream for T
+    {
+    }
+
+    pub struct Iter(std::vec::IntoIter<Result<&'static [u8], std::io::Error>>);
+
+    impl futures_core::Stream for Iter {
+        type Item = Result<&'static [u8], std::io::Error>;
+        fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            Poll::Ready(self.0.next())
+        }
+    }
+
+    pub fn iter(v: Vec<Result<&'static [u8], std::io::Error>>) -> Iter {
+        Iter(v.into_iter())
+    }
+
+    /// Sends `first`, then waits `pause` before ending the body.
+    pub struct Slow {
+        first: Option<&'static [u8]>,
+        sleep: Pin<Box<tokio::time::Sleep>>,
+        done: bool,
+    }
+
+    impl futures_core::Stream for Slow {
+        type Item = Result<&'static [u8], std::io::Error>;
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            if let Some(f) = self.first.take() {
+                return Poll::Ready(Some(Ok(f)));
+            }
+            if self.done {
+                return Poll::Ready(None);
+            }
+            match self.sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    self.done = true;
+                    Poll::Ready(Some(Ok(b"}")))
+                }
+                Poll::Pending => Poll::Pending,
+            }
+        }
+    }
+
+    use std::future::Future;
+
+    pub fn slow(first: &'static [u8], pause: Duration) -> Slow {
+        Slow {
+            first: Some(first),
+            sleep: Box::pin(tokio::time::sleep(pause)),
+            done: false,
+        }
+    }
+}
