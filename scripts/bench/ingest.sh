@@ -1,0 +1,394 @@
+#!/usr/bin/env bash
+# Benchmark: authenticated telemetry ingest over TLS keep-alive, against nginx answering 204 over TLS
+# with the same certificate, in the same run on the same machine. See docs/performance.md.
+#
+# Usage (from the repository root):  scripts/bench/ingest.sh
+#
+# Environment:
+#   BENCH_DURATION     wrk duration of each measured run (default 20s)
+#   BENCH_WARMUP       wrk warm-up before each measured run, not counted (default 3s; 0 to skip)
+#   BENCH_CONNECTIONS  keep-alive connections (default 32)
+#   BENCH_THREADS      wrk threads (default 1)
+#   BENCH_SYNC         full (default, the shipped setting) or normal: the gateway's [store] sync
+#   BENCH_SERVER_CPU   core for the server under test (default 0)
+#   BENCH_CLIENT_CPU   core for wrk (default 1)
+#   BENCH_TMPDIR       where the temporary data directory goes (default $TMPDIR or /tmp); it should be
+#                      on the disk you care about, since sync = full fsyncs there
+#
+# This is a measurement, not a test: slow figures never fail it. It exits non-zero only on errors (the
+# gateway or nginx not starting, non-2xx responses, socket errors, fewer messages stored than acknowledged).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+REPO=$(pwd)
+LUA="$REPO/scripts/bench/ingest.lua"
+
+DURATION=${BENCH_DURATION:-20s}
+WARMUP=${BENCH_WARMUP:-3s}
+CONNECTIONS=${BENCH_CONNECTIONS:-32}
+THREADS=${BENCH_THREADS:-1}
+SYNC=${BENCH_SYNC:-full}
+SERVER_CPU=${BENCH_SERVER_CPU:-0}
+CLIENT_CPU=${BENCH_CLIENT_CPU:-1}
+BASE_TMP=${BENCH_TMPDIR:-${TMPDIR:-/tmp}}
+BODY_BYTES=256
+
+die() { echo "ingest.sh: $*" >&2; exit 1; }
+log() { echo "==> $*" >&2; }
+
+case "$SYNC" in full | normal) ;; *) die "BENCH_SYNC must be full or normal, not '$SYNC'" ;; esac
+[[ "$CONNECTIONS" =~ ^[0-9]+$ && "$THREADS" =~ ^[0-9]+$ ]] || die "BENCH_CONNECTIONS and BENCH_THREADS must be numbers"
+
+# --- 1. tools and build -------------------------------------------------------------------------------
+missing=()
+for t in nginx:nginx wrk:wrk curl:curl taskset:util-linux python3:python3 openssl:openssl; do
+    command -v "${t%%:*}" >/dev/null 2>&1 || missing+=("${t#*:}")
+done
+if ((${#missing[@]})); then
+    log "installing ${missing[*]}"
+    SUDO=""
+    [[ $(id -u) -eq 0 ]] || SUDO="sudo"
+    $SUDO apt-get update
+    $SUDO apt-get install -y "${missing[@]}"
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+[[ -x "$NGINX" ]] || die "nginx not found"
+
+NPROC=$(nproc)
+if ((NPROC < 2)) || ((SERVER_CPU >= NPROC)) || ((CLIENT_CPU >= NPROC)); then
+    die "need cores $SERVER_CPU and $CLIENT_CPU (this machine has $NPROC); set BENCH_SERVER_CPU/BENCH_CLIENT_CPU"
+fi
+
+log "cargo build --release --bin sekisho"
+cargo build --release --bin sekisho
+SEKISHO="$REPO/target/release/sekisho"
+
+# --- temp dirs, cleanup ---------------------------------------------------------------------------------
+WORK=$(mktemp -d "$BASE_TMP/sekisho-bench.XXXXXX")
+DATA="$WORK/data"
+NGX="$WORK/nginx"
+OUT="$WORK/out"
+mkdir -p "$NGX" "$OUT"
+chmod 755 "$WORK" "$NGX" # the nginx worker may run as another user
+GW_PID=""
+NGX_PID=""
+
+stop_pid() { # pid signal name
+    local pid=$1 sig=$2 name=$3 i
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill "-$sig" "$pid" 2>/dev/null || true
+    for ((i = 0; i < 150; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        echo "ingest.sh: $name (pid $pid) did not stop in 15 s; killing it" >&2
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null
+}
+
+cleanup() {
+    local rc=$?
+    set +e
+    [[ -n "$GW_PID" ]] && stop_pid "$GW_PID" TERM sekisho
+    [[ -n "$NGX_PID" ]] && stop_pid "$NGX_PID" TERM nginx
+    if [[ -n "${BENCH_KEEP:-}" ]]; then
+        echo "ingest.sh: kept $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_ports() { # n: prints n free loopback TCP ports
+    python3 - "$1" <<'EOF'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+for s in socks:
+    s.close()
+EOF
+}
+
+json_get() { # key: reads JSON on stdin, prints obj[key] (dotted path)
+    python3 -c '
+import json, sys
+v = json.load(sys.stdin)
+for k in sys.argv[1].split("."):
+    v = v[int(k)] if isinstance(v, list) else v[k]
+print(v)' "$1"
+}
+
+# /proc/stat counters of the two cores: "cpuN busy_jiffies total_jiffies iowait_jiffies"
+cpu_sample() {
+    awk -v a="cpu$SERVER_CPU" -v b="cpu$CLIENT_CPU" '$1 == a || $1 == b {
+        t = 0; for (i = 2; i <= 9; i++) t += $i
+        print $1, t - $5 - $6, t, $6 }' /proc/stat
+}
+
+read -r DEV_PORT ADMIN_PORT NGX_PORT <<<"$(free_ports 3)"
+
+# --- 2. gateway -------------------------------------------------------------------------------------------
+PASSWORD=$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')
+log "sekisho init --data-dir $DATA"
+SEKISHO_ADMIN_PASSWORD="$PASSWORD" "$SEKISHO" init --data-dir "$DATA" >"$OUT/init.log" 2>&1 ||
+    { cat "$OUT/init.log" >&2; die "sekisho init failed"; }
+if [[ "$SYNC" == normal ]]; then
+    sed -i 's/^sync = "full"$/sync = "normal"/' "$DATA/sekisho.toml"
+fi
+grep -q "^sync = \"$SYNC\"$" "$DATA/sekisho.toml" || die "could not set [store] sync = \"$SYNC\" in $DATA/sekisho.toml"
+CA="$DATA/tls/ca.crt"
+
+log "starting sekisho on core $SERVER_CPU (device 127.0.0.1:$DEV_PORT, admin 127.0.0.1:$ADMIN_PORT, sync=$SYNC)"
+NO_COLOR=1 taskset -c "$SERVER_CPU" "$SEKISHO" serve --data-dir "$DATA" \
+    --device-listen "127.0.0.1:$DEV_PORT" --admin-listen "127.0.0.1:$ADMIN_PORT" >"$OUT/gateway.log" 2>&1 &
+GW_PID=$!
+ADMIN="https://127.0.0.1:$ADMIN_PORT"
+DEVICE="https://127.0.0.1:$DEV_PORT"
+for ((i = 0; ; i++)); do
+    kill -0 "$GW_PID" 2>/dev/null || { cat "$OUT/gateway.log" >&2; die "sekisho exited during start-up"; }
+    curl -s -o /dev/null --cacert "$CA" "$ADMIN/api/v1/openapi.json" &&
+        curl -s -o /dev/null --cacert "$CA" "$DEVICE/v1/openapi.json" && break
+    ((i < 300)) || { cat "$OUT/gateway.log" >&2; die "sekisho did not answer within 30 s"; }
+    sleep 0.1
+done
+
+# --- 3. field, device, token ------------------------------------------------------------------------------
+api() { # method path [json]: admin API call, prints the body, fails on HTTP errors
+    curl -sS --fail-with-body --cacert "$CA" -X "$1" -H 'content-type: application/json' \
+        ${TOKEN:+-H "authorization: Bearer $TOKEN"} ${3:+-d "$3"} "$ADMIN$2"
+}
+TOKEN=""
+TOKEN=$(api POST /api/v1/login "{\"username\":\"admin\",\"password\":\"$PASSWORD\"}" | json_get token)
+FIELD_JSON=$(api POST /api/v1/fields '{"name":"bench"}')
+FIELD_ID=$(json_get id <<<"$FIELD_JSON")
+DEV_JSON=$(api POST "/api/v1/fields/$FIELD_ID/devices" '{"unique_id":"BENCH-1"}')
+AUTH_REQ=$(python3 -c '
+import json, sys
+d = json.loads(sys.argv[1])
+print(json.dumps({"auth_id": d["auth_id"], "auth_secret": d["auth_secret"], "unique_id": "BENCH-1"}))' "$DEV_JSON")
+TOK_JSON=$(curl -sS --fail-with-body --cacert "$CA" -H 'content-type: application/json' -d "$AUTH_REQ" "$DEVICE/v1/auth/token")
+export BENCH_TOKEN BENCH_DEVICE_ID BENCH_BODY_FILE
+BENCH_TOKEN=$(json_get access_token <<<"$TOK_JSON")
+BENCH_DEVICE_ID=$(json_get device_id <<<"$TOK_JSON")
+log "field $FIELD_ID, device $BENCH_DEVICE_ID, token issued"
+
+# --- 4. the 256-byte body ---------------------------------------------------------------------------------
+BENCH_BODY_FILE="$OUT/body.json"
+python3 - "$BENCH_BODY_FILE" "$BODY_BYTES" <<'EOF'
+import json, sys, time
+path, size = sys.argv[1], int(sys.argv[2])
+msg = {"ts": int(time.time() * 1000), "seq": 1, "speed": 42.5, "lat": 35.681236, "lon": 139.767125,
+       "temp": 21.4, "pad": ""}
+short = len(json.dumps(msg, separators=(",", ":")).encode())
+msg["pad"] = "x" * (size - short)
+data = json.dumps(msg, separators=(",", ":")).encode()
+assert len(data) == size, len(data)
+open(path, "wb").write(data)
+EOF
+
+post_once() { # url: one POST with the benchmark's headers and body; prints the status code
+    curl -sS -o "$OUT/sanity.out" -w '%{http_code}' --cacert "$CA" -X POST \
+        -H 'Content-Type: application/json' -H "Authorization: Bearer $BENCH_TOKEN" \
+        -H "Device-Id: $BENCH_DEVICE_ID" --data-binary "@$BENCH_BODY_FILE" "$1"
+}
+code=$(post_once "$DEVICE/v1/telemetry")
+[[ "$code" == 202 ]] || { cat "$OUT/sanity.out" >&2; die "sanity POST to sekisho answered $code, not 202"; }
+
+tls_params() { # port: protocol and cipher suite as OpenSSL's client negotiates them
+    openssl s_client -connect "127.0.0.1:$1" -servername localhost -brief </dev/null 2>&1 |
+        awk -F': ' '/^Protocol version/ {p=$2} /^Ciphersuite/ {c=$2} END {print p " " c}'
+}
+
+warm_up() { # name url: a short unmeasured run (opens the connections, warms caches)
+    local name=$1 url=$2
+    [[ "$WARMUP" == 0 || "$WARMUP" == 0s ]] && return 0
+    log "$name: warm-up $WARMUP"
+    taskset -c "$CLIENT_CPU" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" --timeout 10s -s "$LUA" "$url" \
+        >"$OUT/$name.warmup" 2>&1 || { cat "$OUT/$name.warmup" >&2; die "wrk warm-up against $name failed"; }
+}
+
+run_wrk() { # name url: the measured run; leaves $OUT/name.wrk and the core counters $OUT/name.cpu{0,1}
+    local name=$1 url=$2
+    log "$name: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency (core $CLIENT_CPU) $url"
+    cpu_sample >"$OUT/$name.cpu0"
+    taskset -c "$CLIENT_CPU" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency --timeout 10s -s "$LUA" "$url" \
+        >"$OUT/$name.wrk" 2>&1 || { cat "$OUT/$name.wrk" >&2; die "wrk against $name failed"; }
+    cpu_sample >"$OUT/$name.cpu1"
+    grep -q '^BENCH_RESULT ' "$OUT/$name.wrk" || { cat "$OUT/$name.wrk" >&2; die "no result line from wrk ($name)"; }
+}
+
+highest_seq() {
+    api GET "/api/v1/history/messages?limit=1" | python3 -c '
+import json, sys
+items = json.load(sys.stdin)["items"]
+print(items[0]["seq"] if items else 0)'
+}
+
+# --- 5. sekisho -------------------------------------------------------------------------------------------
+GW_TLS=$(tls_params "$DEV_PORT")
+warm_up sekisho "$DEVICE/v1/telemetry"
+sleep 1 # let the last warm-up commits land before counting
+SEQ_BEFORE=$(highest_seq)
+STATUS_BEFORE=$(api GET /api/v1/system/status)
+run_wrk sekisho "$DEVICE/v1/telemetry"
+sleep 1 # requests in flight when wrk stopped may still commit; they only make the count larger
+SEQ_AFTER=$(highest_seq)
+STATUS_AFTER=$(api GET /api/v1/system/status)
+echo "$STATUS_BEFORE" >"$OUT/status.before.json"
+echo "$STATUS_AFTER" >"$OUT/status.after.json"
+stop_pid "$GW_PID" TERM sekisho && GW_RC=0 || GW_RC=$?
+GW_PID=""
+
+# --- 6. nginx ---------------------------------------------------------------------------------------------
+cat >"$NGX/nginx.conf" <<EOF
+daemon off;
+master_process on;
+worker_processes 1;
+pid $NGX/nginx.pid;
+error_log $NGX/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $NGX/client_body;
+    proxy_temp_path $NGX/proxy;
+    fastcgi_temp_path $NGX/fastcgi;
+    uwsgi_temp_path $NGX/uwsgi;
+    scgi_temp_path $NGX/scgi;
+    keepalive_timeout 65s;
+    keepalive_requests 100000000;
+    server {
+        listen 127.0.0.1:$NGX_PORT ssl;
+        ssl_certificate $DATA/tls/device.crt;
+        ssl_certificate_key $DATA/tls/device.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location = /v1/telemetry {
+            if (\$request_method != POST) { return 405; }
+            return 204;
+        }
+        location = /nginx_status { stub_status; }
+        location / { return 404; }
+    }
+}
+EOF
+"$NGINX" -t -q -p "$NGX" -e "$NGX/error.log" -c "$NGX/nginx.conf" || { cat "$NGX/error.log" >&2; die "nginx config rejected"; }
+log "starting nginx on core $SERVER_CPU (127.0.0.1:$NGX_PORT, same certificate and key)"
+taskset -c "$SERVER_CPU" "$NGINX" -p "$NGX" -e "$NGX/error.log" -c "$NGX/nginx.conf" &
+NGX_PID=$!
+NGINX_URL="https://127.0.0.1:$NGX_PORT"
+for ((i = 0; ; i++)); do
+    kill -0 "$NGX_PID" 2>/dev/null || { cat "$NGX/error.log" >&2; die "nginx exited during start-up"; }
+    curl -s -o /dev/null --cacert "$CA" "$NGINX_URL/nginx_status" && break
+    ((i < 100)) || die "nginx did not answer within 10 s"
+    sleep 0.1
+done
+code=$(post_once "$NGINX_URL/v1/telemetry")
+[[ "$code" == 204 ]] || die "sanity POST to nginx answered $code, not 204"
+NGX_TLS=$(tls_params "$NGX_PORT")
+warm_up nginx "$NGINX_URL/v1/telemetry"
+run_wrk nginx "$NGINX_URL/v1/telemetry"
+curl -s --cacert "$CA" "$NGINX_URL/nginx_status" >"$OUT/nginx_status.txt"
+stop_pid "$NGX_PID" TERM nginx || true
+NGX_PID=""
+
+# --- 7. report --------------------------------------------------------------------------------------------
+GW_LOG_PROBLEMS=$(grep -cE ' (WARN|ERROR) |panicked' "$OUT/gateway.log" || true)
+CPU_MODEL=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+FS_TYPE=$(df -PT "$WORK" | awk 'NR == 2 {print $2 " (" $1 ")"}')
+
+set +e
+python3 - "$OUT" <<EOF
+import json, os, sys
+out = sys.argv[1]
+
+def wrk(name):
+    for line in open(os.path.join(out, name + ".wrk")):
+        if line.startswith("BENCH_RESULT "):
+            r = {}
+            for kv in line.split()[1:]:
+                k, v = kv.split("=")
+                r[k] = float(v)
+            return r
+
+def cpu(name):
+    def load(suffix):
+        return {l.split()[0]: [int(x) for x in l.split()[1:]] for l in open(os.path.join(out, name + suffix))}
+    a, b = load(".cpu0"), load(".cpu1")
+    res = {}
+    for core in a:
+        busy, total, iow = (b[core][i] - a[core][i] for i in range(3))
+        res[core] = (100.0 * busy / total if total else 0.0, 100.0 * iow / total if total else 0.0)
+    return res
+
+g, n = wrk("sekisho"), wrk("nginx")
+gc, nc = cpu("sekisho"), cpu("nginx")
+sc, cc = "cpu$SERVER_CPU", "cpu$CLIENT_CPU"
+before, after = json.load(open(os.path.join(out, "status.before.json"))), json.load(open(os.path.join(out, "status.after.json")))
+stored = $SEQ_AFTER - $SEQ_BEFORE
+commits = after["store"]["commits"] - before["store"]["commits"]
+records = after["store"]["records"] - before["store"]["records"]
+accepted = after["messages_accepted"] - before["messages_accepted"]
+rejected = after["messages_rejected"] - before["messages_rejected"]
+conns = after["device_listener"]["accepted"] - before["device_listener"]["accepted"]
+nginx_accepts = open(os.path.join(out, "nginx_status.txt")).read().split("\n")[2].split()[0]
+
+def ms(us):
+    return "%.2f ms" % (us / 1000.0)
+
+print()
+print("Sekisho ingest benchmark")
+print("  machine     : $NPROC cores, $CPU_MODEL; data dir on $FS_TYPE")
+print("  load        : wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency (warm-up $WARMUP), %d-byte JSON body, HTTP/1.1 keep-alive" % g["body_bytes"])
+print("  pinning     : server on core $SERVER_CPU, wrk on core $CLIENT_CPU")
+print("  TLS         : sekisho $GW_TLS; nginx $NGX_TLS (same device.crt/device.key)")
+print("  sekisho     : [store] sync = \"$SYNC\"")
+print()
+print("| server | req/s | p50 | p90 | p99 | max | non-2xx | socket errors | server core busy (iowait) | wrk core busy |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for label, r, c in (("sekisho POST /v1/telemetry (sync=$SYNC)", g, gc), ("nginx return 204", n, nc)):
+    errs = int(r["err_connect"] + r["err_read"] + r["err_write"] + r["err_timeout"])
+    print("| %s | %.1f | %s | %s | %s | %s | %d | %d | %.1f%% (%.1f%%) | %.1f%% |" % (
+        label, r["rps"], ms(r["p50_us"]), ms(r["p90_us"]), ms(r["p99_us"]), ms(r["max_us"]),
+        r["non2xx"], errs, c[sc][0], c[sc][1], c[cc][0]))
+print()
+print("throughput ratio sekisho/nginx = %.3f   (goal >= 0.5)" % (g["rps"] / n["rps"]))
+print("p50 latency ratio sekisho/nginx = %.2f, p99 = %.2f" % (g["p50_us"] / n["p50_us"], g["p99_us"] / n["p99_us"]))
+print()
+print("sekisho during the measured run: wrk completed %d requests; messages stored %d (highest seq %d -> %d);"
+      % (g["requests"], stored, $SEQ_BEFORE, $SEQ_AFTER))
+print("  accepted %d, rejected %d; %d commits for %d records (%.1f per commit); %d TLS connections opened"
+      % (accepted, rejected, commits, records, records / commits if commits else 0, conns))
+print("  log lines with WARN/ERROR/panic: $GW_LOG_PROBLEMS; exit status on SIGTERM: $GW_RC")
+print("nginx: %s TLS connections accepted in total (incl. warm-up and checks)" % nginx_accepts)
+
+problems = []
+for label, r in (("sekisho", g), ("nginx", n)):
+    if r["non2xx"]:
+        problems.append("%s: %d non-2xx responses" % (label, r["non2xx"]))
+    errs = r["err_connect"] + r["err_read"] + r["err_write"] + r["err_timeout"]
+    if errs:
+        problems.append("%s: %d socket errors" % (label, errs))
+if stored < g["requests"]:
+    problems.append("sekisho stored %d messages but wrk got %d answers" % (stored, g["requests"]))
+if rejected:
+    problems.append("sekisho rejected %d messages" % rejected)
+if $GW_RC != 0:
+    problems.append("sekisho exited with status $GW_RC on SIGTERM")
+for p in problems:
+    print("ERROR: " + p)
+sys.exit(1 if problems else 0)
+EOF
+rc=$?
+set -e
+if [[ "$GW_LOG_PROBLEMS" != 0 ]]; then
+    echo "--- gateway log lines with WARN/ERROR/panic:" >&2
+    grep -E ' (WARN|ERROR) |panicked' "$OUT/gateway.log" | head -20 >&2
+fi
+exit "$rc"
