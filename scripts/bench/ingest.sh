@@ -299,23 +299,26 @@ stop_pid "$NGX_PID" TERM nginx || true
 NGX_PID=""
 
 # --- 7. report --------------------------------------------------------------------------------------------
-GW_LOG_PROBLEMS=$(grep -cE ' (WARN|ERROR) |panicked' "$OUT/gateway.log" || true)
-CPU_MODEL=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
-FS_TYPE=$(df -PT "$WORK" | awk 'NR == 2 {print $2 " (" $1 ")"}')
+GW_LOG_PROBLEMS=$(grep -cE 'WARN|ERROR|panicked' "$OUT/gateway.log" || true)
+export R_OUT="$OUT" R_NPROC="$NPROC" R_THREADS="$THREADS" R_CONNECTIONS="$CONNECTIONS" R_DURATION="$DURATION" \
+    R_WARMUP="$WARMUP" R_SYNC="$SYNC" R_SERVER_CPU="$SERVER_CPU" R_CLIENT_CPU="$CLIENT_CPU" R_GW_TLS="$GW_TLS" \
+    R_NGX_TLS="$NGX_TLS" R_SEQ_BEFORE="$SEQ_BEFORE" R_SEQ_AFTER="$SEQ_AFTER" R_GW_RC="$GW_RC" \
+    R_GW_LOG_PROBLEMS="$GW_LOG_PROBLEMS"
+R_CPU_MODEL=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+R_FS=$(df -PT "$WORK" | awk 'NR == 2 {print $2 " (" $1 ")"}')
+R_KERNEL=$(uname -r)
+export R_CPU_MODEL R_FS R_KERNEL
 
 set +e
-python3 - "$OUT" <<EOF
+python3 - <<'EOF'
 import json, os, sys
-out = sys.argv[1]
+E = os.environ
+out = E["R_OUT"]
 
 def wrk(name):
     for line in open(os.path.join(out, name + ".wrk")):
         if line.startswith("BENCH_RESULT "):
-            r = {}
-            for kv in line.split()[1:]:
-                k, v = kv.split("=")
-                r[k] = float(v)
-            return r
+            return {k: float(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
 
 def cpu(name):
     def load(suffix):
@@ -327,11 +330,15 @@ def cpu(name):
         res[core] = (100.0 * busy / total if total else 0.0, 100.0 * iow / total if total else 0.0)
     return res
 
+def status(name):
+    return json.load(open(os.path.join(out, "status.%s.json" % name)))
+
 g, n = wrk("sekisho"), wrk("nginx")
 gc, nc = cpu("sekisho"), cpu("nginx")
-sc, cc = "cpu$SERVER_CPU", "cpu$CLIENT_CPU"
-before, after = json.load(open(os.path.join(out, "status.before.json"))), json.load(open(os.path.join(out, "status.after.json")))
-stored = $SEQ_AFTER - $SEQ_BEFORE
+sc, cc = "cpu" + E["R_SERVER_CPU"], "cpu" + E["R_CLIENT_CPU"]
+before, after = status("before"), status("after")
+seq_before, seq_after, gw_rc = int(E["R_SEQ_BEFORE"]), int(E["R_SEQ_AFTER"]), int(E["R_GW_RC"])
+stored = seq_after - seq_before
 commits = after["store"]["commits"] - before["store"]["commits"]
 records = after["store"]["records"] - before["store"]["records"]
 accepted = after["messages_accepted"] - before["messages_accepted"]
@@ -342,45 +349,47 @@ nginx_accepts = open(os.path.join(out, "nginx_status.txt")).read().split("\n")[2
 def ms(us):
     return "%.2f ms" % (us / 1000.0)
 
+def errors(r):
+    return int(r["err_connect"] + r["err_read"] + r["err_write"] + r["err_timeout"])
+
 print()
 print("Sekisho ingest benchmark")
-print("  machine     : $NPROC cores, $CPU_MODEL; data dir on $FS_TYPE")
-print("  load        : wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency (warm-up $WARMUP), %d-byte JSON body, HTTP/1.1 keep-alive" % g["body_bytes"])
-print("  pinning     : server on core $SERVER_CPU, wrk on core $CLIENT_CPU")
-print("  TLS         : sekisho $GW_TLS; nginx $NGX_TLS (same device.crt/device.key)")
-print("  sekisho     : [store] sync = \"$SYNC\"")
+print("  machine : %s cores, %s, Linux %s; data dir on %s" % (E["R_NPROC"], E["R_CPU_MODEL"], E["R_KERNEL"], E["R_FS"]))
+print("  load    : wrk -t%s -c%s -d%s --latency (after a %s warm-up), %d-byte JSON body, HTTP/1.1 keep-alive"
+      % (E["R_THREADS"], E["R_CONNECTIONS"], E["R_DURATION"], E["R_WARMUP"], g["body_bytes"]))
+print("  pinning : server on core %s, wrk on core %s" % (E["R_SERVER_CPU"], E["R_CLIENT_CPU"]))
+print("  TLS     : sekisho %s; nginx %s (same device.crt/device.key)" % (E["R_GW_TLS"], E["R_NGX_TLS"]))
+print('  sekisho : [store] sync = "%s"' % E["R_SYNC"])
 print()
 print("| server | req/s | p50 | p90 | p99 | max | non-2xx | socket errors | server core busy (iowait) | wrk core busy |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-for label, r, c in (("sekisho POST /v1/telemetry (sync=$SYNC)", g, gc), ("nginx return 204", n, nc)):
-    errs = int(r["err_connect"] + r["err_read"] + r["err_write"] + r["err_timeout"])
+for label, r, c in (("sekisho POST /v1/telemetry (sync=%s)" % E["R_SYNC"], g, gc), ("nginx return 204", n, nc)):
     print("| %s | %.1f | %s | %s | %s | %s | %d | %d | %.1f%% (%.1f%%) | %.1f%% |" % (
         label, r["rps"], ms(r["p50_us"]), ms(r["p90_us"]), ms(r["p99_us"]), ms(r["max_us"]),
-        r["non2xx"], errs, c[sc][0], c[sc][1], c[cc][0]))
+        r["non2xx"], errors(r), c[sc][0], c[sc][1], c[cc][0]))
 print()
 print("throughput ratio sekisho/nginx = %.3f   (goal >= 0.5)" % (g["rps"] / n["rps"]))
-print("p50 latency ratio sekisho/nginx = %.2f, p99 = %.2f" % (g["p50_us"] / n["p50_us"], g["p99_us"] / n["p99_us"]))
+print("latency ratio sekisho/nginx: p50 %.2f, p99 %.2f" % (g["p50_us"] / n["p50_us"], g["p99_us"] / n["p99_us"]))
 print()
-print("sekisho during the measured run: wrk completed %d requests; messages stored %d (highest seq %d -> %d);"
-      % (g["requests"], stored, $SEQ_BEFORE, $SEQ_AFTER))
+print("sekisho, measured run: wrk completed %d requests; %d messages stored (highest seq %d -> %d)"
+      % (g["requests"], stored, seq_before, seq_after))
 print("  accepted %d, rejected %d; %d commits for %d records (%.1f per commit); %d TLS connections opened"
       % (accepted, rejected, commits, records, records / commits if commits else 0, conns))
-print("  log lines with WARN/ERROR/panic: $GW_LOG_PROBLEMS; exit status on SIGTERM: $GW_RC")
-print("nginx: %s TLS connections accepted in total (incl. warm-up and checks)" % nginx_accepts)
+print("  gateway log lines with WARN/ERROR/panic: %s; exit status on SIGTERM: %d" % (E["R_GW_LOG_PROBLEMS"], gw_rc))
+print("nginx: %s TLS connections accepted in total (warm-up, measured run and checks)" % nginx_accepts)
 
 problems = []
 for label, r in (("sekisho", g), ("nginx", n)):
     if r["non2xx"]:
         problems.append("%s: %d non-2xx responses" % (label, r["non2xx"]))
-    errs = r["err_connect"] + r["err_read"] + r["err_write"] + r["err_timeout"]
-    if errs:
-        problems.append("%s: %d socket errors" % (label, errs))
+    if errors(r):
+        problems.append("%s: %d socket errors" % (label, errors(r)))
 if stored < g["requests"]:
     problems.append("sekisho stored %d messages but wrk got %d answers" % (stored, g["requests"]))
 if rejected:
     problems.append("sekisho rejected %d messages" % rejected)
-if $GW_RC != 0:
-    problems.append("sekisho exited with status $GW_RC on SIGTERM")
+if gw_rc != 0:
+    problems.append("sekisho exited with status %d on SIGTERM" % gw_rc)
 for p in problems:
     print("ERROR: " + p)
 sys.exit(1 if problems else 0)
@@ -389,6 +398,6 @@ rc=$?
 set -e
 if [[ "$GW_LOG_PROBLEMS" != 0 ]]; then
     echo "--- gateway log lines with WARN/ERROR/panic:" >&2
-    grep -E ' (WARN|ERROR) |panicked' "$OUT/gateway.log" | head -20 >&2
+    grep -E 'WARN|ERROR|panicked' "$OUT/gateway.log" | head -20 >&2
 fi
 exit "$rc"

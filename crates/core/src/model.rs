@@ -189,15 +189,15 @@ impl Sim {
         if !digits(&self.imsi, 6, 15) {
             out.push("sim.imsi must be 6 to 15 digits".to_owned());
         }
-        if let Some(iccid) = &self.iccid {
-            if !digits(iccid, 18, 22) {
-                out.push("sim.iccid must be 18 to 22 digits".to_owned());
-            }
+        if self.iccid.as_deref().is_some_and(|i| !digits(i, 18, 22)) {
+            out.push("sim.iccid must be 18 to 22 digits".to_owned());
         }
-        if let Some(msisdn) = &self.msisdn {
-            if !digits(msisdn.trim_start_matches('+'), 5, 15) {
-                out.push("sim.msisdn must be 5 to 15 digits, optionally after '+'".to_owned());
-            }
+        if self
+            .msisdn
+            .as_deref()
+            .is_some_and(|m| !digits(m.trim_start_matches('+'), 5, 15))
+        {
+            out.push("sim.msisdn must be 5 to 15 digits, optionally after '+'".to_owned());
         }
         out
     }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 /// The documented default configuration, as written by `sekisho init`.
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub device: DeviceListener,
@@ -175,20 +175,6 @@ impl Default for LogConfig {
         Self {
             level: "info".into(),
             format: "text".into(),
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            device: DeviceListener::default(),
-            admin: AdminListener::default(),
-            store: StoreConfig::default(),
-            auth: AuthConfig::default(),
-            limits: FieldLimits::default(),
-            cloud: CloudConfig::default(),
-            log: LogConfig::default(),
         }
     }
 }

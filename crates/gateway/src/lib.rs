@@ -194,7 +194,7 @@ async fn housekeeping(app: Arc<App>, mut stopped: watch::Receiver<bool>) {
             tracing::warn!(error = %e, "token purge failed");
         }
         let days = app.config.store.retention_days;
-        if days > 0 && n % 60 == 0 {
+        if days > 0 && n.is_multiple_of(60) {
             match app
                 .store
                 .purge_history(now - days as i64 * 86_400_000)

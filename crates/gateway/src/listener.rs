@@ -14,10 +14,14 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use sekisho_store::{SecurityEvent, Writer, now_ms, records::Record};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
@@ -245,27 +249,154 @@ async fn handle(
         .peer_certificates()
         .and_then(|c| c.first())
         .map(|c| crate::crypto::sha256(c));
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let info = ConnInfo {
         remote,
         client_cert_sha256,
     };
+    let activity = Arc::new(Activity::default());
+    let in_flight = activity.clone();
     let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
         req.extensions_mut().insert(info);
-        router.clone().oneshot(req)
+        let guard = InFlight::enter(&in_flight);
+        let fut = router.clone().oneshot(req);
+        async move {
+            let r = fut.await;
+            drop(guard);
+            r
+        }
     });
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(spec.header_timeout)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(Duration::from_secs(20))
-        .max_concurrent_streams(100);
-    if let Err(e) = builder.serve_connection(TokioIo::new(tls), svc).await {
-        tracing::debug!(listener = spec.name, remote = %remote, error = %e, "connection ended with an error");
+    let io = TokioIo::new(Tracked {
+        inner: tls,
+        activity: activity.clone(),
+    });
+    // The protocol comes from ALPN, never from sniffing the first bytes (a read with no deadline).
+    let conn: std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), hyper::Error>> + Send>,
+    > = if h2 {
+        let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        b.timer(TokioTimer::new())
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+            .keep_alive_timeout(Duration::from_secs(20))
+            .max_concurrent_streams(100);
+        Box::pin(b.serve_connection(io, svc))
+    } else {
+        let mut b = hyper::server::conn::http1::Builder::new();
+        b.timer(TokioTimer::new())
+            .header_read_timeout(spec.header_timeout)
+            .keep_alive(true);
+        Box::pin(b.serve_connection(io, svc))
+    };
+    tokio::select! {
+        r = conn => {
+            if let Err(e) = r {
+                tracing::debug!(listener = spec.name, remote = %remote, error = %e, "connection ended with an error");
+            }
+        }
+        _ = activity.idle_for(spec.header_timeout) => {
+            tracing::debug!(listener = spec.name, remote = %remote, "idle connection closed");
+        }
+    }
+}
+
+/// When a connection last moved a byte, and how many requests it has in progress.
+#[derive(Default)]
+struct Activity {
+    last_ms: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+impl Activity {
+    fn touch(&self) {
+        self.last_ms.store(now_ms() as u64, Ordering::Relaxed);
+    }
+
+    /// Completes once the connection has had no request in progress and no I/O for `limit`.
+    async fn idle_for(&self, limit: Duration) {
+        self.touch();
+        loop {
+            let idle = Duration::from_millis(
+                (now_ms() as u64).saturating_sub(self.last_ms.load(Ordering::Relaxed)),
+            );
+            if idle >= limit && self.in_flight.load(Ordering::Relaxed) == 0 {
+                return;
+            }
+            tokio::time::sleep(limit.saturating_sub(idle).max(Duration::from_millis(100))).await;
+        }
+    }
+}
+
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn enter(a: &Arc<Activity>) -> Self {
+        a.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(a.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.touch();
+    }
+}
+
+/// An I/O stream that records its activity.
+struct Tracked<T> {
+    inner: T,
+    activity: Arc<Activity>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 }

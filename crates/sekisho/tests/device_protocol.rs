@@ -580,3 +580,109 @@ mod futures_core_stream {
         }
     }
 }
+
+/// A raw TLS connection to the gateway (handshake done, nothing sent).
+async fn tls_connect(
+    dir: &std::path::Path,
+    addr: &str,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_file_iter(dir.join("tls/ca.crt")).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+        .connect(name, tcp)
+        .await
+}
+
+/// Reads until the peer closes; `true` if it closed within `secs` (a bound, not a measurement).
+async fn closed_within<S: tokio::io::AsyncRead + Unpin>(s: &mut S, secs: u64) -> bool {
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test]
+async fn idle_and_slow_clients_are_timed_out_and_connections_are_capped() {
+    let dir = TempDir::new("limits");
+    common::init(&dir.0);
+    common::configure(
+        &dir.0,
+        &[
+            ("device", "header_timeout_secs", 1.into()),
+            ("device", "handshake_timeout_secs", 1.into()),
+            ("device", "max_connections", 3.into()),
+        ],
+    );
+    let gw = Gateway::start_in(&dir.0);
+    let admin = gw.admin().await;
+
+    // A client that connects and never says anything is dropped (TCP and TLS alike).
+    let mut tcp = tokio::net::TcpStream::connect(&gw.device).await.unwrap();
+    assert!(
+        closed_within(&mut tcp, 20).await,
+        "a silent TCP client must be dropped"
+    );
+    let mut idle = tls_connect(&dir.0, &gw.device).await.unwrap();
+    assert!(
+        closed_within(&mut idle, 20).await,
+        "an idle TLS client must be dropped"
+    );
+    // Headers that trickle in too slowly are cut off too.
+    let mut slow = tls_connect(&dir.0, &gw.device).await.unwrap();
+    slow.write_all(b"POST /v1/telemetry HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    assert!(
+        closed_within(&mut slow, 20).await,
+        "a slowloris client must be dropped"
+    );
+
+    // At the cap, a further connection is closed at once and the refusal is recorded.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut c = tls_connect(&dir.0, &gw.device).await.unwrap();
+        c.write_all(b"GET /v1/openapi.json HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        held.push(c);
+    }
+    let over = tls_connect(&dir.0, &gw.device).await;
+    assert!(over.is_err(), "the fourth connection gets no handshake");
+    let ev = common::eventually(10, || async {
+        let (_, ev) = admin.get("/api/v1/history/security").await;
+        ev["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "connection_limit")
+            .then_some(ev)
+    })
+    .await;
+    assert!(ev.is_some(), "the refusal is recorded");
+    let (_, st) = admin.get("/api/v1/system/status").await;
+    assert!(
+        st["device_listener"]["over_limit"].as_i64().unwrap() >= 1,
+        "{st}"
+    );
+    drop(held);
+    // Once they are gone (closed by the idle timeout at the latest), devices connect again.
+    let back =
+        common::eventually(20, || async { tls_connect(&dir.0, &gw.device).await.ok() }).await;
+    assert!(back.is_some());
+}

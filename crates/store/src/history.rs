@@ -94,10 +94,8 @@ fn push_filters(
             q.push(" AND device_id = ").push_bind(v.clone());
         }
     }
-    if has_outcome {
-        if let Some(v) = &f.outcome {
-            q.push(" AND outcome = ").push_bind(v.clone());
-        }
+    if let Some(v) = f.outcome.as_ref().filter(|_| has_outcome) {
+        q.push(" AND outcome = ").push_bind(v.clone());
     }
     if let Some(v) = &f.source_ip {
         q.push(" AND source_ip = ").push_bind(v.clone());

@@ -235,6 +235,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::test_util::open_temp;
+    use sekisho_core::FieldLimits;
 
     fn field() -> Field {
         Field {

@@ -351,7 +351,11 @@ pub async fn issue_certificate(
     let f = caller.managed_field(&app, &field)?;
     let entry = device_in(&app, &f, &device)?;
     let (cert, key) = ca
-        .issue(entry.device.id.as_str(), &[entry.device.id.0.clone()], true)
+        .issue(
+            entry.device.id.as_str(),
+            std::slice::from_ref(&entry.device.id.0),
+            true,
+        )
         .map_err(ApiError::internal)?;
     let fp = crate::pki::cert_sha256_hex(&cert).map_err(ApiError::internal)?;
     register_cert(&app, &caller, &field, &device, &fp).await?;

@@ -45,10 +45,11 @@ fn filter(caller: &Caller, q: HistoryQuery) -> ApiResult<Filter> {
     if !problems.is_empty() {
         return Err(ApiError::invalid(problems));
     }
-    if let Some(f) = &q.field {
-        if !caller.sees(&FieldId(f.clone())) {
-            return Err(ApiError::not_found("field"));
-        }
+    if q.field
+        .as_ref()
+        .is_some_and(|f| !caller.sees(&FieldId(f.clone())))
+    {
+        return Err(ApiError::not_found("field"));
     }
     Ok(Filter {
         visible_fields: caller.visible_fields(),
