@@ -35,6 +35,17 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+/// The OpenAPI document of `device` or `admin` (anything else: admin), pretty-printed.
+pub fn openapi_json(api: &str) -> String {
+    use utoipa::OpenApi;
+    let doc = if api == "device" {
+        device::DeviceApi::openapi()
+    } else {
+        admin::AdminApi::openapi()
+    };
+    doc.to_pretty_json().unwrap_or_default()
+}
+
 /// The two bound listeners.
 pub struct Listeners {
     pub device: TcpListener,

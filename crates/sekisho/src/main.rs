@@ -66,6 +66,11 @@ enum Command {
         #[command(flatten)]
         serve: ServeArgs,
     },
+    /// Print an OpenAPI document: `device` (device protocol) or `admin` (admin API).
+    Openapi {
+        #[arg(value_parser = ["device", "admin"])]
+        api: String,
+    },
     /// Set a user's password (SEKISHO_NEW_PASSWORD, or a generated one printed once).
     Passwd {
         #[command(flatten)]
@@ -120,6 +125,10 @@ fn main() -> ExitCode {
                 }
             }
             Command::Passwd { serve: a, user } => passwd(a, &user).await,
+            Command::Openapi { api } => {
+                println!("{}", sekisho_gateway::openapi_json(&api));
+                ExitCode::SUCCESS
+            }
         }
     })
 }

@@ -176,3 +176,23 @@ async fn passwd_resets_a_password_and_ends_sessions() {
         200
     );
 }
+
+#[test]
+fn the_published_openapi_documents_are_current() {
+    for api in ["device", "admin"] {
+        let out = Command::new(common::bin())
+            .args(["openapi", api])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("../../docs/openapi/{api}.json"));
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert_eq!(
+            committed.trim(),
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "{} is stale: run `sekisho openapi {api} > docs/openapi/{api}.json`",
+            path.display()
+        );
+    }
+}
