@@ -30,3 +30,5 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
+echo "== console in a real browser"
+bash tests/console/run.sh

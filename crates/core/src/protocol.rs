@@ -17,6 +17,8 @@ pub enum ErrorCode {
     DeviceQuarantined,
     /// 403: the field requires the device's registered client certificate on this connection.
     CertificateRequired,
+    /// 403: the field refuses requests from outside its networks.
+    OffNetwork,
     /// 400: the body is not valid JSON of the expected shape.
     MalformedJson,
     /// 400: the JSON nests deeper than the field allows.
@@ -56,7 +58,9 @@ impl ErrorCode {
         use ErrorCode::*;
         match self {
             InvalidCredentials | InvalidToken | Unauthorized => 401,
-            DeviceDisabled | DeviceQuarantined | CertificateRequired | Forbidden => 403,
+            DeviceDisabled | DeviceQuarantined | CertificateRequired | OffNetwork | Forbidden => {
+                403
+            }
             MalformedJson | JsonTooDeep | InvalidRequest => 400,
             PayloadTooLarge | BatchTooLarge => 413,
             UnsupportedMediaType => 415,
@@ -78,6 +82,7 @@ impl ErrorCode {
             DeviceDisabled => "device_disabled",
             DeviceQuarantined => "device_quarantined",
             CertificateRequired => "certificate_required",
+            OffNetwork => "off_network",
             MalformedJson => "malformed_json",
             JsonTooDeep => "json_too_deep",
             PayloadTooLarge => "payload_too_large",

@@ -1,6 +1,8 @@
 //! The shared state of a running gateway, handed to every handler and worker.
 
+use crate::bus::Bus;
 use crate::config::Config;
+use crate::detection::Detector;
 use crate::listener::ListenerStats;
 use crate::pki::Ca;
 use crate::registry::Registry;
@@ -28,6 +30,20 @@ pub struct App {
     pub started_at: i64,
     /// Announces new fields to the cloud connector.
     pub new_fields: tokio::sync::mpsc::UnboundedSender<sekisho_core::FieldId>,
+    /// Threat detection: templates, device states, silence.
+    pub detector: Arc<Detector>,
+    /// The queues between subsystems (detections → response).
+    pub bus: Arc<dyn Bus>,
+}
+
+/// What `App::new` wires in besides the configuration and the store.
+pub struct Parts {
+    pub registry: Registry,
+    pub device_ca: Option<Ca>,
+    pub now: i64,
+    pub new_fields: tokio::sync::mpsc::UnboundedSender<sekisho_core::FieldId>,
+    pub detector: Arc<Detector>,
+    pub bus: Arc<dyn Bus>,
 }
 
 #[derive(Default)]
@@ -44,14 +60,15 @@ pub struct Stats {
 }
 
 impl App {
-    pub fn new(
-        config: Config,
-        store: Store,
-        registry: Registry,
-        device_ca: Option<Ca>,
-        now: i64,
-        new_fields: tokio::sync::mpsc::UnboundedSender<sekisho_core::FieldId>,
-    ) -> Self {
+    pub fn new(config: Config, store: Store, parts: Parts) -> Self {
+        let Parts {
+            registry,
+            device_ca,
+            now,
+            new_fields,
+            detector,
+            bus,
+        } = parts;
         let login_window = (config.admin.login_lockout_secs.max(1) * 1000) as i64;
         Self {
             token_failures: Throttle::new(60_000, config.auth.max_failures_per_unique_id),
@@ -65,6 +82,8 @@ impl App {
             stats: Stats::default(),
             started_at: now,
             new_fields,
+            detector,
+            bus,
         }
     }
 }

@@ -22,6 +22,7 @@ pub struct Config {
     /// Limits given to new fields (each field can change its own).
     pub limits: FieldLimits,
     pub cloud: CloudConfig,
+    pub detection: DetectionConfig,
     pub log: LogConfig,
 }
 
@@ -93,6 +94,42 @@ pub struct CloudConfig {
     pub backoff_max_ms: u64,
     /// Pending messages older than this are dead-lettered and reported.
     pub max_age_secs: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectionConfig {
+    /// The library template of a field created without one.
+    pub default_template: String,
+    /// Repeated findings of one rule on one device within this many seconds are one detection.
+    pub group_window_secs: u64,
+    /// Findings waiting to be stored at most (a full queue drops findings loudly, never messages).
+    pub queue_capacity: usize,
+    /// CPU time one script call may use (milliseconds).
+    pub script_cpu_ms: u64,
+    /// Memory one script's VM may use (MiB).
+    pub script_memory_mib: usize,
+}
+
+impl DetectionConfig {
+    pub fn script_limits(&self) -> sekisho_script::Limits {
+        sekisho_script::Limits {
+            cpu: std::time::Duration::from_millis(self.script_cpu_ms),
+            memory: self.script_memory_mib * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for DetectionConfig {
+    fn default() -> Self {
+        Self {
+            default_template: "generic".into(),
+            group_window_secs: 600,
+            queue_capacity: 65_536,
+            script_cpu_ms: 50,
+            script_memory_mib: 16,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -266,6 +303,19 @@ impl Config {
         positive("cloud.timeout_secs", self.cloud.timeout_secs);
         positive("cloud.backoff_initial_ms", self.cloud.backoff_initial_ms);
         positive("cloud.max_age_secs", self.cloud.max_age_secs);
+        positive(
+            "detection.group_window_secs",
+            self.detection.group_window_secs,
+        );
+        positive(
+            "detection.queue_capacity",
+            self.detection.queue_capacity as u64,
+        );
+        positive("detection.script_cpu_ms", self.detection.script_cpu_ms);
+        positive(
+            "detection.script_memory_mib",
+            self.detection.script_memory_mib as u64,
+        );
         if self.cloud.backoff_max_ms < self.cloud.backoff_initial_ms {
             out.push("cloud.backoff_max_ms must be at least cloud.backoff_initial_ms".into());
         }
@@ -273,6 +323,17 @@ impl Config {
             out.push(format!(
                 "store.sync: '{}' is neither 'full' nor 'normal'",
                 self.store.sync
+            ));
+        }
+        if sekisho_detect::template::library(&self.detection.default_template).is_none() {
+            let names: Vec<&str> = sekisho_detect::template::LIBRARY
+                .iter()
+                .map(|(n, _)| *n)
+                .collect();
+            out.push(format!(
+                "detection.default_template: '{}' is not one of {}",
+                self.detection.default_template,
+                names.join(", ")
             ));
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {

@@ -66,7 +66,7 @@ pub async fn init(
             created_at: now_ms(),
         })
         .await?;
-    store.pool.close().await;
+    store.close().await;
     // Written last: its presence means the directory is complete.
     pki::write_file(&config_path, DEFAULT_TOML.as_bytes(), false)?;
     Ok(InitReport {
@@ -91,7 +91,7 @@ pub async fn set_password(
     let pw = password.to_owned();
     let hash = tokio::task::spawn_blocking(move || crypto::hash_password(&pw)).await?;
     let changed = store.set_password(user, &hash).await?;
-    store.pool.close().await;
+    store.close().await;
     if !changed {
         anyhow::bail!("no user named {user}");
     }

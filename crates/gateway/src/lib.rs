@@ -4,6 +4,7 @@
 //! - [`device`]: device protocol v1 — token issuance (⑥) and telemetry reception (①).
 //! - [`cloud`]: the cloud connector (①) draining each field's durable outbox.
 //! - [`admin`]: the admin API (②, ⑦ history search, ⑧ status and metrics).
+//! - [`console`]: the browser console on the admin listener (server-rendered HTML over the admin functions).
 //! - [`registry`]: the in-memory registry the hot path reads; [`app`]: the shared state.
 //! - [`config`], [`pki`], [`crypto`], [`throttle`], [`error`]: the supporting pieces.
 //!
@@ -12,9 +13,12 @@
 
 pub mod admin;
 pub mod app;
+pub mod bus;
 pub mod cloud;
 pub mod config;
+pub mod console;
 pub mod crypto;
+pub mod detection;
 pub mod device;
 pub mod error;
 pub mod init;
@@ -137,12 +141,35 @@ pub async fn run(
             .flatten()
     });
     let (new_fields, new_fields_rx) = tokio::sync::mpsc::unbounded_channel();
-    let app = Arc::new(App::new(
-        config, store, registry, device_ca, now, new_fields,
+    let bus: Arc<dyn bus::Bus> = Arc::new(bus::LocalBus::new(4096));
+    let (detector, found) = detection::start(&config, &store).await?;
+    let detector = Arc::new(detector);
+    let group_window_ms = config.detection.group_window_secs as i64 * 1000;
+    detection::scripts::spawn_worker(
+        detector.clone(),
+        store.clone(),
+        tokio::runtime::Handle::current(),
+    );
+    tokio::spawn(detection::run_sink(
+        found,
+        store.clone(),
+        bus.clone(),
+        detector.stats.clone(),
+        group_window_ms,
     ));
+    let parts = app::Parts {
+        registry,
+        device_ca,
+        now,
+        new_fields,
+        detector,
+        bus,
+    };
+    let app = Arc::new(App::new(config, store, parts));
     let (stop, stopped) = watch::channel(false);
 
     cloud::spawn(app.clone(), new_fields_rx, stopped.clone());
+    tokio::spawn(detection::silence_worker(app.clone(), stopped.clone()));
     tokio::spawn(housekeeping(app.clone(), stopped.clone()));
 
     let c = &app.config;
@@ -186,7 +213,7 @@ pub async fn run(
     let _ = stop.send(true);
     let _ = device.await;
     let _ = admin.await;
-    app.store.pool.close().await;
+    app.store.close().await;
     Ok(())
 }
 

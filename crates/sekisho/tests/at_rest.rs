@@ -107,6 +107,7 @@ async fn v10_v11_database_files_reveal_nothing_and_a_copy_cannot_be_queried() {
         .await
         .unwrap();
     assert_eq!(n, 50);
+    store.close().await;
     // The key file is private.
     #[cfg(unix)]
     {

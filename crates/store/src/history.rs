@@ -284,5 +284,6 @@ mod tests {
             .await
             .is_empty()
         );
+        store.close().await;
     }
 }

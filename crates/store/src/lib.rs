@@ -5,6 +5,7 @@
 //! Architecture invariant: this crate knows tables and rows, not HTTP or TLS. It never logs the key, a
 //! secret or a message body.
 
+pub mod detections;
 pub mod history;
 pub mod outbox;
 pub mod records;
@@ -89,6 +90,15 @@ pub struct Store {
     pub writer: Writer,
 }
 
+impl Store {
+    /// Closes the store: the writer commits what is queued and closes its connection, then the pool
+    /// closes. Call before the process exits.
+    pub async fn close(&self) {
+        self.writer.shutdown().await;
+        self.pool.close().await;
+    }
+}
+
 /// The database key: 32 random bytes, shown to SQLCipher as a raw hex key (no PBKDF2).
 pub struct DbKey([u8; 32]);
 
@@ -130,7 +140,10 @@ fn connect_options(path: &Path, key: &DbKey, opts: &StoreOptions) -> Result<Sqli
         .disable_statement_logging())
 }
 
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_detection.sql"),
+];
 
 /// Opens (creating if needed) the encrypted store at `path`, checks the key, applies migrations and
 /// starts the writer.
@@ -229,7 +242,7 @@ mod tests {
         let store = open(&path, &DbKey::from_bytes([1; 32]), StoreOptions::default())
             .await
             .unwrap();
-        store.pool.close().await;
+        store.close().await;
         let err = open(&path, &DbKey::from_bytes([2; 32]), StoreOptions::default())
             .await
             .err()
@@ -246,6 +259,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(n, 0);
+        store.close().await;
     }
 
     #[test]

@@ -236,5 +236,6 @@ mod tests {
         let p = store.pending("f", 10).await.unwrap();
         assert_eq!(p[0].body, b"{\"i\":4}");
         assert_eq!(store.pending("f", 10).await.unwrap()[0].forward_attempts, 0);
+        store.close().await;
     }
 }

@@ -308,6 +308,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(store.live_devices().await.unwrap().len(), 1);
+        store.close().await;
     }
 
     #[tokio::test]
@@ -320,5 +321,6 @@ mod tests {
         assert_eq!(store.live_tokens(100).await.unwrap().len(), 0);
         assert_eq!(store.revoke_tokens(&d).await.unwrap(), 2);
         assert_eq!(store.live_tokens(50).await.unwrap().len(), 0);
+        store.close().await;
     }
 }

@@ -211,5 +211,6 @@ mod tests {
         assert_eq!(store.session_user(&[9; 32], 100).await.unwrap(), None);
         store.delete_session(&[9; 32]).await.unwrap();
         assert_eq!(store.session_user(&[9; 32], 50).await.unwrap(), None);
+        store.close().await;
     }
 }

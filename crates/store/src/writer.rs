@@ -19,6 +19,8 @@ type Reply = oneshot::Sender<Result<(), String>>;
 struct Op {
     records: Vec<Record>,
     reply: Option<Reply>,
+    /// Stop after this operation, closing the connection, then answer.
+    close: bool,
 }
 
 /// Handle to the writer task; cheap to clone.
@@ -66,6 +68,7 @@ impl Writer {
         self.enqueue(Op {
             records,
             reply: Some(reply),
+            close: false,
         })
         .await?;
         match done.await {
@@ -81,6 +84,7 @@ impl Writer {
         self.enqueue(Op {
             records,
             reply: None,
+            close: false,
         })
         .await
     }
@@ -91,6 +95,7 @@ impl Writer {
             .try_send(Op {
                 records,
                 reply: None,
+                close: false,
             })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => {
@@ -109,6 +114,20 @@ impl Writer {
                 Err(StoreError::Overloaded)
             }
             Err(mpsc::error::SendTimeoutError::Closed(_)) => Err(StoreError::Closed),
+        }
+    }
+
+    /// Commits what is queued, closes the writer's connection and stops the task. Later writes fail
+    /// with [`StoreError::Closed`].
+    pub async fn shutdown(&self) {
+        let (reply, done) = oneshot::channel();
+        let op = Op {
+            records: Vec::new(),
+            reply: Some(reply),
+            close: true,
+        };
+        if self.tx.send(op).await.is_ok() {
+            let _ = done.await;
         }
     }
 
@@ -147,13 +166,31 @@ async fn run(
                 tracing::error!(error = %e, records = n, "store commit failed; callers are told");
             }
         }
+        let closing = ops.iter().any(|o| o.close);
+        let mut closers = Vec::new();
         for op in ops.drain(..) {
-            if let Some(reply) = op.reply {
-                let _ = reply.send(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+            match op.reply {
+                Some(reply) if op.close => closers.push(reply),
+                Some(reply) => {
+                    let _ = reply.send(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+                }
+                None => {}
             }
         }
         if result.is_ok() && has_messages {
             committed.notify_waiters();
+        }
+        if closing {
+            // Close the connection before answering: SQLCipher's connection must be gone before the
+            // process exits, or its worker thread races OpenSSL's exit-time cleanup (SIGSEGV).
+            rx.close();
+            if let Err(e) = conn.close().await {
+                tracing::warn!(error = %e, "closing the writer's connection");
+            }
+            for reply in closers {
+                let _ = reply.send(Ok(()));
+            }
+            return;
         }
     }
 }
@@ -296,6 +333,7 @@ mod tests {
                 .load(std::sync::atomic::Ordering::Relaxed)
                 <= 200
         );
+        store.close().await;
     }
 
     #[tokio::test]
@@ -305,5 +343,6 @@ mod tests {
         // The same message id again violates the UNIQUE constraint: the whole operation fails, loudly.
         let err = store.writer.write(vec![msg(1)]).await.unwrap_err();
         assert!(err.to_string().contains("UNIQUE"), "{err}");
+        store.close().await;
     }
 }

@@ -97,7 +97,19 @@ pub async fn register(
     Path(field): Path<String>,
     ApiJson(req): ApiJson<RegisterDevice>,
 ) -> ApiResult<(StatusCode, Json<Registered>)> {
-    let f = caller.managed_field(&app, &field)?;
+    let out = register_device(&app, &caller, &field, req).await?;
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+/// Validates and registers a device, and logs the change; the returned secret exists nowhere else.
+/// Shared by the API and the console.
+pub(crate) async fn register_device(
+    app: &App,
+    caller: &Caller,
+    field: &str,
+    req: RegisterDevice,
+) -> ApiResult<Registered> {
+    let f = caller.managed_field(app, field)?;
     let mut problems = unique_id_problems(&req.unique_id);
     if let Some(sim) = &req.sim {
         problems.extend(sim.problems());
@@ -137,19 +149,18 @@ pub async fn register(
     app.registry.put_device(device.clone(), hash);
     caller
         .log(
-            &app,
+            app,
             "device_register",
             Some(device.id.as_str()),
             Some(f.id.as_str()),
         )
         .await;
-    let out = Registered {
+    Ok(Registered {
         id: device.id.0.clone(),
         auth_secret: secret,
         auth_id: f.auth_id.clone(),
         device: view(&device),
-    };
-    Ok((StatusCode::CREATED, Json(out)))
+    })
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -194,7 +205,7 @@ pub async fn list(
     }))
 }
 
-fn device_in(app: &App, f: &Field, device: &str) -> ApiResult<Arc<DeviceEntry>> {
+pub(crate) fn device_in(app: &App, f: &Field, device: &str) -> ApiResult<Arc<DeviceEntry>> {
     app.registry
         .device(&DeviceId(device.to_owned()))
         .filter(|d| d.device.field_id == f.id)
@@ -223,8 +234,9 @@ pub async fn get_one(
     }))
 }
 
-/// Sets a device's status; stopping or deleting also revokes its tokens at once.
-async fn set_status(
+/// Sets a device's status; stopping or deleting also revokes its tokens at once. Shared by the API and
+/// the console.
+pub(crate) async fn set_status(
     app: &App,
     caller: &Caller,
     field: &str,

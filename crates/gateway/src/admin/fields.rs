@@ -80,6 +80,13 @@ pub async fn create(
     caller: Caller,
     ApiJson(req): ApiJson<CreateField>,
 ) -> ApiResult<(StatusCode, Json<FieldView>)> {
+    let field = create_field(&app, &caller, req).await?;
+    Ok((StatusCode::CREATED, Json(view(&app, &field))))
+}
+
+/// Validates and creates a field, announces it to the cloud connector and logs the change. Shared by
+/// the API and the console.
+pub(crate) async fn create_field(app: &App, caller: &Caller, req: CreateField) -> ApiResult<Field> {
     caller.require(Role::Maintainer)?;
     let limits = req.limits.unwrap_or(app.config.limits);
     let mut problems = name_problems(&req.name);
@@ -104,13 +111,13 @@ pub async fn create(
     let _ = app.new_fields.send(field.id.clone());
     caller
         .log(
-            &app,
+            app,
             "field_create",
             Some(field.id.as_str()),
             Some(&field.name),
         )
         .await;
-    Ok((StatusCode::CREATED, Json(view(&app, &field))))
+    Ok(field)
 }
 
 /// Fields this user may see.

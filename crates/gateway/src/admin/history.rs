@@ -38,7 +38,8 @@ pub struct Page<T> {
     pub next_before: Option<i64>,
 }
 
-fn filter(caller: &Caller, q: HistoryQuery) -> ApiResult<Filter> {
+/// The store filter for a query, scoped to what the caller may see. Shared by the API and the console.
+pub(crate) fn filter(caller: &Caller, q: HistoryQuery) -> ApiResult<Filter> {
     let mut problems = Vec::new();
     let since = parse_time("since", &q.since, &mut problems);
     let until = parse_time("until", &q.until, &mut problems);
@@ -64,7 +65,8 @@ fn filter(caller: &Caller, q: HistoryQuery) -> ApiResult<Filter> {
     })
 }
 
-fn page<T>(items: Vec<T>, limit: i64, id: impl Fn(&T) -> i64) -> Page<T> {
+/// A page of rows, with the cursor of the next one when this one is full.
+pub(crate) fn page<T>(items: Vec<T>, limit: i64, id: impl Fn(&T) -> i64) -> Page<T> {
     let next_before = if items.len() as i64 == limit {
         items.last().map(&id)
     } else {

@@ -3,12 +3,14 @@
 //!
 //! Roles: a maintainer sees and changes everything; a field administrator sees and changes only its
 //! fields; an analyst reads every field and changes nothing. Every change is written to the admin log.
+//! The browser console ([`crate::console`]) is served on the same listener and calls the same functions.
 
-mod devices;
-mod fields;
-mod history;
-mod session;
-mod system;
+pub(crate) mod devices;
+pub(crate) mod fields;
+pub(crate) mod history;
+pub(crate) mod session;
+pub(crate) mod system;
+pub(crate) mod templates;
 
 pub use system::user_problems as system_user_problems;
 
@@ -37,6 +39,8 @@ use utoipa::{Modify, OpenApi};
         devices::issue_certificate, devices::set_certificate,
         history::messages, history::auth_attempts, history::security_events, history::message_body,
         system::status, system::create_user, system::list_users,
+        templates::library, templates::library_one, templates::get_template, templates::put_template,
+        templates::versions, templates::detections, templates::script_faults,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -104,6 +108,24 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/history/auth", get(history::auth_attempts))
         .route("/api/v1/history/security", get(history::security_events))
         .route("/api/v1/system/status", get(system::status))
+        .route("/api/v1/templates", get(templates::library))
+        .route("/api/v1/templates/{name}", get(templates::library_one))
+        .route(
+            "/api/v1/fields/{field}/template",
+            get(templates::get_template).put(templates::put_template),
+        )
+        .route(
+            "/api/v1/fields/{field}/template/versions",
+            get(templates::versions),
+        )
+        .route(
+            "/api/v1/fields/{field}/detections",
+            get(templates::detections),
+        )
+        .route(
+            "/api/v1/fields/{field}/script-faults",
+            get(templates::script_faults),
+        )
         .route(
             "/api/v1/users",
             post(system::create_user).get(system::list_users),
@@ -113,6 +135,7 @@ pub fn router(app: Arc<App>) -> Router {
             get(|| async { axum::Json(AdminApi::openapi()) }),
         )
         .route("/metrics", get(system::metrics))
+        .merge(crate::console::router())
         .fallback(|| async {
             ApiError::new(ErrorCode::NotFound, "no such endpoint in the admin API")
         })
@@ -126,7 +149,9 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// The logged-in user behind a request.
+/// The logged-in user behind a request: from the `Authorization: Bearer` header, or, for requests under
+/// `/console` only, from the console's session cookie (the API never reads cookies, so a cross-site
+/// request cannot ride on a browser session there).
 pub struct Caller {
     pub user: UserRow,
 }
@@ -222,7 +247,9 @@ impl FromRequestParts<Arc<App>> for Caller {
                 "log in first: send Authorization: Bearer <token>",
             )
         };
-        let token = bearer(parts).ok_or_else(unauthorized)?;
+        let token = bearer(parts)
+            .or_else(|| crate::console::session_token(parts))
+            .ok_or_else(unauthorized)?;
         let hash = crypto::sha256(token.as_bytes());
         let user_id = app
             .store

@@ -12,6 +12,7 @@ use axum::extract::State;
 use axum::http::request::Parts;
 use sekisho_core::{ErrorCode, Role};
 use sekisho_store::now_ms;
+use sekisho_store::users::UserRow;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::ToSchema;
@@ -46,36 +47,58 @@ pub async fn login(
     State(app): State<Arc<App>>,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<LoginResponse>> {
+    let s = open_session(&app, &req.username, &req.password).await?;
+    Ok(Json(LoginResponse {
+        token: s.token,
+        expires_in: s.ttl_secs,
+        role: s.user.role,
+    }))
+}
+
+/// A session just opened: its token (shown to the client once, stored as SHA-256 only).
+pub(crate) struct NewSession {
+    pub token: String,
+    pub ttl_secs: u64,
+    pub user: UserRow,
+}
+
+/// Checks a user name and password under the `login_failures` throttle and opens a session. Shared by
+/// the API's login and the console's.
+pub(crate) async fn open_session(
+    app: &App,
+    username: &str,
+    password: &str,
+) -> ApiResult<NewSession> {
     let now = now_ms();
-    if let Some(wait) = app.login_failures.blocked(&req.username, now) {
-        tracing::warn!(username = %req.username, "login refused: locked after repeated failures");
+    if let Some(wait) = app.login_failures.blocked(username, now) {
+        tracing::warn!(username = %username, "login refused: locked after repeated failures");
         return Err(ApiError::new(
             ErrorCode::TooManyRequests,
             "too many failed logins for this user; wait",
         )
         .retry_after(wait));
     }
-    let user = app.store.user_by_name(&req.username).await?;
+    let user = app.store.user_by_name(username).await?;
     let hash = user.as_ref().map_or_else(
         || crypto::dummy_hash().to_owned(),
         |u| u.password_hash.clone(),
     );
-    let password = req.password.clone();
+    let password = password.to_owned();
     let ok = tokio::task::spawn_blocking(move || crypto::verify_password(&password, &hash))
         .await
         .map_err(ApiError::internal)?;
     let Some(user) = user.filter(|_| ok) else {
-        app.login_failures.hit(&req.username, now);
+        app.login_failures.hit(username, now);
         let _ = app
             .store
-            .log_admin(now, &req.username, "login_failed", None, None)
+            .log_admin(now, username, "login_failed", None, None)
             .await;
         return Err(ApiError::new(
             ErrorCode::Unauthorized,
             "wrong user name or password",
         ));
     };
-    app.login_failures.clear(&req.username);
+    app.login_failures.clear(username);
     let token = crypto::new_secret();
     let ttl = app.config.admin.session_ttl_secs;
     app.store
@@ -89,11 +112,11 @@ pub async fn login(
         .store
         .log_admin(now, &user.username, "login", None, None)
         .await;
-    Ok(Json(LoginResponse {
+    Ok(NewSession {
         token,
-        expires_in: ttl,
-        role: user.role,
-    }))
+        ttl_secs: ttl,
+        user,
+    })
 }
 
 /// Log out (ends this session).

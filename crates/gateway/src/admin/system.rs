@@ -77,6 +77,11 @@ pub async fn status(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Js
             "system status is for maintainers and analysts",
         ));
     }
+    Ok(Json(status_of(&app).await?))
+}
+
+/// The whole system's status, for whoever may see it. Shared by the API and the console.
+pub(crate) async fn status_of(app: &App) -> ApiResult<Status> {
     let w = app.store.writer.stats();
     let file_bytes = ["", "-wal"]
         .iter()
@@ -84,7 +89,7 @@ pub async fn status(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Js
         .map(|m| m.len())
         .sum();
     let s = &app.stats;
-    Ok(Json(Status {
+    Ok(Status {
         version: env!("CARGO_PKG_VERSION").into(),
         started_at: sekisho_core::time::rfc3339(app.started_at),
         uptime_secs: (now_ms() - app.started_at) / 1000,
@@ -105,7 +110,7 @@ pub async fn status(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Js
         messages_rejected: n(&s.messages_rejected),
         auth_success: n(&s.auth_success),
         auth_failure: n(&s.auth_failure),
-    }))
+    })
 }
 
 /// Prometheus text exposition of the gateway's counters (no device ids as labels).

@@ -11,6 +11,7 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use sekisho_core::{DeviceStatus, ErrorCode};
+use sekisho_detect::rules::AuthFacts;
 use sekisho_store::records::Record;
 use sekisho_store::{AuthAttempt, now_ms};
 use serde::{Deserialize, Serialize};
@@ -92,8 +93,20 @@ pub async fn token(
         outcome = attempt.outcome, reason = attempt.reason, method = attempt.method,
         device = attempt.device_id.as_deref(), source_ip = %attempt.source_ip, "device auth attempt"
     );
+    let field = attempt.field_id.clone().map(sekisho_core::FieldId);
+    let device = attempt.device_id.clone().map(sekisho_core::DeviceId);
+    let unique_id = attempt.unique_id.clone().unwrap_or_default();
     if let Err(e) = app.store.writer.write(vec![Record::Auth(attempt)]).await {
         return ApiError::store(e).into_response();
+    }
+    if let Some(field) = field {
+        let facts = AuthFacts {
+            at_ms: now,
+            success: result.is_ok(),
+            unique_id: &unique_id,
+            source_ip: conn.remote.ip(),
+        };
+        app.detector.on_auth(&field, device.as_ref(), &facts);
     }
     match result {
         Ok(t) => Json(t).into_response(),
@@ -138,6 +151,19 @@ async fn issue(
         )
     })?;
     attempt.unique_id = tr.unique_id.clone();
+    if let Some(f) = tr
+        .auth_id
+        .as_deref()
+        .and_then(|a| app.registry.field_by_auth_id(a))
+    {
+        attempt.field_id = Some(f.id.0.clone());
+        if app.detector.blocks(&f.id, conn.remote.ip()) {
+            return Err(ApiError::new(
+                ErrorCode::OffNetwork,
+                "this field does not accept devices from outside its networks",
+            ));
+        }
+    }
 
     let entry = match conn
         .client_cert_sha256
@@ -152,6 +178,7 @@ async fn issue(
     let d = &entry.device;
     attempt.field_id = Some(d.field_id.0.clone());
     attempt.device_id = Some(d.id.0.clone());
+    attempt.unique_id = Some(d.unique_id.clone());
     if d.status == DeviceStatus::Disabled {
         return Err(ApiError::new(
             ErrorCode::DeviceDisabled,

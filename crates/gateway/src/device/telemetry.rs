@@ -14,6 +14,7 @@ use axum::{Extension, Json};
 use http::{HeaderMap, StatusCode};
 use sekisho_core::telemetry::{self, BodyError, TelemetryMeta};
 use sekisho_core::{AuthMode, DeviceId, DeviceStatus, ErrorCode, Field, MessageId};
+use sekisho_detect::rules::MessageFacts;
 use sekisho_store::records::Record;
 use sekisho_store::{MessageRecord, now_ms};
 use serde::{Deserialize, Serialize};
@@ -201,17 +202,25 @@ async fn ingest(app: Arc<App>, conn: ConnInfo, req: Request, is_batch: bool) -> 
         Ok(a) => a,
         Err((e, device)) => {
             base.device_id = device.map(|d| d.0);
-            return reject(&app, base, e).await;
+            return reject(&app, base, e, None).await;
         }
     };
+    let a = Some(&authed);
     base.field_id = Some(authed.field.id.0.clone());
     base.device_id = Some(authed.device.device.id.0.clone());
+    if app.detector.blocks(&authed.field.id, conn.remote.ip()) {
+        let e = ApiError::new(
+            ErrorCode::OffNetwork,
+            "this field does not accept data from outside its networks",
+        );
+        return reject(&app, base, e, a).await;
+    }
     if !is_json(&parts.headers) {
         let e = ApiError::new(
             ErrorCode::UnsupportedMediaType,
             "send telemetry as application/json",
         );
-        return reject(&app, base, e).await;
+        return reject(&app, base, e, a).await;
     }
     let limits = authed.field.limits;
     let limit = limits.max_body_bytes as usize;
@@ -220,7 +229,7 @@ async fn ingest(app: Arc<App>, conn: ConnInfo, req: Request, is_batch: bool) -> 
             ErrorCode::PayloadTooLarge,
             format!("the body exceeds this field's limit of {limit} bytes"),
         );
-        return reject(&app, base, e).await;
+        return reject(&app, base, e, a).await;
     }
     let bytes = match read_body(
         body,
@@ -230,27 +239,28 @@ async fn ingest(app: Arc<App>, conn: ConnInfo, req: Request, is_batch: bool) -> 
     .await
     {
         Ok(b) => b,
-        Err(e) => return reject(&app, base, e).await,
+        Err(e) => return reject(&app, base, e, a).await,
     };
     base.size = bytes.len() as i64;
     let depth = limits.max_json_depth as usize;
-    let records: Vec<MessageRecord> = if is_batch {
+    let items: Vec<(&[u8], TelemetryMeta)> = if is_batch {
         match telemetry::parse_batch(&bytes, depth, limits.max_batch_len as usize) {
-            Ok(items) => items
-                .into_iter()
-                .map(|(raw, meta)| record(&base, meta, raw))
-                .collect(),
-            Err(e) => return reject(&app, base, body_error(e)).await,
+            Ok(items) => items,
+            Err(e) => return reject(&app, base, body_error(e), a).await,
         }
     } else {
         match telemetry::parse_object(&bytes, depth) {
-            Ok(meta) => vec![MessageRecord {
-                id: base.id.clone(),
-                ..record(&base, meta, &bytes)
-            }],
-            Err(e) => return reject(&app, base, body_error(e)).await,
+            Ok(meta) => vec![(&bytes[..], meta)],
+            Err(e) => return reject(&app, base, body_error(e), a).await,
         }
     };
+    let mut records: Vec<MessageRecord> = items
+        .iter()
+        .map(|(raw, meta)| record(&base, *meta, raw))
+        .collect();
+    if !is_batch {
+        records[0].id = base.id.clone();
+    }
     let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
     if let Err(e) = app
         .store
@@ -263,6 +273,19 @@ async fn ingest(app: Arc<App>, conn: ConnInfo, req: Request, is_batch: bool) -> 
     app.stats
         .messages_accepted
         .fetch_add(ids.len() as u64, Ordering::Relaxed);
+    // Stored: now judge each object in order. Detection cannot delay or undo the acknowledgement.
+    for (raw, meta) in &items {
+        let facts = facts(
+            now,
+            conn.remote.ip(),
+            raw.len(),
+            None,
+            Some(raw),
+            Some(meta),
+        );
+        app.detector
+            .on_message(&authed.field, &authed.device.device, &facts);
+    }
     if is_batch {
         let accepted = ids.len();
         (
@@ -287,8 +310,37 @@ async fn ingest(app: Arc<App>, conn: ConnInfo, req: Request, is_batch: bool) -> 
     }
 }
 
-/// Records a refused message, then answers with its error.
-async fn reject(app: &App, mut rec: MessageRecord, e: ApiError) -> Response {
+/// What detection needs of a message.
+fn facts<'a>(
+    rx_ms: i64,
+    ip: std::net::IpAddr,
+    size: usize,
+    rejected: Option<&'a str>,
+    body: Option<&'a [u8]>,
+    meta: Option<&TelemetryMeta>,
+) -> MessageFacts<'a> {
+    MessageFacts {
+        rx_ms,
+        device_ts_ms: meta.and_then(|m| m.device_ts),
+        bad_ts: meta.is_some_and(|m| m.bad_ts),
+        seq: meta.and_then(|m| m.seq),
+        buffered: meta.is_some_and(|m| m.buffered),
+        size: size.min(u32::MAX as usize) as u32,
+        rejected,
+        source_ip: ip,
+        body,
+        sim_ip: None,
+    }
+}
+
+/// Records a refused message, then answers with its error. A refused message of a known device is
+/// judged too: malformed data, oversized bodies and off-network sources are detections (V23, V24).
+async fn reject(
+    app: &App,
+    mut rec: MessageRecord,
+    e: ApiError,
+    authed: Option<&Authed>,
+) -> Response {
     rec.rejected = Some(e.code.as_str());
     rec.body = None;
     app.stats.messages_rejected.fetch_add(1, Ordering::Relaxed);
@@ -296,8 +348,20 @@ async fn reject(app: &App, mut rec: MessageRecord, e: ApiError) -> Response {
         reason = e.code.as_str(), device = rec.device_id.as_deref(), source_ip = %rec.source_ip,
         size = rec.size, "telemetry refused"
     );
+    let (at, size) = (rec.at, rec.size.max(0) as usize);
+    let ip = rec
+        .source_ip
+        .parse()
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
     if let Err(se) = app.store.writer.write(vec![Record::Message(rec)]).await {
         tracing::error!(error = %se, "could not record a refused message");
+    }
+    if let Some(a) = authed {
+        app.detector.on_message(
+            &a.field,
+            &a.device.device,
+            &facts(at, ip, size, Some(e.code.as_str()), None, None),
+        );
     }
     e.into_response()
 }

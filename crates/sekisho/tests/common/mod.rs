@@ -50,7 +50,9 @@ pub fn init(dir: &Path) {
         .unwrap();
     assert!(
         out.status.success(),
-        "init failed: {}",
+        "init failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -1,0 +1,845 @@
+//! The built-in rules. Each takes the compiled template, the device's state and the facts of one event,
+//! updates the state and returns findings.
+//!
+//! Offline-aware judgement (※1): rates are counted in **device time** when the message carries a
+//! usable timestamp, so a backlog flushed after a dead spot — timestamps that continue the device's
+//! history at its normal cadence — counts as the cadence it was recorded at, not as a burst. What a
+//! takeover looks like is still caught: a reused `seq`, a timestamp older than the device's latest,
+//! a cadence faster than normal in device time, messages from another address at once.
+
+use crate::finding::{Finding, Severity, Threat};
+use crate::state::{self, DeviceState, HAS_MIN_WINDOW, HAS_RATE_WINDOW, HAS_SEQ, HAS_TS, SEEN};
+use crate::template::{Compiled, OffNetwork};
+use serde_json::json;
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+/// What the gateway knows of one received message.
+#[derive(Clone, Copy, Debug)]
+pub struct MessageFacts<'a> {
+    /// Gateway receive time (Unix ms).
+    pub rx_ms: i64,
+    pub device_ts_ms: Option<i64>,
+    /// `ts` present but unreadable.
+    pub bad_ts: bool,
+    pub seq: Option<i64>,
+    pub buffered: bool,
+    pub size: u32,
+    /// The error code when the gateway refused the message.
+    pub rejected: Option<&'a str>,
+    pub source_ip: IpAddr,
+    /// The accepted object's bytes (for regime, schema and file-name checks).
+    pub body: Option<&'a [u8]>,
+    /// The SIM's current address according to the carrier, when known (V20).
+    pub sim_ip: Option<IpAddr>,
+}
+
+fn f(
+    rule: &str,
+    threat: Threat,
+    severity: Severity,
+    summary: String,
+    evidence: serde_json::Value,
+) -> Finding {
+    Finding::new(rule, threat, severity, summary, evidence)
+}
+
+/// The string value of a top-level key of a JSON object, without building the whole object.
+pub fn top_level_str(body: &[u8], key: &str) -> Option<String> {
+    let v: HashMap<&str, &serde_json::value::RawValue> = serde_json::from_slice(body).ok()?;
+    serde_json::from_str::<String>(v.get(key)?.get()).ok()
+}
+
+/// Evaluates one message of a device against its field's template.
+pub fn message(c: &Compiled, s: &mut DeviceState, m: &MessageFacts) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let t = &c.template;
+    if let Some(code) = m.rejected {
+        match code {
+            "malformed_json" | "json_too_deep" => out.push(f(
+                "format.malformed",
+                Threat::Hijacking,
+                Severity::Medium,
+                format!("the device sent data that is not valid JSON ({code})"),
+                json!({"error": code, "size": m.size}),
+            )),
+            "off_network" => out.push(off_network(c, m.source_ip, "data (refused)")),
+            "payload_too_large" | "batch_too_large" => out.push(f(
+                "size.max",
+                Threat::Hijacking,
+                Severity::Medium,
+                format!(
+                    "the device sent {} bytes, over the field's hard limit",
+                    m.size
+                ),
+                json!({"error": code, "size": m.size}),
+            )),
+            _ => {}
+        }
+        return out;
+    }
+    let rx = state::secs(m.rx_ms);
+    if !s.has(SEEN) {
+        s.regime = c.default_regime;
+    }
+    if let (Some(key), Some(body)) = (&t.regime.key, m.body)
+        && let Some(v) = top_level_str(body, key)
+    {
+        s.regime = c.regime_index(&v, s.regime);
+    }
+    let (regime_name, regime) = c.regime(s.regime);
+
+    if t.size.max_bytes > 0 && m.size > t.size.max_bytes {
+        out.push(f(
+            "size.max",
+            Threat::Hijacking,
+            Severity::Medium,
+            format!("{} bytes; the template allows {}", m.size, t.size.max_bytes),
+            json!({"size": m.size, "max_bytes": t.size.max_bytes}),
+        ));
+    }
+
+    // Timestamps and sequence (V18, takeover signs).
+    let ts_rules = &t.timestamps;
+    let mut usable_ts = None;
+    if m.bad_ts {
+        out.push(f(
+            "ts.unreadable",
+            Threat::Hijacking,
+            Severity::Low,
+            "the device timestamp cannot be read".into(),
+            json!({}),
+        ));
+    }
+    if let Some(ts_ms) = m.device_ts_ms {
+        let ahead = (ts_ms - m.rx_ms) / 1000;
+        let behind = (m.rx_ms - ts_ms) / 1000;
+        if ahead > ts_rules.max_future.0 as i64 {
+            out.push(f(
+                "ts.future",
+                Threat::Hijacking,
+                Severity::Medium,
+                format!("the device timestamp is {ahead} s ahead of the gateway; the template allows {}", ts_rules.max_future),
+                json!({"device_ts": ts_ms, "received_at": m.rx_ms, "ahead_secs": ahead, "max_future_secs": ts_rules.max_future.0}),
+            ));
+        } else if behind > ts_rules.max_age.0 as i64 {
+            out.push(f(
+                "ts.too_old",
+                Threat::Hijacking,
+                Severity::Medium,
+                format!("the device timestamp is {behind} s old; the template allows {}", ts_rules.max_age),
+                json!({"device_ts": ts_ms, "received_at": m.rx_ms, "age_secs": behind, "max_age_secs": ts_rules.max_age.0, "buffered": m.buffered}),
+            ));
+        } else {
+            let ts = state::secs(ts_ms);
+            if s.has(HAS_TS) && ts.saturating_add(ts_rules.out_of_order_tolerance.0) < s.last_ts {
+                out.push(f(
+                    "ts.out_of_order",
+                    Threat::Hijacking,
+                    Severity::High,
+                    format!("the device timestamp goes back {} s behind the device's latest", s.last_ts - ts),
+                    json!({"device_ts": ts_ms, "latest_device_ts": state::unix_ms(s.last_ts), "tolerance_secs": ts_rules.out_of_order_tolerance.0}),
+                ));
+            }
+            usable_ts = Some(ts);
+        }
+    }
+    if let Some(seq) = m.seq
+        && ts_rules.check_seq
+        && s.has(HAS_SEQ)
+        && seq <= s.last_seq
+    {
+        out.push(f(
+                "seq.reused",
+                Threat::Hijacking,
+                Severity::High,
+                format!("seq {seq} is not above the device's latest {}: a replay or a second device with the same credentials", s.last_seq),
+                json!({"seq": seq, "latest_seq": s.last_seq}),
+            ));
+    }
+
+    // Rates in device time when the timestamp is usable (offline-aware), else in gateway time.
+    let (t_now, basis) = match usable_ts {
+        Some(ts) => (ts, "device_time"),
+        None => (rx, "gateway_time"),
+    };
+    if regime.max_messages > 0 {
+        let w = regime.window.0;
+        if !s.has(HAS_RATE_WINDOW) || t_now >= s.rate_start.saturating_add(w) {
+            s.rate_start = t_now;
+            s.rate_count = 1;
+            s.set(HAS_RATE_WINDOW, true);
+        } else {
+            s.rate_count = s.rate_count.saturating_add(1);
+            if s.rate_count as u32 == regime.max_messages + 1 {
+                out.push(f(
+                    "rate.max",
+                    Threat::Hijacking,
+                    Severity::High,
+                    format!(
+                        "{} messages within {} ({basis}) in regime '{regime_name}'; the template allows {}",
+                        s.rate_count, regime.window, regime.max_messages
+                    ),
+                    json!({"count": s.rate_count, "window_secs": w, "max_messages": regime.max_messages,
+                           "regime": regime_name, "basis": basis, "window_start": state::unix_ms(s.rate_start), "buffered": m.buffered}),
+                ));
+            }
+        }
+    }
+    if regime.min_messages > 0 {
+        let w = regime.min_window.0;
+        if !s.has(HAS_MIN_WINDOW) {
+            s.min_start = t_now;
+            s.min_count = 1;
+            s.set(HAS_MIN_WINDOW, true);
+        } else if t_now >= s.min_start.saturating_add(w) {
+            // The window closed. A gap of two windows or more is silence (its own rule), not a low rate.
+            let contiguous = t_now < s.min_start.saturating_add(w.saturating_mul(2));
+            if contiguous && (s.min_count as u32) < regime.min_messages {
+                out.push(f(
+                    "rate.min",
+                    Threat::Theft,
+                    Severity::Low,
+                    format!(
+                        "{} messages in {} ({basis}) in regime '{regime_name}'; normal is at least {}: possibly taken away",
+                        s.min_count, regime.min_window, regime.min_messages
+                    ),
+                    json!({"count": s.min_count, "window_secs": w, "min_messages": regime.min_messages,
+                           "regime": regime_name, "basis": basis, "window_start": state::unix_ms(s.min_start)}),
+                ));
+            }
+            s.min_start = t_now;
+            s.min_count = 1;
+        } else if t_now >= s.min_start {
+            s.min_count = s.min_count.saturating_add(1);
+        }
+    }
+
+    // Network (V20, V22).
+    if c.off_network(m.source_ip) && t.network.off_network != OffNetwork::Allow {
+        out.push(off_network(c, m.source_ip, "data"));
+    }
+    if let Some(sim_ip) = m
+        .sim_ip
+        .filter(|ip| t.network.check_sim_ip && *ip != m.source_ip)
+    {
+        out.push(f(
+            "network.sim_ip_mismatch",
+            Threat::Spoofing,
+            Severity::High,
+            format!(
+                "data came from {} while the device's SIM has {sim_ip}",
+                m.source_ip
+            ),
+            json!({"source_ip": m.source_ip.to_string(), "sim_ip": sim_ip.to_string()}),
+        ));
+    }
+
+    // Format (schema, file names).
+    if let Some(body) = m
+        .body
+        .filter(|_| c.schema.is_some() || !t.format.file_keys.is_empty())
+        && let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
+    {
+        if let Some(schema) = &c.schema {
+            let errors: Vec<String> = schema
+                .iter_errors(&v)
+                .take(5)
+                .map(|e| format!("{}: {e}", e.instance_path()))
+                .collect();
+            if !errors.is_empty() {
+                out.push(f(
+                    "format.schema",
+                    Threat::Hijacking,
+                    Severity::Medium,
+                    format!("the data does not match the field's schema: {}", errors[0]),
+                    json!({"errors": errors}),
+                ));
+            }
+        }
+        for key in &t.format.file_keys {
+            let Some(name) = v.get(key).and_then(|x| x.as_str()) else {
+                continue;
+            };
+            let ext = name
+                .rsplit_once('.')
+                .map(|(_, e)| e.to_ascii_lowercase())
+                .unwrap_or_default();
+            if !t.format.allowed_extensions.contains(&ext) {
+                out.push(f(
+                        "format.file_extension",
+                        Threat::Hijacking,
+                        Severity::Medium,
+                        format!("file '{name}' has an extension outside the allow-list"),
+                        json!({"key": key, "file": name, "extension": ext, "allowed": t.format.allowed_extensions}),
+                    ));
+            }
+        }
+    }
+
+    // The device is here: update what the next message is judged against.
+    s.last_rx = s.last_rx.max(rx);
+    if let Some(ts) = usable_ts {
+        s.last_ts = s.last_ts.max(ts);
+        s.set(HAS_TS, true);
+    }
+    if let Some(seq) = m.seq {
+        s.last_seq = if s.has(HAS_SEQ) {
+            s.last_seq.max(seq)
+        } else {
+            seq
+        };
+        s.set(HAS_SEQ, true);
+    }
+    s.last_ip = state::ip_key(m.source_ip);
+    s.silence_level = 0;
+    s.set(SEEN, true);
+    out
+}
+
+fn off_network(c: &Compiled, ip: IpAddr, what: &str) -> Finding {
+    let mode = c.template.network.off_network;
+    let severity = match mode {
+        OffNetwork::Notify => Severity::Notice,
+        OffNetwork::Block => Severity::High,
+        _ => Severity::Medium,
+    };
+    f(
+        "network.off_network",
+        Threat::Theft,
+        severity,
+        format!("{what} from {ip}, outside the field's networks"),
+        json!({"source_ip": ip.to_string(), "allowed": c.template.network.allowed.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+               "mode": mode}),
+    )
+}
+
+/// Counts events per key in fixed windows that open at the key's first event (auth bursts per unique
+/// ID, distinct devices per source address). Bounded: stale keys are pruned as it grows.
+#[derive(Default)]
+pub struct Windows {
+    map: HashMap<String, (u32, u32, Vec<u32>)>,
+}
+
+impl Windows {
+    /// Counts one event; returns the count in the key's current window.
+    pub fn hit(&mut self, key: &str, now: u32, window: u32) -> u32 {
+        self.prune(now, window);
+        let e = self
+            .map
+            .entry(key.to_owned())
+            .or_insert((now, 0, Vec::new()));
+        if now >= e.0.saturating_add(window) {
+            *e = (now, 0, Vec::new());
+        }
+        e.1 += 1;
+        e.1
+    }
+
+    /// Records `member` under `key`; returns the distinct members in the key's current window.
+    pub fn distinct(&mut self, key: &str, member: u32, now: u32, window: u32) -> usize {
+        self.prune(now, window);
+        let e = self
+            .map
+            .entry(key.to_owned())
+            .or_insert((now, 0, Vec::new()));
+        if now >= e.0.saturating_add(window) {
+            *e = (now, 0, Vec::new());
+        }
+        if !e.2.contains(&member) && e.2.len() < 64 {
+            e.2.push(member);
+        }
+        e.2.len()
+    }
+
+    fn prune(&mut self, now: u32, window: u32) {
+        if self.map.len() >= 100_000 {
+            self.map
+                .retain(|_, (start, _, _)| now < start.saturating_add(window));
+        }
+    }
+}
+
+/// What the gateway knows of one token request.
+#[derive(Clone, Copy, Debug)]
+pub struct AuthFacts<'a> {
+    pub at_ms: i64,
+    pub success: bool,
+    pub unique_id: &'a str,
+    pub source_ip: IpAddr,
+}
+
+/// Evaluates a token request of a field (the device may be unknown: bursts count per unique ID).
+pub fn auth(c: &Compiled, bursts: &mut Windows, a: &AuthFacts) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let t = &c.template;
+    if t.auth.burst_max > 0 {
+        let n = bursts.hit(a.unique_id, state::secs(a.at_ms), t.auth.burst_window.0);
+        if n == t.auth.burst_max {
+            out.push(f(
+                "auth.burst",
+                Threat::UnauthorizedAccess,
+                Severity::High,
+                format!("{n} token requests for '{}' within {}; the template's limit is {}", a.unique_id, t.auth.burst_window, t.auth.burst_max),
+                json!({"unique_id": a.unique_id, "count": n, "window_secs": t.auth.burst_window.0, "burst_max": t.auth.burst_max,
+                       "source_ip": a.source_ip.to_string()}),
+            ));
+        }
+    }
+    if a.success && c.in_quiet_hours(a.at_ms.div_euclid(1000)) {
+        let q = t.auth.quiet_hours.as_ref();
+        out.push(f(
+            "auth.quiet_hours",
+            Threat::UnauthorizedAccess,
+            Severity::Medium,
+            format!(
+                "successful authentication at an abnormal hour ({}-{} local, UTC{})",
+                q.map_or("", |q| q.start.as_str()),
+                q.map_or("", |q| q.end.as_str()),
+                t.utc_offset
+            ),
+            json!({"at": a.at_ms, "utc_offset": t.utc_offset, "quiet_hours": q}),
+        ));
+    }
+    if a.success && c.off_network(a.source_ip) && t.network.off_network != OffNetwork::Allow {
+        out.push(off_network(c, a.source_ip, "authentication"));
+    }
+    out
+}
+
+/// One source address carrying several devices (V21), unless it is a declared NAT range.
+pub fn shared_ip(
+    c: &Compiled,
+    windows: &mut Windows,
+    ip: IpAddr,
+    device_key: u32,
+    now_ms: i64,
+) -> Option<Finding> {
+    let n = &c.template.network;
+    if n.max_devices_per_ip == 0 || n.nat_ranges.iter().any(|r| r.contains(&ip)) {
+        return None;
+    }
+    let count = windows.distinct(
+        &ip.to_string(),
+        device_key,
+        state::secs(now_ms),
+        n.shared_ip_window.0,
+    );
+    (count as u32 == n.max_devices_per_ip + 1).then(|| {
+        f(
+            "network.shared_ip",
+            Threat::Spoofing,
+            Severity::High,
+            format!("{count} devices sent from {ip} within {}; the template allows {}", n.shared_ip_window, n.max_devices_per_ip),
+            json!({"source_ip": ip.to_string(), "devices": count, "window_secs": n.shared_ip_window.0, "max_devices_per_ip": n.max_devices_per_ip}),
+        )
+    })
+}
+
+/// The silence step a device has reached, if a new one: (rule, severity, step 1-3).
+pub fn silence(c: &Compiled, s: &mut DeviceState, now_ms: i64) -> Option<Finding> {
+    let (name, r) = c.regime(s.regime);
+    let quiet_for = state::secs(now_ms).saturating_sub(s.last_rx);
+    let steps = [
+        (r.silence_notice.0, "silence.notice", Severity::Notice),
+        (r.silence_warning.0, "silence.warning", Severity::Medium),
+        (r.silence_theft.0, "silence.theft", Severity::High),
+    ];
+    let reached = steps
+        .iter()
+        .enumerate()
+        .filter(|(_, (limit, _, _))| *limit > 0 && quiet_for >= *limit)
+        .map(|(i, st)| (i as u8 + 1, st))
+        .next_back();
+    let (level, (limit, rule, severity)) = reached?;
+    if level <= s.silence_level {
+        return None;
+    }
+    s.silence_level = level;
+    Some(f(
+        rule,
+        Threat::Theft,
+        *severity,
+        format!(
+            "no data for {} s in regime '{name}' (step {level} of 3 after {} s)",
+            quiet_for, limit
+        ),
+        json!({"silent_secs": quiet_for, "since": state::unix_ms(s.last_rx), "regime": name, "step": level, "threshold_secs": limit}),
+    ))
+}
+
+/// When the device's next silence step falls due (state seconds), if any step is left.
+pub fn next_silence_check(c: &Compiled, s: &DeviceState) -> Option<u32> {
+    let (_, r) = c.regime(s.regime);
+    [r.silence_notice.0, r.silence_warning.0, r.silence_theft.0]
+        .iter()
+        .enumerate()
+        .filter(|(i, limit)| **limit > 0 && (*i as u8) >= s.silence_level)
+        .map(|(_, limit)| s.last_rx.saturating_add(*limit))
+        .next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::template::library;
+
+    const T0: i64 = 1_795_611_600_000; // 2026-11-25T13:00:00Z (22:00 in Japan)
+    const MIN: i64 = 60_000;
+
+    fn car() -> Compiled {
+        library("car-mobility").unwrap().compile().unwrap()
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// A message from the car: received at `rx`, recorded at `ts`, with `seq` and the engine state.
+    fn msg(
+        rx: i64,
+        ts: i64,
+        seq: i64,
+        engine: &'static str,
+        buffered: bool,
+    ) -> (i64, i64, i64, String, bool) {
+        (
+            rx,
+            ts,
+            seq,
+            format!(r#"{{"engine":"{engine}","seq":{seq},"ts":{ts}}}"#),
+            buffered,
+        )
+    }
+
+    fn run(
+        c: &Compiled,
+        s: &mut DeviceState,
+        seq: &[(i64, i64, i64, String, bool)],
+    ) -> Vec<String> {
+        let mut rules = Vec::new();
+        for (rx, ts, n, body, buffered) in seq {
+            let facts = MessageFacts {
+                rx_ms: *rx,
+                device_ts_ms: Some(*ts),
+                bad_ts: false,
+                seq: Some(*n),
+                buffered: *buffered,
+                size: body.len() as u32,
+                rejected: None,
+                source_ip: ip("10.1.2.3"),
+                body: Some(body.as_bytes()),
+                sim_ip: None,
+            };
+            rules.extend(message(c, s, &facts).into_iter().map(|f| f.rule));
+        }
+        rules
+    }
+
+    /// Engine on, one message every 5 minutes for `n` messages from `start`.
+    fn cadence(start: i64, first_seq: i64, n: i64) -> Vec<(i64, i64, i64, String, bool)> {
+        (0..n)
+            .map(|i| {
+                msg(
+                    start + i * 5 * MIN,
+                    start + i * 5 * MIN,
+                    first_seq + i,
+                    "on",
+                    false,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn normal_cadence_raises_nothing() {
+        let c = car();
+        let mut s = DeviceState::default();
+        assert_eq!(run(&c, &mut s, &cadence(T0, 1, 30)), Vec::<String>::new());
+    }
+
+    #[test]
+    fn v12_v13_more_frequent_than_the_regime_allows() {
+        let c = car();
+        // Engine on: a message every 30 s.
+        let mut s = DeviceState::default();
+        let fast: Vec<_> = (0..6)
+            .map(|i| msg(T0 + i * 30_000, T0 + i * 30_000, i, "on", false))
+            .collect();
+        assert_eq!(run(&c, &mut s, &fast), vec!["rate.max"]);
+        // Engine off (normal: 1 per 6 h): a message every 30 minutes.
+        let mut s = DeviceState::default();
+        let parked: Vec<_> = (0..4)
+            .map(|i| msg(T0 + i * 30 * MIN, T0 + i * 30 * MIN, i, "off", false))
+            .collect();
+        assert_eq!(run(&c, &mut s, &parked), vec!["rate.max"]);
+    }
+
+    #[test]
+    fn underground_car_park_is_neither_theft_nor_hijacking() {
+        // ※1: 40 minutes without radio, then the stored messages arrive within seconds.
+        let c = car();
+        let mut s = DeviceState::default();
+        let before = cadence(T0, 1, 6); // 13:00 .. 13:25
+        assert!(run(&c, &mut s, &before).is_empty());
+        let last = T0 + 25 * MIN;
+        // Silence: a notice after 15 minutes, nothing worse within 40 minutes.
+        let mut steps = Vec::new();
+        for m in (26..=65).map(|m| T0 + m * MIN) {
+            if let Some(f) = silence(&c, &mut s, m) {
+                steps.push(f.rule);
+            }
+        }
+        assert_eq!(steps, vec!["silence.notice"]);
+        // Back on the surface at 13:66: the 8 stored messages (13:30 .. 14:05) flush within 2 seconds,
+        // then the car carries on at its cadence.
+        let back = last + 41 * MIN;
+        let flush: Vec<_> = (0..8)
+            .map(|i| msg(back + i * 250, last + (i + 1) * 5 * MIN, 7 + i, "on", true))
+            .collect();
+        assert_eq!(
+            run(&c, &mut s, &flush),
+            Vec::<String>::new(),
+            "a backlog flush is not a takeover"
+        );
+        let after = cadence(last + 45 * MIN, 15, 6);
+        assert_eq!(run(&c, &mut s, &after), Vec::<String>::new());
+        assert_eq!(s.silence_level, 0, "the device is back");
+    }
+
+    #[test]
+    fn a_real_takeover_in_the_same_sequence_is_detected() {
+        let c = car();
+        let mut s = DeviceState::default();
+        assert!(run(&c, &mut s, &cadence(T0, 1, 6)).is_empty());
+        let last = T0 + 25 * MIN;
+        // A clone replays old sequence numbers with old timestamps, while the real device is silent...
+        let replay = vec![msg(last + 10 * MIN, last - 20 * MIN, 2, "on", true)];
+        let got = run(&c, &mut s, &replay);
+        assert!(
+            got.contains(&"seq.reused".to_owned()) && got.contains(&"ts.out_of_order".to_owned()),
+            "{got:?}"
+        );
+        // ... or sends "buffered" data faster than any car records it, in device time.
+        let mut s = DeviceState::default();
+        run(&c, &mut s, &cadence(T0, 1, 6));
+        let burst: Vec<_> = (0..5)
+            .map(|i| {
+                msg(
+                    last + 40 * MIN + i * 100,
+                    last + 5 * MIN + i * 10_000,
+                    7 + i,
+                    "on",
+                    true,
+                )
+            })
+            .collect();
+        assert_eq!(run(&c, &mut s, &burst), vec!["rate.max"]);
+    }
+
+    #[test]
+    fn v14_v15_silence_escalates_and_low_rates_warn() {
+        let c = car();
+        let mut s = DeviceState::default();
+        run(&c, &mut s, &[msg(T0, T0, 1, "off", false)]);
+        assert_eq!(next_silence_check(&c, &s), Some(state::secs(T0) + 390 * 60));
+        let rules: Vec<String> = [6 * 60, 391, 12 * 60 + 1, 24 * 60 + 1, 48 * 60]
+            .iter()
+            .filter_map(|m| silence(&c, &mut s, T0 + m * MIN))
+            .map(|f| f.rule)
+            .collect();
+        assert_eq!(
+            rules,
+            vec!["silence.notice", "silence.warning", "silence.theft"]
+        );
+        assert_eq!(next_silence_check(&c, &s), None);
+        // Engine on: a message every 20 minutes instead of 5 (data falling below the normal rate): each
+        // closed 30-minute window holds 2 messages where at least 3 are expected.
+        let mut s = DeviceState::default();
+        let slow: Vec<_> = (0..6)
+            .map(|i| msg(T0 + i * 20 * MIN, T0 + i * 20 * MIN, i, "on", false))
+            .collect();
+        assert_eq!(run(&c, &mut s, &slow), vec!["rate.min", "rate.min"]);
+        // Every 12 minutes still gives 3 per window: not below the template's minimum.
+        let mut s = DeviceState::default();
+        let ok: Vec<_> = (0..6)
+            .map(|i| msg(T0 + i * 12 * MIN, T0 + i * 12 * MIN, i, "on", false))
+            .collect();
+        assert!(run(&c, &mut s, &ok).is_empty());
+    }
+
+    #[test]
+    fn v18_v23_v24_timestamps_size_and_format() {
+        let c = car();
+        let check = |ts: Option<i64>,
+                     size: u32,
+                     rejected: Option<&str>,
+                     bad_ts: bool,
+                     expected: &[&str]| {
+            let mut s = DeviceState::default();
+            let facts = MessageFacts {
+                rx_ms: T0,
+                device_ts_ms: ts,
+                bad_ts,
+                seq: None,
+                buffered: false,
+                size,
+                rejected,
+                source_ip: ip("10.0.0.1"),
+                body: None,
+                sim_ip: None,
+            };
+            let got: Vec<String> = message(&c, &mut s, &facts)
+                .into_iter()
+                .map(|f| f.rule)
+                .collect();
+            assert_eq!(got, expected, "ts={ts:?} size={size} rejected={rejected:?}");
+        };
+        check(Some(T0), 100, None, false, &[]);
+        check(Some(T0 + 10 * MIN), 100, None, false, &["ts.future"]);
+        check(
+            Some(T0 - 8 * 24 * 60 * MIN),
+            100,
+            None,
+            false,
+            &["ts.too_old"],
+        );
+        check(None, 100, None, true, &["ts.unreadable"]);
+        check(Some(T0), 5000, None, false, &["size.max"]);
+        check(
+            None,
+            70_000,
+            Some("payload_too_large"),
+            false,
+            &["size.max"],
+        );
+        check(
+            None,
+            12,
+            Some("malformed_json"),
+            false,
+            &["format.malformed"],
+        );
+        check(None, 12, Some("invalid_token"), false, &[]);
+    }
+
+    #[test]
+    fn v16_v17_v22_authentication() {
+        let mut t = library("car-mobility").unwrap();
+        t.network.allowed = vec!["10.0.0.0/8".parse().unwrap()];
+        let c = t.compile().unwrap();
+        let mut w = Windows::default();
+        let a = |at, success, src: &str| AuthFacts {
+            at_ms: at,
+            success,
+            unique_id: "IMEI-1",
+            source_ip: ip(src),
+        };
+        // 13:00 UTC is 22:00 in Japan: a success is at an abnormal hour.
+        assert_eq!(
+            auth(&c, &mut w, &a(T0, true, "10.0.0.1"))
+                .iter()
+                .map(|f| f.rule.as_str())
+                .collect::<Vec<_>>(),
+            vec!["auth.quiet_hours"]
+        );
+        let noon = T0 - 10 * 60 * MIN; // 03:00 UTC = 12:00 JST
+        let mut w = Windows::default();
+        let mut fired = Vec::new();
+        for i in 0..12 {
+            fired.extend(
+                auth(&c, &mut w, &a(noon + i * 1000, false, "10.0.0.1"))
+                    .into_iter()
+                    .map(|f| f.rule),
+            );
+        }
+        assert_eq!(
+            fired,
+            vec!["auth.burst"],
+            "once per window, at the 10th attempt"
+        );
+        let got: Vec<String> = auth(&c, &mut w, &a(noon + 5 * MIN, true, "203.0.113.9"))
+            .into_iter()
+            .map(|f| f.rule)
+            .collect();
+        assert_eq!(got, vec!["network.off_network"]);
+    }
+
+    #[test]
+    fn v20_v21_addresses() {
+        let mut t = library("car-mobility").unwrap();
+        t.network.nat_ranges = vec!["100.64.0.0/10".parse().unwrap()];
+        let c = t.compile().unwrap();
+        let mut w = Windows::default();
+        assert!(shared_ip(&c, &mut w, ip("198.51.100.7"), 1, T0).is_none());
+        assert!(
+            shared_ip(&c, &mut w, ip("198.51.100.7"), 1, T0 + 1000).is_none(),
+            "the same device again"
+        );
+        assert_eq!(
+            shared_ip(&c, &mut w, ip("198.51.100.7"), 2, T0 + 2000)
+                .unwrap()
+                .rule,
+            "network.shared_ip"
+        );
+        assert!(shared_ip(&c, &mut w, ip("100.64.1.1"), 1, T0).is_none());
+        assert!(
+            shared_ip(&c, &mut w, ip("100.64.1.1"), 2, T0).is_none(),
+            "declared NAT"
+        );
+
+        let mut s = DeviceState::default();
+        let facts = MessageFacts {
+            rx_ms: T0,
+            device_ts_ms: None,
+            bad_ts: false,
+            seq: None,
+            buffered: false,
+            size: 2,
+            rejected: None,
+            source_ip: ip("198.51.100.7"),
+            body: None,
+            sim_ip: Some(ip("10.20.30.40")),
+        };
+        let got: Vec<String> = message(&c, &mut s, &facts)
+            .into_iter()
+            .map(|f| f.rule)
+            .collect();
+        assert_eq!(got, vec!["network.sim_ip_mismatch"]);
+    }
+
+    #[test]
+    fn schema_and_file_extensions() {
+        let mut t = library("education").unwrap();
+        t.format.json_schema = Some(
+            serde_json::json!({"type": "object", "required": ["student"], "properties": {"student": {"type": "string"}}}),
+        );
+        let c = t.compile().unwrap();
+        let check = |body: &str, expected: &[&str]| {
+            let mut s = DeviceState::default();
+            let facts = MessageFacts {
+                rx_ms: T0,
+                device_ts_ms: None,
+                bad_ts: false,
+                seq: None,
+                buffered: false,
+                size: body.len() as u32,
+                rejected: None,
+                source_ip: ip("10.0.0.1"),
+                body: Some(body.as_bytes()),
+                sim_ip: None,
+            };
+            let got: Vec<String> = message(&c, &mut s, &facts)
+                .into_iter()
+                .map(|f| f.rule)
+                .collect();
+            assert_eq!(got, expected, "{body}");
+        };
+        check(r#"{"student":"s1","file":"essay.PDF"}"#, &[]);
+        check(
+            r#"{"student":"s1","file":"setup.exe"}"#,
+            &["format.file_extension"],
+        );
+        check(r#"{"student":7}"#, &["format.schema"]);
+    }
+}

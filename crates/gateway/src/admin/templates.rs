@@ -1,0 +1,311 @@
+//! Templates and detections (subsystem ③) in the admin API: the shipped library, each field's template
+//! (JSON or TOML, versioned, refused whole with every problem listed), and the field's detections.
+
+use super::Caller;
+use crate::app::App;
+use crate::error::{ApiError, ApiQuery, ApiResult};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use http::HeaderMap;
+use sekisho_core::ErrorCode;
+use sekisho_detect::Template;
+use sekisho_detect::template::LIBRARY;
+use sekisho_store::detections::{DetectionFilter, DetectionRow};
+use sekisho_store::now_ms;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LibraryEntry {
+    pub name: String,
+    pub description: String,
+}
+
+/// The shipped template library.
+#[utoipa::path(get, path = "/api/v1/templates", tag = "detection", responses((status = 200, body = Vec<LibraryEntry>)))]
+pub async fn library(_caller: Caller) -> Json<Vec<LibraryEntry>> {
+    Json(
+        LIBRARY
+            .iter()
+            .filter_map(|(n, _)| sekisho_detect::template::library(n))
+            .map(|t| LibraryEntry {
+                name: t.name,
+                description: t.description,
+            })
+            .collect(),
+    )
+}
+
+/// One template of the library.
+#[utoipa::path(get, path = "/api/v1/templates/{name}", tag = "detection", params(("name" = String, Path)),
+    responses((status = 200, body = Template), (status = 404, body = sekisho_core::ErrorBody)))]
+pub async fn library_one(_caller: Caller, Path(name): Path<String>) -> ApiResult<Json<Template>> {
+    sekisho_detect::template::library(&name)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("library template"))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FieldTemplate {
+    /// 0 when the field runs the gateway's default template (never set).
+    pub version: i64,
+    pub created_at: Option<String>,
+    pub created_by: Option<String>,
+    pub template: Template,
+}
+
+/// The template a field runs.
+#[utoipa::path(get, path = "/api/v1/fields/{field}/template", tag = "detection", params(("field" = String, Path)),
+    responses((status = 200, body = FieldTemplate), (status = 404, body = sekisho_core::ErrorBody)))]
+pub async fn get_template(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(field): Path<String>,
+) -> ApiResult<Json<FieldTemplate>> {
+    let f = caller.field(&app, &field)?;
+    let latest = app
+        .store
+        .template_versions(f.id.as_str())
+        .await?
+        .into_iter()
+        .next();
+    Ok(Json(
+        match latest.and_then(|v| {
+            serde_json::from_str::<Template>(&v.body)
+                .ok()
+                .map(|t| (v, t))
+        }) {
+            Some((v, t)) => FieldTemplate {
+                version: v.version,
+                created_at: Some(sekisho_core::time::rfc3339(v.created_at)),
+                created_by: Some(v.created_by),
+                template: t,
+            },
+            None => FieldTemplate {
+                version: 0,
+                created_at: None,
+                created_by: None,
+                template: app.detector.template(&f.id).template.clone(),
+            },
+        },
+    ))
+}
+
+/// Parses a template body: JSON, or TOML with `Content-Type: application/toml`.
+fn parse_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Template> {
+    let ct = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::new(ErrorCode::MalformedJson, "the template is not UTF-8"))?;
+    if ct.starts_with("application/toml") {
+        Template::from_toml(text).map_err(ApiError::invalid)
+    } else if ct.starts_with("application/json") {
+        serde_json::from_str(text)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("template: {e}")))
+    } else {
+        Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "send the template as application/json or application/toml",
+        ))
+    }
+}
+
+/// Stores and applies a template for a field; returns its version.
+pub(crate) async fn apply(
+    app: &App,
+    caller: &Caller,
+    field: &sekisho_core::FieldId,
+    t: Template,
+) -> ApiResult<i64> {
+    let json = serde_json::to_string(&t).map_err(ApiError::internal)?;
+    let limits = app.config.detection.script_limits();
+    let scripts_of = t.clone();
+    let scripts = tokio::task::spawn_blocking(move || {
+        crate::detection::scripts::compile(&scripts_of, limits)
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    let compiled = match (t.compile(), scripts) {
+        (Ok(c), Ok(s)) => (c, s),
+        (c, s) => {
+            let mut problems = c.err().unwrap_or_default();
+            problems.extend(s.err().unwrap_or_default());
+            return Err(ApiError::invalid(problems));
+        }
+    };
+    let (compiled, scripts) = compiled;
+    let version = app
+        .store
+        .insert_template(field.as_str(), &caller.user.username, &json, now_ms())
+        .await?;
+    app.detector.scripts.set(field, scripts);
+    app.detector.set_template(field, compiled);
+    caller
+        .log(
+            app,
+            "template_set",
+            Some(field.as_str()),
+            Some(&format!("version {version}")),
+        )
+        .await;
+    Ok(version)
+}
+
+/// Replace a field's template (a new version). A template with any problem is refused whole, every
+/// problem listed; the field keeps running its current one.
+#[utoipa::path(put, path = "/api/v1/fields/{field}/template", tag = "detection", params(("field" = String, Path)),
+    request_body(content = Template, description = "JSON, or TOML with Content-Type: application/toml"),
+    responses((status = 200, body = FieldTemplate), (status = 400, description = "`invalid_request`: every problem, `; `-separated", body = sekisho_core::ErrorBody),
+              (status = 404, body = sekisho_core::ErrorBody), (status = 415, body = sekisho_core::ErrorBody)))]
+pub async fn put_template(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(field): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<FieldTemplate>> {
+    let f = caller.managed_field(&app, &field)?;
+    let t = parse_body(&headers, &body)?;
+    let version = apply(&app, &caller, &f.id, t.clone()).await?;
+    Ok(Json(FieldTemplate {
+        version,
+        created_at: Some(sekisho_core::time::rfc3339(now_ms())),
+        created_by: Some(caller.user.username.clone()),
+        template: t,
+    }))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct VersionEntry {
+    pub version: i64,
+    pub created_at: String,
+    pub created_by: String,
+}
+
+/// Every version of a field's template, newest first.
+#[utoipa::path(get, path = "/api/v1/fields/{field}/template/versions", tag = "detection", params(("field" = String, Path)),
+    responses((status = 200, body = Vec<VersionEntry>), (status = 404, body = sekisho_core::ErrorBody)))]
+pub async fn versions(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(field): Path<String>,
+) -> ApiResult<Json<Vec<VersionEntry>>> {
+    let f = caller.field(&app, &field)?;
+    let v = app.store.template_versions(f.id.as_str()).await?;
+    Ok(Json(
+        v.into_iter()
+            .map(|v| VersionEntry {
+                version: v.version,
+                created_at: sekisho_core::time::rfc3339(v.created_at),
+                created_by: v.created_by,
+            })
+            .collect(),
+    ))
+}
+
+/// Script faults of a field (errors, CPU and memory limits, skipped runs), newest first.
+#[utoipa::path(get, path = "/api/v1/fields/{field}/script-faults", tag = "detection", params(("field" = String, Path)),
+    responses((status = 200, body = Vec<sekisho_store::detections::ScriptFault>), (status = 404, body = sekisho_core::ErrorBody)))]
+pub async fn script_faults(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(field): Path<String>,
+) -> ApiResult<Json<Vec<sekisho_store::detections::ScriptFault>>> {
+    let f = caller.field(&app, &field)?;
+    Ok(Json(app.store.script_faults(f.id.as_str(), 200).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DetectionQuery {
+    pub device: Option<String>,
+    /// e.g. `rate.max`, `silence.theft`, `script.my_rule`.
+    pub rule: Option<String>,
+    pub threat: Option<String>,
+    /// Detections active at or after this time (RFC 3339 or Unix ms).
+    pub since: Option<String>,
+    pub before: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+/// A detection as the API shows it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DetectionView {
+    pub id: i64,
+    pub field_id: String,
+    pub device_id: Option<String>,
+    pub rule: String,
+    pub threat: String,
+    pub severity: String,
+    pub summary: String,
+    #[schema(value_type = Object)]
+    pub evidence: serde_json::Value,
+    pub first_at: String,
+    pub last_at: String,
+    /// Findings grouped into this detection.
+    pub count: i64,
+    pub status: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Detections {
+    pub items: Vec<DetectionView>,
+    pub next_before: Option<i64>,
+}
+
+fn view(d: DetectionRow) -> DetectionView {
+    DetectionView {
+        id: d.id,
+        field_id: d.field_id,
+        device_id: d.device_id,
+        rule: d.rule,
+        threat: d.threat,
+        severity: d.severity,
+        summary: d.summary,
+        evidence: serde_json::from_str(&d.evidence).unwrap_or(serde_json::Value::Null),
+        first_at: sekisho_core::time::rfc3339(d.first_at),
+        last_at: sekisho_core::time::rfc3339(d.last_at),
+        count: d.count,
+        status: d.status,
+    }
+}
+
+/// A field's detections, newest first: threat, severity, rule, evidence.
+#[utoipa::path(get, path = "/api/v1/fields/{field}/detections", tag = "detection", params(("field" = String, Path), DetectionQuery),
+    responses((status = 200, body = Detections), (status = 400, body = sekisho_core::ErrorBody), (status = 404, body = sekisho_core::ErrorBody)))]
+pub async fn detections(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(field): Path<String>,
+    ApiQuery(q): ApiQuery<DetectionQuery>,
+) -> ApiResult<Json<Detections>> {
+    let f = caller.field(&app, &field)?;
+    let mut problems = Vec::new();
+    let since = super::parse_time("since", &q.since, &mut problems);
+    if !problems.is_empty() {
+        return Err(ApiError::invalid(problems));
+    }
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let filter = DetectionFilter {
+        field: Some(f.id.0.clone()),
+        visible_fields: None,
+        device: q.device,
+        rule: q.rule,
+        threat: q.threat,
+        since,
+        before: q.before,
+        limit,
+    };
+    let rows = app.store.search_detections(&filter).await?;
+    let next_before = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|d| d.id))
+        .flatten();
+    Ok(Json(Detections {
+        items: rows.into_iter().map(view).collect(),
+        next_before,
+    }))
+}

@@ -1,0 +1,404 @@
+//! Threat detection wired into the gateway (subsystem ③): each field's compiled template, the compact
+//! state of every device (sharded), the silence worker, and the sink that groups findings into
+//! detections, stores them and publishes them on the response queue.
+//!
+//! Dataflow detection runs inline, after the message is stored (it cannot delay or lose a `202`): the
+//! built-in rules are O(1) on 40 bytes of state. Findings go to the sink through a bounded queue; if it
+//! is ever full the finding is counted and logged as dropped (the message itself is safe in the store).
+//!
+//! Architecture invariant: detection never calls response; it publishes on the [`crate::bus::Bus`].
+
+pub mod scripts;
+mod sink;
+
+use sekisho_core::{Device, DeviceId, Field, FieldId};
+use sekisho_detect::rules::{self, AuthFacts, MessageFacts, Windows};
+use sekisho_detect::silence::Wheel;
+use sekisho_detect::state::{self, SCHEDULED};
+use sekisho_detect::{Compiled, DeviceState, Finding, Template};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::mpsc;
+
+pub use sink::run_sink;
+
+/// A detector for a starting gateway: the configured default template as fallback, and every field's
+/// stored template (a stored template that no longer compiles is logged and the fallback runs).
+pub async fn start(
+    config: &crate::config::Config,
+    store: &sekisho_store::Store,
+) -> anyhow::Result<(Detector, mpsc::Receiver<Found>)> {
+    let fallback = sekisho_detect::template::library(&config.detection.default_template)
+        .ok_or_else(|| anyhow::anyhow!("detection.default_template: unknown"))?
+        .compile()
+        .map_err(|e| anyhow::anyhow!("the default template does not compile: {}", e.join("; ")))?;
+    let (d, rx) = Detector::new(
+        fallback,
+        Arc::new(SimIpTable::default()),
+        config.detection.queue_capacity,
+    );
+    for t in store.current_templates().await? {
+        let compiled = serde_json::from_str::<Template>(&t.body)
+            .map_err(|e| vec![e.to_string()])
+            .and_then(Template::compile);
+        let compiled = compiled.and_then(|c| {
+            scripts::compile(&c.template, config.detection.script_limits()).map(|s| (c, s))
+        });
+        match compiled {
+            Ok((c, s)) => {
+                let field = FieldId(t.field_id);
+                d.scripts.set(&field, s);
+                d.set_template(&field, c);
+            }
+            Err(e) => {
+                tracing::error!(field = %t.field_id, version = t.version, problems = %e.join("; "), "stored template does not compile; the default runs")
+            }
+        }
+    }
+    Ok((d, rx))
+}
+
+/// Once a second, reports devices whose silence reached a new step (V14, ※1).
+pub async fn silence_worker(
+    app: Arc<crate::app::App>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopped.changed() => return,
+        }
+        let live = |d: &DeviceId| {
+            app.registry
+                .device(d)
+                .is_some_and(|e| e.device.status == sekisho_core::DeviceStatus::Active)
+        };
+        app.detector.check_silence(sekisho_store::now_ms(), live);
+    }
+}
+
+const SHARDS: usize = 16;
+
+/// The SIM's current address according to the carrier (V20). The carrier integration fills it from
+/// RADIUS accounting; until then it knows nothing and the rule stays silent.
+pub trait SimIps: Send + Sync {
+    fn current_ip(&self, imsi: &str) -> Option<IpAddr>;
+}
+
+/// An in-memory IMSI → address table.
+#[derive(Default)]
+pub struct SimIpTable(RwLock<HashMap<String, IpAddr>>);
+
+impl SimIpTable {
+    pub fn set(&self, imsi: &str, ip: Option<IpAddr>) {
+        let mut g = self.0.write().unwrap_or_else(|e| e.into_inner());
+        match ip {
+            Some(ip) => g.insert(imsi.to_owned(), ip),
+            None => g.remove(imsi),
+        };
+    }
+}
+
+impl SimIps for SimIpTable {
+    fn current_ip(&self, imsi: &str) -> Option<IpAddr> {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(imsi)
+            .copied()
+    }
+}
+
+/// A finding on its way to the sink.
+#[derive(Debug)]
+pub struct Found {
+    pub field: FieldId,
+    pub device: Option<DeviceId>,
+    pub finding: Finding,
+    pub at: i64,
+}
+
+#[derive(Default, Debug)]
+pub struct DetectStats {
+    pub findings: AtomicU64,
+    pub dropped: AtomicU64,
+    pub detections: AtomicU64,
+    pub grouped: AtomicU64,
+}
+
+#[derive(Default)]
+struct Devices {
+    index: HashMap<DeviceId, u32>,
+    owners: Vec<(DeviceId, FieldId)>,
+}
+
+pub struct Detector {
+    templates: RwLock<HashMap<FieldId, Arc<Compiled>>>,
+    fallback: Arc<Compiled>,
+    devices: RwLock<Devices>,
+    shards: Vec<Mutex<Vec<DeviceState>>>,
+    wheel: Mutex<Wheel>,
+    auth_windows: Mutex<HashMap<FieldId, Windows>>,
+    ip_windows: Mutex<HashMap<FieldId, Windows>>,
+    sink: mpsc::Sender<Found>,
+    pub sim_ips: Arc<dyn SimIps>,
+    pub scripts: scripts::ScriptHost,
+    pub stats: Arc<DetectStats>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Detector {
+    /// A detector whose fields run `fallback` until they have a template of their own.
+    pub fn new(
+        fallback: Compiled,
+        sim_ips: Arc<dyn SimIps>,
+        capacity: usize,
+    ) -> (Self, mpsc::Receiver<Found>) {
+        let (sink, rx) = mpsc::channel(capacity.max(1));
+        let d = Self {
+            templates: RwLock::default(),
+            fallback: Arc::new(fallback),
+            devices: RwLock::default(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Vec::new())).collect(),
+            wheel: Mutex::default(),
+            auth_windows: Mutex::default(),
+            ip_windows: Mutex::default(),
+            sink,
+            sim_ips,
+            scripts: scripts::ScriptHost::new(4096),
+            stats: Arc::default(),
+        };
+        (d, rx)
+    }
+
+    /// The library template for new fields with no template named.
+    pub fn default_template() -> Template {
+        sekisho_detect::template::library("generic").expect("the shipped generic template parses")
+    }
+
+    pub fn set_template(&self, field: &FieldId, c: Compiled) {
+        self.templates
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(field.clone(), Arc::new(c));
+    }
+
+    pub fn template(&self, field: &FieldId) -> Arc<Compiled> {
+        self.templates
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(field)
+            .cloned()
+            .unwrap_or_else(|| self.fallback.clone())
+    }
+
+    /// `true` when the field refuses requests from `ip` (off-network mode `block`).
+    pub fn blocks(&self, field: &FieldId, ip: IpAddr) -> bool {
+        self.template(field).blocks(ip)
+    }
+
+    fn index_of(&self, device: &Device) -> u32 {
+        if let Some(i) = self
+            .devices
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .index
+            .get(&device.id)
+        {
+            return *i;
+        }
+        let mut g = self.devices.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = g.index.get(&device.id) {
+            return *i;
+        }
+        let i = g.owners.len() as u32;
+        g.owners.push((device.id.clone(), device.field_id.clone()));
+        g.index.insert(device.id.clone(), i);
+        lock(&self.shards[i as usize % SHARDS]).push(DeviceState::default());
+        i
+    }
+
+    fn with_state<R>(&self, i: u32, f: impl FnOnce(&mut DeviceState) -> R) -> R {
+        let mut shard = lock(&self.shards[i as usize % SHARDS]);
+        let slot = i as usize / SHARDS;
+        if shard.len() <= slot {
+            shard.resize(slot + 1, DeviceState::default());
+        }
+        f(&mut shard[slot])
+    }
+
+    fn emit(&self, field: &FieldId, device: Option<&DeviceId>, findings: Vec<Finding>, at: i64) {
+        for finding in findings {
+            self.emit_found(Found {
+                field: field.clone(),
+                device: device.cloned(),
+                finding,
+                at,
+            });
+        }
+    }
+
+    /// Sends one finding to the sink (counted and logged if the queue is full).
+    pub fn emit_found(&self, found: Found) {
+        {
+            self.stats.findings.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = self.sink.try_send(found) {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                let f = match e {
+                    mpsc::error::TrySendError::Full(f) | mpsc::error::TrySendError::Closed(f) => f,
+                };
+                tracing::error!(field = %f.field, rule = %f.finding.rule, "detection queue full: finding dropped");
+            }
+        }
+    }
+
+    /// Evaluates one received message of a known device (accepted or refused).
+    pub fn on_message(&self, field: &Field, device: &Device, facts: &MessageFacts) {
+        let c = self.template(&field.id);
+        let sim_ip = device
+            .sim
+            .as_ref()
+            .and_then(|s| self.sim_ips.current_ip(&s.imsi));
+        let facts = MessageFacts { sim_ip, ..*facts };
+        let i = self.index_of(device);
+        let (mut findings, schedule) = self.with_state(i, |s| {
+            let f = rules::message(&c, s, &facts);
+            let next = if s.has(SCHEDULED) {
+                None
+            } else {
+                rules::next_silence_check(&c, s)
+            };
+            if next.is_some() {
+                s.set(SCHEDULED, true);
+            }
+            (f, next)
+        });
+        if let Some(at) = schedule {
+            lock(&self.wheel).schedule(i, at);
+        }
+        if facts.rejected.is_none() {
+            let mut w = lock(&self.ip_windows);
+            let windows = w.entry(field.id.clone()).or_default();
+            findings.extend(rules::shared_ip(
+                &c,
+                windows,
+                facts.source_ip,
+                i,
+                facts.rx_ms,
+            ));
+        }
+        self.emit(&field.id, Some(&device.id), findings, facts.rx_ms);
+        if self.scripts.wants_messages(&field.id) {
+            let (regime, last_seen) = self.with_state(i, |s| {
+                (c.regime(s.regime).0.clone(), state::unix_ms(s.last_rx))
+            });
+            let data = facts
+                .body
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok());
+            let msg = serde_json::json!({
+                "received_at": facts.rx_ms, "ts": facts.device_ts_ms, "seq": facts.seq, "buffered": facts.buffered,
+                "size": facts.size, "rejected": facts.rejected, "source_ip": facts.source_ip.to_string(), "data": data,
+            });
+            let dev = serde_json::json!({"id": device.id.0, "unique_id": device.unique_id, "regime": regime,
+                "last_seen": last_seen, "critical": device.critical});
+            let fld = serde_json::json!({"id": field.id.0, "name": field.name});
+            if !self
+                .scripts
+                .submit(&field.id, &device.id, [msg, dev, fld], facts.rx_ms)
+            {
+                tracing::debug!(field = %field.id, "script queue full; message scripts skipped");
+            }
+        }
+    }
+
+    /// The devices of a field as scripts see them (at most `cap`).
+    pub fn device_views(&self, field: &FieldId, cap: usize) -> serde_json::Value {
+        let c = self.template(field);
+        let owners: Vec<(u32, DeviceId)> = {
+            let g = self.devices.read().unwrap_or_else(|e| e.into_inner());
+            g.owners
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, f))| f == field)
+                .take(cap)
+                .map(|(i, (d, _))| (i as u32, d.clone()))
+                .collect()
+        };
+        serde_json::Value::Array(
+            owners
+                .into_iter()
+                .map(|(i, d)| {
+                    let (regime, last_seen, silence) =
+                        self.with_state(i, |s| (c.regime(s.regime).0.clone(), state::unix_ms(s.last_rx), s.silence_level));
+                    serde_json::json!({"id": d.0, "regime": regime, "last_seen": last_seen, "silence_step": silence})
+                })
+                .collect(),
+        )
+    }
+
+    /// Evaluates one token request of a field (the device may be unknown).
+    pub fn on_auth(&self, field: &FieldId, device: Option<&DeviceId>, facts: &AuthFacts) {
+        let c = self.template(field);
+        let findings = {
+            let mut w = lock(&self.auth_windows);
+            rules::auth(&c, w.entry(field.clone()).or_default(), facts)
+        };
+        self.emit(field, device, findings, facts.at_ms);
+    }
+
+    /// One pass of the silence worker at `now_ms`: reports devices whose silence reached a new step.
+    /// `live` says whether a device still counts (registered and active).
+    pub fn check_silence(&self, now_ms: i64, live: impl Fn(&DeviceId) -> bool) -> usize {
+        let due = lock(&self.wheel).due(state::secs(now_ms));
+        let n = due.len();
+        for i in due {
+            let Some((device, field)) = self
+                .devices
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .owners
+                .get(i as usize)
+                .cloned()
+            else {
+                continue;
+            };
+            let c = self.template(&field);
+            let alive = live(&device);
+            let (finding, next) = self.with_state(i, |s| {
+                if !alive {
+                    s.set(SCHEDULED, false);
+                    return (None, None);
+                }
+                let f = rules::silence(&c, s, now_ms);
+                let next = rules::next_silence_check(&c, s);
+                s.set(SCHEDULED, next.is_some());
+                (f, next)
+            });
+            if let Some(at) = next {
+                lock(&self.wheel).schedule(i, at);
+            }
+            if let Some(f) = finding {
+                self.emit(&field, Some(&device), vec![f], now_ms);
+            }
+        }
+        n
+    }
+
+    /// Devices with detection state, and entries waiting in the silence wheel.
+    pub fn sizes(&self) -> (usize, usize) {
+        (
+            self.devices
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .owners
+                .len(),
+            lock(&self.wheel).len(),
+        )
+    }
+}

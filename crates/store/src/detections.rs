@@ -1,0 +1,308 @@
+//! Detection storage (subsystems ③ and ⑦): field templates with their versions, detections (grouped
+//! incidents) and script faults.
+
+use crate::{Result, Store};
+use serde::{Deserialize, Serialize};
+use sqlx::{QueryBuilder, Sqlite};
+use utoipa::ToSchema;
+
+/// A template version as stored.
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
+pub struct TemplateVersion {
+    pub field_id: String,
+    pub version: i64,
+    pub created_at: i64,
+    pub created_by: String,
+    /// The template, as JSON text.
+    pub body: String,
+}
+
+/// A detection (an incident: one rule on one device, repeated findings grouped).
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
+pub struct DetectionRow {
+    pub id: i64,
+    pub field_id: String,
+    pub device_id: Option<String>,
+    pub rule: String,
+    pub threat: String,
+    pub severity: String,
+    pub summary: String,
+    /// JSON: observed values, thresholds, window, baseline.
+    pub evidence: String,
+    pub first_at: i64,
+    pub last_at: i64,
+    pub count: i64,
+    pub status: String,
+}
+
+/// A new detection to store.
+#[derive(Debug, Clone)]
+pub struct NewDetection<'a> {
+    pub field_id: &'a str,
+    pub device_id: Option<&'a str>,
+    pub rule: &'a str,
+    pub threat: &'a str,
+    pub severity: &'a str,
+    pub summary: &'a str,
+    pub evidence: &'a str,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DetectionFilter {
+    pub field: Option<String>,
+    pub visible_fields: Option<Vec<String>>,
+    pub device: Option<String>,
+    pub rule: Option<String>,
+    pub threat: Option<String>,
+    /// Detections whose latest finding is at or after this time.
+    pub since: Option<i64>,
+    pub before: Option<i64>,
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
+pub struct ScriptFault {
+    pub id: i64,
+    pub at: i64,
+    pub field_id: String,
+    pub script: String,
+    pub kind: String,
+    pub message: String,
+}
+
+impl Store {
+    /// Stores a new version of a field's template; returns its version number.
+    pub async fn insert_template(&self, field: &str, by: &str, body: &str, at: i64) -> Result<i64> {
+        let mut tx = self.pool.begin().await?;
+        let v: i64 = sqlx::query_scalar(
+            "SELECT coalesce(max(version), 0) + 1 FROM field_templates WHERE field_id = ?",
+        )
+        .bind(field)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO field_templates (field_id, version, created_at, created_by, body) VALUES (?,?,?,?,?)")
+            .bind(field)
+            .bind(v)
+            .bind(at)
+            .bind(by)
+            .bind(body)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(v)
+    }
+
+    /// The latest template version of every field.
+    pub async fn current_templates(&self) -> Result<Vec<TemplateVersion>> {
+        Ok(sqlx::query_as(
+            "SELECT t.field_id, t.version, t.created_at, t.created_by, t.body FROM field_templates t \
+             JOIN (SELECT field_id, max(version) AS v FROM field_templates GROUP BY field_id) m \
+             ON m.field_id = t.field_id AND m.v = t.version",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Every version of a field's template, newest first.
+    pub async fn template_versions(&self, field: &str) -> Result<Vec<TemplateVersion>> {
+        Ok(sqlx::query_as(
+            "SELECT field_id, version, created_at, created_by, body FROM field_templates WHERE field_id = ? ORDER BY version DESC",
+        )
+        .bind(field)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn insert_detection(&self, d: &NewDetection<'_>) -> Result<i64> {
+        let r = sqlx::query(
+            "INSERT INTO detections (field_id, device_id, rule, threat, severity, summary, evidence, first_at, last_at) \
+             VALUES (?,?,?,?,?,?,?,?,?)",
+        )
+        .bind(d.field_id)
+        .bind(d.device_id)
+        .bind(d.rule)
+        .bind(d.threat)
+        .bind(d.severity)
+        .bind(d.summary)
+        .bind(d.evidence)
+        .bind(d.at)
+        .bind(d.at)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.last_insert_rowid())
+    }
+
+    /// Adds a repeated finding to an open detection: count, latest time, severity and evidence.
+    pub async fn regroup_detection(
+        &self,
+        id: i64,
+        severity: &str,
+        summary: &str,
+        evidence: &str,
+        at: i64,
+    ) -> Result<()> {
+        sqlx::query("UPDATE detections SET count = count + 1, last_at = ?, severity = ?, summary = ?, evidence = ? WHERE id = ?")
+            .bind(at)
+            .bind(severity)
+            .bind(summary)
+            .bind(evidence)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn search_detections(&self, f: &DetectionFilter) -> Result<Vec<DetectionRow>> {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "SELECT id, field_id, device_id, rule, threat, severity, summary, evidence, first_at, last_at, count, status \
+             FROM detections WHERE 1=1",
+        );
+        if let Some(vis) = &f.visible_fields {
+            q.push(" AND field_id IN (");
+            let mut sep = q.separated(", ");
+            sep.push_bind("");
+            for v in vis {
+                sep.push_bind(v.clone());
+            }
+            q.push(")");
+        }
+        for (col, v) in [
+            ("field_id", &f.field),
+            ("device_id", &f.device),
+            ("rule", &f.rule),
+            ("threat", &f.threat),
+        ] {
+            if let Some(v) = v {
+                q.push(format!(" AND {col} = ")).push_bind(v.clone());
+            }
+        }
+        if let Some(v) = f.since {
+            q.push(" AND last_at >= ").push_bind(v);
+        }
+        if let Some(v) = f.before {
+            q.push(" AND id < ").push_bind(v);
+        }
+        q.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(f.limit.clamp(1, 1000));
+        Ok(q.build_query_as().fetch_all(&self.pool).await?)
+    }
+
+    pub async fn insert_script_fault(
+        &self,
+        at: i64,
+        field: &str,
+        script: &str,
+        kind: &str,
+        message: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO script_faults (at, field_id, script, kind, message) VALUES (?,?,?,?,?)",
+        )
+        .bind(at)
+        .bind(field)
+        .bind(script)
+        .bind(kind)
+        .bind(message)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn script_faults(&self, field: &str, limit: i64) -> Result<Vec<ScriptFault>> {
+        Ok(sqlx::query_as("SELECT id, at, field_id, script, kind, message FROM script_faults WHERE field_id = ? ORDER BY id DESC LIMIT ?")
+            .bind(field)
+            .bind(limit.clamp(1, 1000))
+            .fetch_all(&self.pool)
+            .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::open_temp;
+
+    #[tokio::test]
+    async fn templates_are_versioned_and_detections_grouped() {
+        let (store, _dir) = open_temp("detections").await;
+        sqlx::query("INSERT INTO fields (id, name, auth_id, auth_mode, limits, created_at) VALUES ('f','n','a','secret','{}',0)")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .insert_template("f", "admin", "{\"v\":1}", 1)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            store
+                .insert_template("f", "alice", "{\"v\":2}", 2)
+                .await
+                .unwrap(),
+            2
+        );
+        let cur = store.current_templates().await.unwrap();
+        assert_eq!(
+            (cur.len(), cur[0].version, cur[0].created_by.as_str()),
+            (1, 2, "alice")
+        );
+        assert_eq!(store.template_versions("f").await.unwrap().len(), 2);
+
+        let d = NewDetection {
+            field_id: "f",
+            device_id: Some("d1"),
+            rule: "rate.max",
+            threat: "hijacking",
+            severity: "medium",
+            summary: "s",
+            evidence: "{}",
+            at: 10,
+        };
+        let id = store.insert_detection(&d).await.unwrap();
+        store
+            .regroup_detection(id, "high", "s2", "{\"n\":2}", 20)
+            .await
+            .unwrap();
+        store
+            .insert_detection(&NewDetection {
+                device_id: Some("d2"),
+                rule: "seq.reused",
+                ..d
+            })
+            .await
+            .unwrap();
+        let all = store
+            .search_detections(&DetectionFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 2);
+        let one = store
+            .search_detections(&DetectionFilter {
+                device: Some("d1".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            (one[0].count, one[0].last_at, one[0].severity.as_str()),
+            (2, 20, "high")
+        );
+        let none = store
+            .search_detections(&DetectionFilter {
+                visible_fields: Some(vec!["other".into()]),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(none.is_empty());
+        store.close().await;
+    }
+}
