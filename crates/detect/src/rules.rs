@@ -318,45 +318,25 @@ fn off_network(c: &Compiled, ip: IpAddr, what: &str) -> Finding {
 /// ID, distinct devices per source address). Bounded: stale keys are pruned as it grows.
 #[derive(Default)]
 pub struct Windows {
-    map: HashMap<String, (u32, u32, Vec<u32>)>,
+    map: HashMap<String, (u32, u32)>,
+    /// Size at which stale keys are next pruned; grows after each pass so pruning stays amortised O(1).
+    prune_at: usize,
 }
 
 impl Windows {
     /// Counts one event; returns the count in the key's current window.
     pub fn hit(&mut self, key: &str, now: u32, window: u32) -> u32 {
-        self.prune(now, window);
-        let e = self
-            .map
-            .entry(key.to_owned())
-            .or_insert((now, 0, Vec::new()));
+        if self.map.len() >= self.prune_at.max(100_000) {
+            self.map
+                .retain(|_, (start, _)| now < start.saturating_add(window));
+            self.prune_at = self.map.len().saturating_mul(2);
+        }
+        let e = self.map.entry(key.to_owned()).or_insert((now, 0));
         if now >= e.0.saturating_add(window) {
-            *e = (now, 0, Vec::new());
+            *e = (now, 0);
         }
         e.1 += 1;
         e.1
-    }
-
-    /// Records `member` under `key`; returns the distinct members in the key's current window.
-    pub fn distinct(&mut self, key: &str, member: u32, now: u32, window: u32) -> usize {
-        self.prune(now, window);
-        let e = self
-            .map
-            .entry(key.to_owned())
-            .or_insert((now, 0, Vec::new()));
-        if now >= e.0.saturating_add(window) {
-            *e = (now, 0, Vec::new());
-        }
-        if !e.2.contains(&member) && e.2.len() < 64 {
-            e.2.push(member);
-        }
-        e.2.len()
-    }
-
-    fn prune(&mut self, now: u32, window: u32) {
-        if self.map.len() >= 100_000 {
-            self.map
-                .retain(|_, (start, _, _)| now < start.saturating_add(window));
-        }
     }
 }
 
@@ -407,10 +387,60 @@ pub fn auth(c: &Compiled, bursts: &mut Windows, a: &AuthFacts) -> Vec<Finding> {
     out
 }
 
+/// Distinct devices per source address in a window, compactly: the address as a `u32` key, the window
+/// start, and the first three distinct devices inline (24 bytes an address). Distinct counts are exact
+/// up to four devices, which covers `max_devices_per_ip` up to 3; beyond, repeats of a fourth device may
+/// be counted again (the rule then fires early, never late).
+#[derive(Default)]
+pub struct SharedIps {
+    map: HashMap<u32, IpWindow>,
+    prune_at: usize,
+}
+
+#[derive(Clone, Copy)]
+struct IpWindow {
+    start: u32,
+    devices: [u32; 3],
+    distinct: u32,
+}
+
+impl SharedIps {
+    /// Records `device` from `ip` at `now`; returns the distinct devices seen in the address's window.
+    pub fn record(&mut self, ip: IpAddr, device: u32, now: u32, window: u32) -> u32 {
+        if self.map.len() >= self.prune_at.max(100_000) {
+            self.map.retain(|_, w| now < w.start.saturating_add(window));
+            self.prune_at = self.map.len().saturating_mul(2);
+        }
+        let fresh = IpWindow {
+            start: now,
+            devices: [device; 3],
+            distinct: 1,
+        };
+        let w = self.map.entry(state::ip_key(ip)).or_insert(fresh);
+        if now >= w.start.saturating_add(window) {
+            *w = fresh;
+        } else if !w.devices.contains(&device) {
+            if (w.distinct as usize) < w.devices.len() {
+                w.devices[w.distinct as usize] = device;
+            }
+            w.distinct += 1;
+        }
+        w.distinct
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
 /// One source address carrying several devices (V21), unless it is a declared NAT range.
 pub fn shared_ip(
     c: &Compiled,
-    windows: &mut Windows,
+    ips: &mut SharedIps,
     ip: IpAddr,
     device_key: u32,
     now_ms: i64,
@@ -419,13 +449,8 @@ pub fn shared_ip(
     if n.max_devices_per_ip == 0 || n.nat_ranges.iter().any(|r| r.contains(&ip)) {
         return None;
     }
-    let count = windows.distinct(
-        &ip.to_string(),
-        device_key,
-        state::secs(now_ms),
-        n.shared_ip_window.0,
-    );
-    (count as u32 == n.max_devices_per_ip + 1).then(|| {
+    let count = ips.record(ip, device_key, state::secs(now_ms), n.shared_ip_window.0);
+    (count == n.max_devices_per_ip + 1).then(|| {
         f(
             "network.shared_ip",
             Threat::Spoofing,
@@ -766,11 +791,41 @@ mod tests {
     }
 
     #[test]
+    fn windows_stay_linear_with_many_live_keys() {
+        // 300,000 distinct keys inside one window: each call must not rescan the map.
+        let mut w = Windows::default();
+        for i in 0..300_000u32 {
+            assert_eq!(w.hit(&i.to_string(), 100, 600), 1);
+        }
+        assert!(w.prune_at >= 200_000, "pruning backed off: {}", w.prune_at);
+        for i in 0..300_000u32 {
+            w.hit(&format!("n{i}"), 10_000, 600);
+        }
+        assert!(w.map.len() <= 300_001, "stale keys pruned: {}", w.map.len());
+        // The same for addresses.
+        let mut ips = SharedIps::default();
+        for i in 0..300_000u32 {
+            assert_eq!(ips.record(IpAddr::from(i.to_be_bytes()), i, 100, 600), 1);
+        }
+        assert_eq!(ips.record(IpAddr::from(7u32.to_be_bytes()), 1, 101, 600), 2);
+        assert_eq!(
+            ips.record(IpAddr::from(7u32.to_be_bytes()), 7, 102, 600),
+            2,
+            "a device already counted"
+        );
+        assert_eq!(
+            ips.record(IpAddr::from(7u32.to_be_bytes()), 1, 800, 600),
+            1,
+            "a new window"
+        );
+    }
+
+    #[test]
     fn v20_v21_addresses() {
         let mut t = library("car-mobility").unwrap();
         t.network.nat_ranges = vec!["100.64.0.0/10".parse().unwrap()];
         let c = t.compile().unwrap();
-        let mut w = Windows::default();
+        let mut w = SharedIps::default();
         assert!(shared_ip(&c, &mut w, ip("198.51.100.7"), 1, T0).is_none());
         assert!(
             shared_ip(&c, &mut w, ip("198.51.100.7"), 1, T0 + 1000).is_none(),

@@ -99,6 +99,8 @@ pub struct CloudConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectionConfig {
+    /// Threat detection on or off (off only to measure what it costs).
+    pub enabled: bool,
     /// The library template of a field created without one.
     pub default_template: String,
     /// Repeated findings of one rule on one device within this many seconds are one detection.
@@ -123,6 +125,7 @@ impl DetectionConfig {
 impl Default for DetectionConfig {
     fn default() -> Self {
         Self {
+            enabled: true,
             default_template: "generic".into(),
             group_window_secs: 600,
             queue_capacity: 65_536,

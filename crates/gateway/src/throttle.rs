@@ -10,6 +10,8 @@ pub struct Throttle {
     window_ms: i64,
     limit: u32,
     counts: Mutex<HashMap<String, (i64, u32)>>,
+    /// Size at which stale keys are next pruned; grows after each pass (amortised O(1) per hit).
+    prune_at: std::sync::atomic::AtomicUsize,
 }
 
 impl Throttle {
@@ -18,6 +20,7 @@ impl Throttle {
             window_ms,
             limit,
             counts: Mutex::new(HashMap::new()),
+            prune_at: std::sync::atomic::AtomicUsize::new(100_000),
         }
     }
 
@@ -39,8 +42,10 @@ impl Throttle {
     pub fn hit(&self, key: &str, now: i64) -> Option<u64> {
         let mut g = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         let start = self.window_start(now);
-        if g.len() > 100_000 {
+        use std::sync::atomic::Ordering::Relaxed;
+        if g.len() >= self.prune_at.load(Relaxed) {
             g.retain(|_, (w, _)| *w == start);
+            self.prune_at.store((g.len() * 2).max(100_000), Relaxed);
         }
         let e = g.entry(key.to_owned()).or_insert((start, 0));
         if e.0 != start {

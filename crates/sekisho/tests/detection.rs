@@ -429,7 +429,7 @@ async fn templates_are_validated_whole_versioned_and_accept_toml() {
     let (_, cur) = admin.get(&format!("/api/v1/fields/{fid}/template")).await;
     assert_eq!(
         (cur["version"].as_i64(), cur["template"]["name"].as_str()),
-        (Some(0), Some("generic"))
+        (Some(1), Some("generic"))
     );
 
     let (_, mut bad) = admin.get("/api/v1/templates/car-mobility").await;
@@ -449,7 +449,7 @@ async fn templates_are_validated_whole_versioned_and_accept_toml() {
         assert!(msg.contains(needle), "{needle} missing from: {msg}");
     }
     let (_, still) = admin.get(&format!("/api/v1/fields/{fid}/template")).await;
-    assert_eq!(still["version"], 0, "a refused template changes nothing");
+    assert_eq!(still["version"], 1, "a refused template changes nothing");
 
     let toml = "name = \"mine\"\nutc_offset = \"+09:00\"\n[regime]\ndefault = \"x\"\n[regimes.x]\nmax_messages = 2\nwindow = \"1m\"\n";
     let r = gw
@@ -473,7 +473,7 @@ async fn templates_are_validated_whole_versioned_and_accept_toml() {
     let (_, versions) = admin
         .get(&format!("/api/v1/fields/{fid}/template/versions"))
         .await;
-    assert_eq!(versions.as_array().unwrap().len(), 1);
+    assert_eq!(versions.as_array().unwrap().len(), 2);
     assert_eq!(versions[0]["created_by"], "admin");
     // It runs: 3 messages within a minute break "2 per minute".
     let d = device(&gw, &admin, &field, "DEV-1").await;
@@ -488,7 +488,7 @@ async fn templates_are_validated_whole_versioned_and_accept_toml() {
     let (_, cur) = admin.get(&format!("/api/v1/fields/{fid}/template")).await;
     assert_eq!(
         (cur["version"].as_i64(), cur["template"]["name"].as_str()),
-        (Some(1), Some("mine"))
+        (Some(2), Some("mine"))
     );
 }
 
@@ -602,5 +602,52 @@ async fn field_scripts_detect_and_their_faults_never_stop_the_gateway() {
     assert!(
         msg.contains("defines no on_tick()") && msg.contains("utc_offset"),
         "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn fields_start_from_a_library_template() {
+    let dir = TempDir::new("fieldtemplate");
+    let gw = Gateway::start_in(&dir.0);
+    let admin = gw.admin().await;
+    let (s, f) = admin
+        .post(
+            "/api/v1/fields",
+            json!({"name": "cars", "template": "car-mobility"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{f}");
+    assert_eq!(f["template"], "car-mobility");
+    let (_, t) = admin
+        .get(&format!(
+            "/api/v1/fields/{}/template",
+            f["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(
+        (t["version"].as_i64(), t["created_by"].as_str()),
+        (Some(1), Some("admin"))
+    );
+    assert_eq!(t["template"]["regime"]["key"], "engine");
+    let (_, plain) = admin.post("/api/v1/fields", json!({"name": "other"})).await;
+    assert_eq!(plain["template"], "generic", "the configured default");
+    let (s, v) = admin
+        .post(
+            "/api/v1/fields",
+            json!({"name": "x", "template": "spaceship"}),
+        )
+        .await;
+    assert_eq!((s, v["error"].as_str()), (400, Some("invalid_request")));
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("car-mobility, smart-home, education, generic")
+    );
+    let (_, all) = admin.get("/api/v1/fields").await;
+    assert_eq!(
+        all.as_array().unwrap().len(),
+        2,
+        "a refused field is not created"
     );
 }

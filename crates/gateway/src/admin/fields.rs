@@ -26,6 +26,10 @@ pub struct CreateField {
     pub limits: Option<FieldLimits>,
     #[serde(default)]
     pub cloud: Option<CloudDestination>,
+    /// A library template to start from (`car-mobility`, `smart-home`, `education`, `generic`);
+    /// defaults to `[detection] default_template`. Edit it afterwards with `PUT …/template`.
+    #[serde(default)]
+    pub template: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -48,6 +52,8 @@ pub struct FieldView {
     pub cloud: Option<CloudDestination>,
     pub created_at: String,
     pub devices: usize,
+    /// The name of the template the field runs.
+    pub template: String,
 }
 
 pub(super) fn view(app: &App, f: &Field) -> FieldView {
@@ -60,6 +66,7 @@ pub(super) fn view(app: &App, f: &Field) -> FieldView {
         cloud: f.cloud.as_ref().map(CloudDestination::redacted),
         created_at: sekisho_core::time::rfc3339(f.created_at),
         devices: app.registry.devices_of(&f.id).len(),
+        template: app.detector.template(&f.id).template.name.clone(),
     }
 }
 
@@ -94,6 +101,21 @@ pub(crate) async fn create_field(app: &App, caller: &Caller, req: CreateField) -
     if let Some(c) = &req.cloud {
         problems.extend(c.problems().into_iter().map(|p| format!("cloud.{p}")));
     }
+    let template_name = req
+        .template
+        .clone()
+        .unwrap_or_else(|| app.config.detection.default_template.clone());
+    let template = sekisho_detect::template::library(&template_name);
+    if template.is_none() {
+        let names: Vec<&str> = sekisho_detect::template::LIBRARY
+            .iter()
+            .map(|(n, _)| *n)
+            .collect();
+        problems.push(format!(
+            "template: '{template_name}' is not one of {}",
+            names.join(", ")
+        ));
+    }
     if !problems.is_empty() {
         return Err(ApiError::invalid(problems));
     }
@@ -107,6 +129,9 @@ pub(crate) async fn create_field(app: &App, caller: &Caller, req: CreateField) -
         created_at: now_ms(),
     };
     app.store.insert_field(&field).await?;
+    if let Some(t) = template {
+        super::templates::apply(app, caller, &field.id, t).await?;
+    }
     app.registry.put_field(field.clone());
     let _ = app.new_fields.send(field.id.clone());
     caller

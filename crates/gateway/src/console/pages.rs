@@ -98,6 +98,9 @@ pub struct NewField {
     name: String,
     #[serde(default)]
     auth_mode: String,
+    /// A library template name (empty: the gateway's default).
+    #[serde(default)]
+    template: Option<String>,
 }
 
 /// Creates a field (maintainers), then shows it; a refused form comes back with the reason.
@@ -116,6 +119,7 @@ pub async fn create_field(
         auth_mode: Some(auth_mode),
         limits: None,
         cloud: None,
+        template: form.template.clone().filter(|t| !t.is_empty()),
     };
     match create(&app, &ctx.caller, req).await {
         Ok(f) => Ok(see_other(&format!("/console/fields/{}", f.id))),

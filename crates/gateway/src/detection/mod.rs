@@ -12,7 +12,7 @@ pub mod scripts;
 mod sink;
 
 use sekisho_core::{Device, DeviceId, Field, FieldId};
-use sekisho_detect::rules::{self, AuthFacts, MessageFacts, Windows};
+use sekisho_detect::rules::{self, AuthFacts, MessageFacts, SharedIps, Windows};
 use sekisho_detect::silence::Wheel;
 use sekisho_detect::state::{self, SCHEDULED};
 use sekisho_detect::{Compiled, DeviceState, Finding, Template};
@@ -57,6 +57,7 @@ pub async fn start(
             }
         }
     }
+    d.set_enabled(config.detection.enabled);
     Ok((d, rx))
 }
 
@@ -129,10 +130,24 @@ pub struct DetectStats {
     pub grouped: AtomicU64,
 }
 
+/// Device index ↔ (device id, field). The id string is stored once, shared by the map and the table;
+/// fields are numbered.
 #[derive(Default)]
 struct Devices {
-    index: HashMap<DeviceId, u32>,
-    owners: Vec<(DeviceId, FieldId)>,
+    index: HashMap<Arc<str>, u32>,
+    owners: Vec<(Arc<str>, u32)>,
+    fields: Vec<FieldId>,
+    field_index: HashMap<FieldId, u32>,
+}
+
+impl Devices {
+    fn owner(&self, i: u32) -> Option<(DeviceId, FieldId)> {
+        let (d, f) = self.owners.get(i as usize)?;
+        Some((
+            DeviceId(d.to_string()),
+            self.fields.get(*f as usize)?.clone(),
+        ))
+    }
 }
 
 pub struct Detector {
@@ -142,11 +157,12 @@ pub struct Detector {
     shards: Vec<Mutex<Vec<DeviceState>>>,
     wheel: Mutex<Wheel>,
     auth_windows: Mutex<HashMap<FieldId, Windows>>,
-    ip_windows: Mutex<HashMap<FieldId, Windows>>,
+    ip_windows: Mutex<HashMap<FieldId, SharedIps>>,
     sink: mpsc::Sender<Found>,
     pub sim_ips: Arc<dyn SimIps>,
     pub scripts: scripts::ScriptHost,
     pub stats: Arc<DetectStats>,
+    enabled: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -173,6 +189,7 @@ impl Detector {
             sim_ips,
             scripts: scripts::ScriptHost::new(4096),
             stats: Arc::default(),
+            enabled: std::sync::atomic::AtomicBool::new(true),
         };
         (d, rx)
     }
@@ -180,6 +197,15 @@ impl Detector {
     /// The library template for new fields with no template named.
     pub fn default_template() -> Template {
         sekisho_detect::template::library("generic").expect("the shipped generic template parses")
+    }
+
+    /// Turns detection on or off (`[detection] enabled`).
+    pub fn set_enabled(&self, on: bool) {
+        self.enabled.store(on, Ordering::Relaxed);
+    }
+
+    fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
     }
 
     pub fn set_template(&self, field: &FieldId, c: Compiled) {
@@ -204,22 +230,33 @@ impl Detector {
     }
 
     fn index_of(&self, device: &Device) -> u32 {
-        if let Some(i) = self
+        let found = self
             .devices
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .index
-            .get(&device.id)
-        {
-            return *i;
+            .get(device.id.as_str())
+            .copied();
+        if let Some(i) = found {
+            return i;
         }
         let mut g = self.devices.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(i) = g.index.get(&device.id) {
+        if let Some(i) = g.index.get(device.id.as_str()) {
             return *i;
         }
         let i = g.owners.len() as u32;
-        g.owners.push((device.id.clone(), device.field_id.clone()));
-        g.index.insert(device.id.clone(), i);
+        let f = match g.field_index.get(&device.field_id) {
+            Some(f) => *f,
+            None => {
+                let f = g.fields.len() as u32;
+                g.fields.push(device.field_id.clone());
+                g.field_index.insert(device.field_id.clone(), f);
+                f
+            }
+        };
+        let id: Arc<str> = Arc::from(device.id.as_str());
+        g.owners.push((id.clone(), f));
+        g.index.insert(id, i);
         lock(&self.shards[i as usize % SHARDS]).push(DeviceState::default());
         i
     }
@@ -260,6 +297,9 @@ impl Detector {
 
     /// Evaluates one received message of a known device (accepted or refused).
     pub fn on_message(&self, field: &Field, device: &Device, facts: &MessageFacts) {
+        if !self.enabled() {
+            return;
+        }
         let c = self.template(&field.id);
         let sim_ip = device
             .sim
@@ -322,12 +362,15 @@ impl Detector {
         let c = self.template(field);
         let owners: Vec<(u32, DeviceId)> = {
             let g = self.devices.read().unwrap_or_else(|e| e.into_inner());
+            let Some(fi) = g.field_index.get(field).copied() else {
+                return serde_json::Value::Array(Vec::new());
+            };
             g.owners
                 .iter()
                 .enumerate()
-                .filter(|(_, (_, f))| f == field)
+                .filter(|(_, (_, f))| *f == fi)
                 .take(cap)
-                .map(|(i, (d, _))| (i as u32, d.clone()))
+                .map(|(i, (d, _))| (i as u32, DeviceId(d.to_string())))
                 .collect()
         };
         serde_json::Value::Array(
@@ -344,6 +387,9 @@ impl Detector {
 
     /// Evaluates one token request of a field (the device may be unknown).
     pub fn on_auth(&self, field: &FieldId, device: Option<&DeviceId>, facts: &AuthFacts) {
+        if !self.enabled() {
+            return;
+        }
         let c = self.template(field);
         let findings = {
             let mut w = lock(&self.auth_windows);
@@ -362,9 +408,7 @@ impl Detector {
                 .devices
                 .read()
                 .unwrap_or_else(|e| e.into_inner())
-                .owners
-                .get(i as usize)
-                .cloned()
+                .owner(i)
             else {
                 continue;
             };

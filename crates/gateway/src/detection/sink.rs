@@ -27,6 +27,8 @@ pub async fn run_sink(
     group_window_ms: i64,
 ) {
     let mut open: HashMap<(String, Option<String>, String), Open> = HashMap::new();
+    // Stale incidents are pruned when the map doubles, so pruning costs amortised O(1) per finding.
+    let mut prune_at = 100_000usize;
     while let Some(f) = rx.recv().await {
         let key = (
             f.field.0.clone(),
@@ -35,8 +37,9 @@ pub async fn run_sink(
         );
         let evidence = f.finding.evidence.to_string();
         let sev = f.finding.severity;
-        if open.len() > 100_000 {
+        if open.len() >= prune_at {
             open.retain(|_, o| f.at - o.last_at <= group_window_ms);
+            prune_at = (open.len() * 2).max(100_000);
         }
         let publish = match open.get_mut(&key) {
             Some(o) if f.at - o.last_at <= group_window_ms => {
