@@ -8,7 +8,9 @@
 //! a cadence faster than normal in device time, messages from another address at once.
 
 use crate::finding::{Finding, Severity, Threat};
-use crate::state::{self, DeviceState, HAS_MIN_WINDOW, HAS_RATE_WINDOW, HAS_SEQ, HAS_TS, SEEN};
+use crate::state::{
+    self, DeviceState, HAS_MIN_WINDOW, HAS_RATE_WINDOW, HAS_SEQ, HAS_TS, HAS_VOL_WINDOW, SEEN,
+};
 use crate::template::{Compiled, OffNetwork};
 use serde_json::json;
 use std::collections::HashMap;
@@ -212,6 +214,31 @@ pub fn message(c: &Compiled, s: &mut DeviceState, m: &MessageFacts) -> Vec<Findi
             s.min_count = 1;
         } else if t_now >= s.min_start {
             s.min_count = s.min_count.saturating_add(1);
+        }
+    }
+
+    // Traffic volume per window, in gateway time (a backlog still costs what it costs).
+    if regime.max_volume_bytes > 0 {
+        let w = regime.volume_window.0;
+        if !s.has(HAS_VOL_WINDOW) || rx >= s.vol_start.saturating_add(w) {
+            s.vol_start = rx;
+            s.vol_bytes = 0;
+            s.set(HAS_VOL_WINDOW, true);
+        }
+        let before = s.vol_bytes;
+        s.vol_bytes = s.vol_bytes.saturating_add(m.size);
+        if before <= regime.max_volume_bytes && s.vol_bytes > regime.max_volume_bytes {
+            out.push(f(
+                "volume.max",
+                Threat::Hijacking,
+                Severity::Medium,
+                format!(
+                    "{} bytes within {} in regime '{regime_name}'; the template allows {}",
+                    s.vol_bytes, regime.volume_window, regime.max_volume_bytes
+                ),
+                json!({"bytes": s.vol_bytes, "window_secs": w, "max_volume_bytes": regime.max_volume_bytes,
+                       "regime": regime_name, "window_start": state::unix_ms(s.vol_start)}),
+            ));
         }
     }
 
@@ -861,6 +888,43 @@ mod tests {
             .map(|f| f.rule)
             .collect();
         assert_eq!(got, vec!["network.sim_ip_mismatch"]);
+    }
+
+    #[test]
+    fn traffic_volume_over_a_window() {
+        let mut t = library("smart-home").unwrap();
+        let r = t.regimes.get_mut("normal").unwrap();
+        r.max_volume_bytes = 1000;
+        r.volume_window = crate::template::Span(3600);
+        let c = t.compile().unwrap();
+        let mut s = DeviceState::default();
+        let send = |s: &mut DeviceState, rx: i64, size: u32| {
+            let facts = MessageFacts {
+                rx_ms: rx,
+                device_ts_ms: None,
+                bad_ts: false,
+                seq: None,
+                buffered: false,
+                size,
+                rejected: None,
+                source_ip: ip("10.0.0.1"),
+                body: None,
+                sim_ip: None,
+            };
+            message(&c, s, &facts)
+                .into_iter()
+                .map(|f| f.rule)
+                .filter(|r| r == "volume.max")
+                .count()
+        };
+        assert_eq!(send(&mut s, T0, 600), 0);
+        assert_eq!(send(&mut s, T0 + MIN, 600), 1, "1200 bytes in the hour");
+        assert_eq!(
+            send(&mut s, T0 + 2 * MIN, 600),
+            0,
+            "reported once per window"
+        );
+        assert_eq!(send(&mut s, T0 + 61 * MIN, 600), 0, "a new window");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The per-device state the built-in rules keep: 40 bytes, asserted at compile time, so ten million
-//! devices fit in 400 MB. Times are seconds since 2024-01-01 (`u32`, good until 2160).
+//! The per-device state the built-in rules keep: 48 bytes, asserted at compile time, so ten million
+//! devices fit in 480 MB. Times are seconds since 2024-01-01 (`u32`, good until 2160).
 
 /// Seconds from the Unix epoch to 2024-01-01T00:00:00Z.
 pub const EPOCH_BASE: i64 = 1_704_067_200;
@@ -21,6 +21,7 @@ pub const SEEN: u8 = 4;
 pub const SCHEDULED: u8 = 8;
 pub const HAS_RATE_WINDOW: u8 = 16;
 pub const HAS_MIN_WINDOW: u8 = 32;
+pub const HAS_VOL_WINDOW: u8 = 64;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DeviceState {
@@ -44,10 +45,13 @@ pub struct DeviceState {
     _pad: u8,
     /// Hash of the latest source address (IPv4 as is).
     pub last_ip: u32,
+    /// Start (gateway time) and bytes of the current volume window.
+    pub vol_start: u32,
+    pub vol_bytes: u32,
 }
 
 const _: () = assert!(
-    std::mem::size_of::<DeviceState>() <= 40,
+    std::mem::size_of::<DeviceState>() <= 48,
     "per-device detection state must stay small"
 );
 
@@ -83,8 +87,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn state_is_forty_bytes_and_times_round_trip() {
-        assert_eq!(std::mem::size_of::<DeviceState>(), 40);
+    fn state_is_48_bytes_and_times_round_trip() {
+        assert_eq!(std::mem::size_of::<DeviceState>(), 48);
         let ms = 1_795_611_600_000;
         assert_eq!(unix_ms(secs(ms)), ms);
         assert_eq!(secs(0), 0);

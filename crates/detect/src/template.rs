@@ -84,6 +84,9 @@ pub struct Regime {
     pub silence_notice: Span,
     pub silence_warning: Span,
     pub silence_theft: Span,
+    /// More than this many bytes of data per `volume_window` (gateway time) is a detection (通信量). 0 = off.
+    pub max_volume_bytes: u32,
+    pub volume_window: Span,
 }
 
 /// How the current regime is read from the device's data.
@@ -354,6 +357,11 @@ impl Template {
             if r.max_messages > 0 && r.window.0 == 0 {
                 p.push(format!(
                     "regimes.{name}.window must be set when max_messages is"
+                ));
+            }
+            if r.max_volume_bytes > 0 && r.volume_window.0 == 0 {
+                p.push(format!(
+                    "regimes.{name}.volume_window must be set when max_volume_bytes is"
                 ));
             }
             if r.min_messages > 0 && r.min_window.0 == 0 {

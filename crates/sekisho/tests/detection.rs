@@ -651,3 +651,29 @@ async fn fields_start_from_a_library_template() {
         "a refused field is not created"
     );
 }
+
+#[tokio::test]
+async fn traffic_volume_over_a_window_is_detected() {
+    let dir = TempDir::new("volume");
+    let gw = Gateway::start_in(&dir.0);
+    let admin = gw.admin().await;
+    let field = field_with(&admin, "home", "smart-home", |t| {
+        t["regimes"]["normal"]["max_volume_bytes"] = json!(2000);
+        t["regimes"]["normal"]["volume_window"] = json!("1h");
+        t["regimes"]["normal"]["max_messages"] = json!(0);
+    })
+    .await;
+    let d = device(&gw, &admin, &field, "HUB-VOLUME").await;
+    for i in 0..3 {
+        assert_eq!(d.send(json!({"i": i, "pad": "v".repeat(900)})).await.0, 202);
+    }
+    let v = detected(&admin, &field, "volume.max", Some(&d.device_id)).await;
+    assert_eq!(
+        (
+            v["threat"].as_str(),
+            v["evidence"]["max_volume_bytes"].as_i64()
+        ),
+        (Some("hijacking"), Some(2000))
+    );
+    assert!(v["evidence"]["bytes"].as_i64().unwrap() > 2000);
+}
