@@ -34,6 +34,8 @@ pub struct App {
     pub detector: Arc<Detector>,
     /// The queues between subsystems (detections → response).
     pub bus: Arc<dyn Bus>,
+    /// Wakes the cloud forwarders when a field's destination changes.
+    pub cloud_changed: tokio::sync::Notify,
 }
 
 /// What `App::new` wires in besides the configuration and the store.
@@ -84,6 +86,7 @@ impl App {
             new_fields,
             detector,
             bus,
+            cloud_changed: tokio::sync::Notify::new(),
         }
     }
 }

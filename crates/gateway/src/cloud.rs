@@ -113,6 +113,9 @@ async fn deliver(client: &Client, field: &FieldId, batch: &[Pending]) -> Outcome
     }
 }
 
+/// How often each forwarder dead-letters what is older than `cloud.max_age_secs`.
+const EXPIRY_EVERY_MS: i64 = 2_000;
+
 /// Exponential backoff with full jitter: a random wait in [base/2, base], base doubling up to `max`.
 fn backoff(attempt: u32, initial_ms: u64, max_ms: u64) -> Duration {
     let base = initial_ms
@@ -146,6 +149,7 @@ async fn forward_field(app: Arc<App>, field_id: FieldId, mut shutdown: watch::Re
     let mut failures: u32 = 0;
     // After the cloud refuses a batch, send one message at a time to find the one it refuses.
     let mut isolate = false;
+    let mut next_expiry = 0i64;
     loop {
         if *shutdown.borrow() {
             return;
@@ -154,39 +158,61 @@ async fn forward_field(app: Arc<App>, field_id: FieldId, mut shutdown: watch::Re
             return;
         };
         let now = now_ms();
-        match app
-            .store
-            .expire_pending(
-                field_id.as_str(),
-                now - max_age_ms,
-                "not delivered within cloud.max_age_secs",
-                now,
-            )
-            .await
-        {
-            Ok(0) => {}
-            Ok(n) => {
-                app.stats
-                    .dead_lettered
-                    .fetch_add(n as u64, Ordering::Relaxed);
-                tracing::error!(field = %field_id, messages = n, "messages dead-lettered: older than cloud.max_age_secs");
+        // Expiry is a scan of the oldest pending rows: once every few seconds is enough.
+        if now >= next_expiry {
+            next_expiry = now + EXPIRY_EVERY_MS;
+            match app
+                .store
+                .expire_pending(
+                    field_id.as_str(),
+                    now - max_age_ms,
+                    "not delivered within cloud.max_age_secs",
+                    now,
+                )
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => {
+                    app.stats
+                        .dead_lettered
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                    tracing::error!(field = %field_id, messages = n, "messages dead-lettered: older than cloud.max_age_secs");
+                }
+                Err(e) if *shutdown.borrow() => {
+                    let _ = e;
+                    return;
+                }
+                Err(e) => tracing::error!(field = %field_id, error = %e, "outbox expiry failed"),
             }
-            Err(e) => tracing::error!(field = %field_id, error = %e, "outbox expiry failed"),
         }
-        let limit = if isolate { 1 } else { cfg.batch_max as i64 };
-        let batch = match app.store.pending(field_id.as_str(), limit).await {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(field = %field_id, error = %e, "outbox read failed");
-                Vec::new()
+        // Without a destination there is nothing to read: messages wait (and expire) in the store.
+        let batch = match &field.cloud {
+            None => Vec::new(),
+            Some(_) => {
+                let limit = if isolate { 1 } else { cfg.batch_max as i64 };
+                match app.store.pending(field_id.as_str(), limit).await {
+                    Ok(b) => b,
+                    Err(_) if *shutdown.borrow() => return,
+                    Err(e) => {
+                        tracing::error!(field = %field_id, error = %e, "outbox read failed");
+                        Vec::new()
+                    }
+                }
             }
         };
         let Some(dest) = field.cloud.clone().filter(|_| !batch.is_empty()) else {
-            // Nothing to send (or nowhere to send it yet): wait for new commits or a periodic look.
+            // Nothing to send (or nowhere to send it yet): wait for new commits, or look again later
+            // (a destination may be set, and old messages must expire).
             let committed = app.store.writer.committed.clone();
+            let wait = if field.cloud.is_some() {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_secs(5)
+            };
             tokio::select! {
-                _ = committed.notified() => {}
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = committed.notified(), if field.cloud.is_some() => {}
+                _ = app.cloud_changed.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => return,
             }
             continue;

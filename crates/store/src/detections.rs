@@ -133,6 +133,28 @@ impl Store {
         Ok(r.last_insert_rowid())
     }
 
+    /// Sets what repeated findings changed on an open detection (count, latest time, severity, evidence).
+    pub async fn update_detection(
+        &self,
+        id: i64,
+        count: i64,
+        severity: &str,
+        summary: &str,
+        evidence: &str,
+        at: i64,
+    ) -> Result<()> {
+        sqlx::query("UPDATE detections SET count = ?, last_at = ?, severity = ?, summary = ?, evidence = ? WHERE id = ?")
+            .bind(count)
+            .bind(at)
+            .bind(severity)
+            .bind(summary)
+            .bind(evidence)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Adds a repeated finding to an open detection: count, latest time, severity and evidence.
     pub async fn regroup_detection(
         &self,

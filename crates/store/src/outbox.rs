@@ -125,6 +125,8 @@ impl Store {
     }
 
     /// Dead-letters every pending message of a field received before `cutoff`; returns how many.
+    /// Pending rows are in arrival order, so the oldest one tells whether there is anything to do: the
+    /// common case (nothing too old) is one index lookup, however long the backlog.
     pub async fn expire_pending(
         &self,
         field: &str,
@@ -132,8 +134,18 @@ impl Store {
         reason: &str,
         at: i64,
     ) -> Result<usize> {
+        let oldest: Option<i64> = sqlx::query_scalar(
+            "SELECT at FROM messages WHERE field_id = ? AND forward_status = 'pending' ORDER BY seq LIMIT 1",
+        )
+        .bind(field)
+        .fetch_optional(&self.pool)
+        .await?;
+        if oldest.is_none_or(|t| t >= cutoff) {
+            return Ok(0);
+        }
         let seqs: Vec<i64> = sqlx::query_scalar(
-            "SELECT seq FROM messages WHERE field_id = ? AND forward_status = 'pending' AND at < ? ORDER BY seq LIMIT 10000",
+            "SELECT seq FROM (SELECT seq, at FROM messages WHERE field_id = ? AND forward_status = 'pending' \
+             ORDER BY seq LIMIT 10000) WHERE at < ?",
         )
         .bind(field)
         .bind(cutoff)

@@ -228,6 +228,7 @@ async fn set_cloud(
     f.cloud = cloud;
     app.store.update_field(&f).await?;
     app.registry.put_field(f.clone());
+    app.cloud_changed.notify_waiters();
     let what = f.cloud.as_ref().map(|c| c.url.clone());
     caller
         .log(app, "field_cloud_set", Some(f.id.as_str()), what.as_deref())
