@@ -10,8 +10,12 @@
 #   BENCH_CONNECTIONS  keep-alive connections (default 32)
 #   BENCH_THREADS      wrk threads (default 1)
 #   BENCH_SYNC         full (default, the shipped setting) or normal: the gateway's [store] sync
+#   BENCH_DETECTION    on (default) or off: the gateway's [detection] enabled (off only to measure its cost)
 #   BENCH_SERVER_CPU   core for the server under test (default 0)
 #   BENCH_CLIENT_CPU   core for wrk (default 1)
+#   SEKISHO_BIN        benchmark this binary instead of building target/release/sekisho
+#   BENCH_PERF         if set, also profile the gateway with perf during its run (prints the top symbols)
+#   BENCH_KEEP         if set, keep the temporary directory (data dir, logs, wrk output)
 #   BENCH_TMPDIR       where the temporary data directory goes (default $TMPDIR or /tmp); it should be
 #                      on the disk you care about, since sync = full fsyncs there
 #
@@ -28,6 +32,7 @@ WARMUP=${BENCH_WARMUP:-3s}
 CONNECTIONS=${BENCH_CONNECTIONS:-32}
 THREADS=${BENCH_THREADS:-1}
 SYNC=${BENCH_SYNC:-full}
+DETECTION=${BENCH_DETECTION:-on}
 SERVER_CPU=${BENCH_SERVER_CPU:-0}
 CLIENT_CPU=${BENCH_CLIENT_CPU:-1}
 BASE_TMP=${BENCH_TMPDIR:-${TMPDIR:-/tmp}}
@@ -37,12 +42,14 @@ die() { echo "ingest.sh: $*" >&2; exit 1; }
 log() { echo "==> $*" >&2; }
 
 case "$SYNC" in full | normal) ;; *) die "BENCH_SYNC must be full or normal, not '$SYNC'" ;; esac
+case "$DETECTION" in on | off) ;; *) die "BENCH_DETECTION must be on or off, not '$DETECTION'" ;; esac
 [[ "$CONNECTIONS" =~ ^[0-9]+$ && "$THREADS" =~ ^[0-9]+$ ]] || die "BENCH_CONNECTIONS and BENCH_THREADS must be numbers"
 
 # --- 1. tools and build -------------------------------------------------------------------------------
 missing=()
+have() { command -v "$1" >/dev/null 2>&1 || [[ -x "/usr/sbin/$1" ]]; } # nginx lives in /usr/sbin
 for t in nginx:nginx wrk:wrk curl:curl taskset:util-linux python3:python3 openssl:openssl; do
-    command -v "${t%%:*}" >/dev/null 2>&1 || missing+=("${t#*:}")
+    have "${t%%:*}" || missing+=("${t#*:}")
 done
 if ((${#missing[@]})); then
     log "installing ${missing[*]}"
@@ -59,9 +66,17 @@ if ((NPROC < 2)) || ((SERVER_CPU >= NPROC)) || ((CLIENT_CPU >= NPROC)); then
     die "need cores $SERVER_CPU and $CLIENT_CPU (this machine has $NPROC); set BENCH_SERVER_CPU/BENCH_CLIENT_CPU"
 fi
 
-log "cargo build --release --bin sekisho"
-cargo build --release --bin sekisho
-SEKISHO="$REPO/target/release/sekisho"
+if [[ -n "${SEKISHO_BIN:-}" ]]; then
+    SEKISHO=$SEKISHO_BIN
+    SOURCE="SEKISHO_BIN=$SEKISHO_BIN"
+else
+    log "cargo build --release --bin sekisho"
+    cargo build --release --bin sekisho
+    SEKISHO="$REPO/target/release/sekisho"
+    SOURCE="target/release/sekisho built from the working tree at $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+    [[ -z "$(git status --porcelain -- crates Cargo.toml Cargo.lock 2>/dev/null)" ]] || SOURCE+=" with uncommitted changes"
+fi
+[[ -x "$SEKISHO" ]] || die "$SEKISHO is not an executable"
 
 # --- temp dirs, cleanup ---------------------------------------------------------------------------------
 WORK=$(mktemp -d "$BASE_TMP/sekisho-bench.XXXXXX")
@@ -126,14 +141,22 @@ for k in sys.argv[1].split("."):
 print(v)' "$1"
 }
 
-# /proc/stat counters of the two cores: "cpuN busy_jiffies total_jiffies iowait_jiffies"
+# CPU counters (clock ticks): "cpuN busy total iowait" for the two cores from /proc/stat, then
+# "server ticks 0 0" with the CPU time of the server processes given as arguments (all their threads).
+# Server core busy well above the server's own share means something else ran on that core.
 cpu_sample() {
     awk -v a="cpu$SERVER_CPU" -v b="cpu$CLIENT_CPU" '$1 == a || $1 == b {
         t = 0; for (i = 2; i <= 9; i++) t += $i
         print $1, t - $5 - $6, t, $6 }' /proc/stat
+    local pid ticks=0
+    for pid in "$@"; do
+        ticks=$((ticks + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+    done
+    echo "server $ticks 0 0"
 }
 
 read -r DEV_PORT ADMIN_PORT NGX_PORT <<<"$(free_ports 3)"
+LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg) # other work on the machine skews the figures: reported
 
 # --- 2. gateway -------------------------------------------------------------------------------------------
 PASSWORD=$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')
@@ -144,6 +167,10 @@ if [[ "$SYNC" == normal ]]; then
     sed -i 's/^sync = "full"$/sync = "normal"/' "$DATA/sekisho.toml"
 fi
 grep -q "^sync = \"$SYNC\"$" "$DATA/sekisho.toml" || die "could not set [store] sync = \"$SYNC\" in $DATA/sekisho.toml"
+if [[ "$DETECTION" == off ]]; then
+    sed -i 's/^enabled = true$/enabled = false/' "$DATA/sekisho.toml"
+    grep -q '^enabled = false$' "$DATA/sekisho.toml" || die "could not set [detection] enabled = false"
+fi
 CA="$DATA/tls/ca.crt"
 
 log "starting sekisho on core $SERVER_CPU (device 127.0.0.1:$DEV_PORT, admin 127.0.0.1:$ADMIN_PORT, sync=$SYNC)"
@@ -215,13 +242,14 @@ warm_up() { # name url: a short unmeasured run (opens the connections, warms cac
         >"$OUT/$name.warmup" 2>&1 || { cat "$OUT/$name.warmup" >&2; die "wrk warm-up against $name failed"; }
 }
 
-run_wrk() { # name url: the measured run; leaves $OUT/name.wrk and the core counters $OUT/name.cpu{0,1}
+run_wrk() { # name url pid...: the measured run; leaves $OUT/name.wrk and the CPU counters $OUT/name.cpu{0,1}
     local name=$1 url=$2
+    shift 2
     log "$name: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency (core $CLIENT_CPU) $url"
-    cpu_sample >"$OUT/$name.cpu0"
+    cpu_sample "$@" >"$OUT/$name.cpu0"
     taskset -c "$CLIENT_CPU" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency --timeout 10s -s "$LUA" "$url" \
         >"$OUT/$name.wrk" 2>&1 || { cat "$OUT/$name.wrk" >&2; die "wrk against $name failed"; }
-    cpu_sample >"$OUT/$name.cpu1"
+    cpu_sample "$@" >"$OUT/$name.cpu1"
     grep -q '^BENCH_RESULT ' "$OUT/$name.wrk" || { cat "$OUT/$name.wrk" >&2; die "no result line from wrk ($name)"; }
 }
 
@@ -238,7 +266,19 @@ warm_up sekisho "$DEVICE/v1/telemetry"
 sleep 1 # let the last warm-up commits land before counting
 SEQ_BEFORE=$(highest_seq)
 STATUS_BEFORE=$(api GET /api/v1/system/status)
-run_wrk sekisho "$DEVICE/v1/telemetry"
+PERF_PID=""
+if [[ -n "${BENCH_PERF:-}" ]]; then # optional CPU profile of the gateway (perturbs the figures a little)
+    command -v perf >/dev/null || die "BENCH_PERF is set but perf is not installed"
+    taskset -c "$CLIENT_CPU" perf record -q -F 999 -g -p "$GW_PID" -o "$OUT/perf.data" >"$OUT/perf.log" 2>&1 &
+    PERF_PID=$!
+fi
+run_wrk sekisho "$DEVICE/v1/telemetry" "$GW_PID"
+if [[ -n "$PERF_PID" ]]; then
+    kill -INT "$PERF_PID" 2>/dev/null || true
+    wait "$PERF_PID" || true
+    perf report -i "$OUT/perf.data" --no-children --sort dso,symbol --stdio 2>/dev/null |
+        grep -E "^ +[0-9.]+%" | sed -E "s/[ -]+\$//" | head -40 >"$OUT/perf.top" || true
+fi
 sleep 1 # requests in flight when wrk stopped may still commit; they only make the count larger
 SEQ_AFTER=$(highest_seq)
 STATUS_AFTER=$(api GET /api/v1/system/status)
@@ -293,21 +333,26 @@ code=$(post_once "$NGINX_URL/v1/telemetry")
 [[ "$code" == 204 ]] || die "sanity POST to nginx answered $code, not 204"
 NGX_TLS=$(tls_params "$NGX_PORT")
 warm_up nginx "$NGINX_URL/v1/telemetry"
-run_wrk nginx "$NGINX_URL/v1/telemetry"
+# shellcheck disable=SC2046 # the worker pids, one word each
+run_wrk nginx "$NGINX_URL/v1/telemetry" "$NGX_PID" $(pgrep -P "$NGX_PID")
 curl -s --cacert "$CA" "$NGINX_URL/nginx_status" >"$OUT/nginx_status.txt"
 stop_pid "$NGX_PID" TERM nginx || true
 NGX_PID=""
 
 # --- 7. report --------------------------------------------------------------------------------------------
-GW_LOG_PROBLEMS=$(grep -cE 'WARN|ERROR|panicked' "$OUT/gateway.log" || true)
+# rustls warns once per connection when a client (wrk does) sends an IP address as SNI: counted apart.
+SNI_RE='Illegal SNI extension'
+GW_SNI_WARNINGS=$(grep -c "$SNI_RE" "$OUT/gateway.log" || true)
+GW_LOG_PROBLEMS=$(grep -E 'WARN|ERROR|panicked' "$OUT/gateway.log" | grep -cv "$SNI_RE" || true)
 export R_OUT="$OUT" R_NPROC="$NPROC" R_THREADS="$THREADS" R_CONNECTIONS="$CONNECTIONS" R_DURATION="$DURATION" \
-    R_WARMUP="$WARMUP" R_SYNC="$SYNC" R_SERVER_CPU="$SERVER_CPU" R_CLIENT_CPU="$CLIENT_CPU" R_GW_TLS="$GW_TLS" \
+    R_WARMUP="$WARMUP" R_SYNC="$SYNC" R_DETECTION="$DETECTION" R_SERVER_CPU="$SERVER_CPU" R_CLIENT_CPU="$CLIENT_CPU" R_GW_TLS="$GW_TLS" \
     R_NGX_TLS="$NGX_TLS" R_SEQ_BEFORE="$SEQ_BEFORE" R_SEQ_AFTER="$SEQ_AFTER" R_GW_RC="$GW_RC" \
-    R_GW_LOG_PROBLEMS="$GW_LOG_PROBLEMS"
+    R_GW_LOG_PROBLEMS="$GW_LOG_PROBLEMS" R_GW_SNI_WARNINGS="$GW_SNI_WARNINGS" R_SOURCE="$SOURCE"
 R_CPU_MODEL=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 R_FS=$(df -PT "$WORK" | awk 'NR == 2 {print $2 " (" $1 ")"}')
 R_KERNEL=$(uname -r)
-export R_CPU_MODEL R_FS R_KERNEL
+R_LOADAVG="$LOADAVG_START -> $(cut -d' ' -f1-3 /proc/loadavg)"
+export R_CPU_MODEL R_FS R_KERNEL R_LOADAVG
 
 set +e
 python3 - <<'EOF'
@@ -326,16 +371,20 @@ def cpu(name):
     a, b = load(".cpu0"), load(".cpu1")
     res = {}
     for core in a:
+        if core == "server":
+            continue
         busy, total, iow = (b[core][i] - a[core][i] for i in range(3))
         res[core] = (100.0 * busy / total if total else 0.0, 100.0 * iow / total if total else 0.0)
+    wall = b[sc][1] - a[sc][1]
+    res["server"] = 100.0 * (b["server"][0] - a["server"][0]) / wall if wall else 0.0
     return res
 
 def status(name):
     return json.load(open(os.path.join(out, "status.%s.json" % name)))
 
 g, n = wrk("sekisho"), wrk("nginx")
-gc, nc = cpu("sekisho"), cpu("nginx")
 sc, cc = "cpu" + E["R_SERVER_CPU"], "cpu" + E["R_CLIENT_CPU"]
+gc, nc = cpu("sekisho"), cpu("nginx")
 before, after = status("before"), status("after")
 seq_before, seq_after, gw_rc = int(E["R_SEQ_BEFORE"]), int(E["R_SEQ_AFTER"]), int(E["R_GW_RC"])
 stored = seq_after - seq_before
@@ -357,16 +406,16 @@ print("Sekisho ingest benchmark")
 print("  machine : %s cores, %s, Linux %s; data dir on %s" % (E["R_NPROC"], E["R_CPU_MODEL"], E["R_KERNEL"], E["R_FS"]))
 print("  load    : wrk -t%s -c%s -d%s --latency (after a %s warm-up), %d-byte JSON body, HTTP/1.1 keep-alive"
       % (E["R_THREADS"], E["R_CONNECTIONS"], E["R_DURATION"], E["R_WARMUP"], g["body_bytes"]))
-print("  pinning : server on core %s, wrk on core %s" % (E["R_SERVER_CPU"], E["R_CLIENT_CPU"]))
+print("  pinning : server on core %s, wrk on core %s; load average %s" % (E["R_SERVER_CPU"], E["R_CLIENT_CPU"], E["R_LOADAVG"]))
 print("  TLS     : sekisho %s; nginx %s (same device.crt/device.key)" % (E["R_GW_TLS"], E["R_NGX_TLS"]))
-print('  sekisho : [store] sync = "%s"' % E["R_SYNC"])
+print('  sekisho : [store] sync = "%s"; detection %s; %s' % (E["R_SYNC"], E["R_DETECTION"], E["R_SOURCE"]))
 print()
-print("| server | req/s | p50 | p90 | p99 | max | non-2xx | socket errors | server core busy (iowait) | wrk core busy |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("| server | req/s | p50 | p90 | p99 | max | non-2xx | socket errors | server process CPU | server core busy (iowait) | wrk core busy |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for label, r, c in (("sekisho POST /v1/telemetry (sync=%s)" % E["R_SYNC"], g, gc), ("nginx return 204", n, nc)):
-    print("| %s | %.1f | %s | %s | %s | %s | %d | %d | %.1f%% (%.1f%%) | %.1f%% |" % (
+    print("| %s | %.1f | %s | %s | %s | %s | %d | %d | %.1f%% | %.1f%% (%.1f%%) | %.1f%% |" % (
         label, r["rps"], ms(r["p50_us"]), ms(r["p90_us"]), ms(r["p99_us"]), ms(r["max_us"]),
-        r["non2xx"], errors(r), c[sc][0], c[sc][1], c[cc][0]))
+        r["non2xx"], errors(r), c["server"], c[sc][0], c[sc][1], c[cc][0]))
 print()
 print("throughput ratio sekisho/nginx = %.3f   (goal >= 0.5)" % (g["rps"] / n["rps"]))
 print("latency ratio sekisho/nginx: p50 %.2f, p99 %.2f" % (g["p50_us"] / n["p50_us"], g["p99_us"] / n["p99_us"]))
@@ -375,8 +424,13 @@ print("sekisho, measured run: wrk completed %d requests; %d messages stored (hig
       % (g["requests"], stored, seq_before, seq_after))
 print("  accepted %d, rejected %d; %d commits for %d records (%.1f per commit); %d TLS connections opened"
       % (accepted, rejected, commits, records, records / commits if commits else 0, conns))
-print("  gateway log lines with WARN/ERROR/panic: %s; exit status on SIGTERM: %d" % (E["R_GW_LOG_PROBLEMS"], gw_rc))
+print("  gateway log: %s WARN/ERROR/panic lines (besides %s rustls 'Illegal SNI extension' warnings); exit status on SIGTERM: %d"
+      % (E["R_GW_LOG_PROBLEMS"], E["R_GW_SNI_WARNINGS"], gw_rc))
 print("nginx: %s TLS connections accepted in total (warm-up, measured run and checks)" % nginx_accepts)
+for label, c in (("sekisho", gc), ("nginx", nc)):
+    if c[sc][0] - c["server"] > 5:
+        print("WARNING: during the %s run the server core was %.1f%% busy but %s used only %.1f%% of it: other work "
+              "ran on that core and the figures are skewed; rerun on a quiet machine" % (label, c[sc][0], label, c["server"]))
 
 problems = []
 for label, r in (("sekisho", g), ("nginx", n)):
@@ -398,6 +452,11 @@ rc=$?
 set -e
 if [[ "$GW_LOG_PROBLEMS" != 0 ]]; then
     echo "--- gateway log lines with WARN/ERROR/panic:" >&2
-    grep -E 'WARN|ERROR|panicked' "$OUT/gateway.log" | head -20 >&2
+    grep -E 'WARN|ERROR|panicked' "$OUT/gateway.log" | grep -v "$SNI_RE" | head -20 >&2
+fi
+if [[ -s "$OUT/perf.top" ]]; then
+    echo
+    echo "--- BENCH_PERF: gateway CPU profile during the measured run (self time, top 40)"
+    cat "$OUT/perf.top"
 fi
 exit "$rc"
