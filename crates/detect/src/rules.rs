@@ -263,12 +263,22 @@ pub fn message(c: &Compiled, s: &mut DeviceState, m: &MessageFacts) -> Vec<Findi
     }
 
     // Format (schema, file names).
-    if let Some(body) = m
-        .body
-        .filter(|_| c.schema.is_some() || !t.format.file_keys.is_empty())
-        && let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
+    if let Some(body) = m.body.filter(|_| {
+        c.schema.is_some() || !c.type_schemas.is_empty() || !t.format.file_keys.is_empty()
+    }) && let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
     {
-        if let Some(schema) = &c.schema {
+        // The device type's schema when the data names a type that has one, else the field's.
+        let typed = t
+            .format
+            .schema_key
+            .as_ref()
+            .and_then(|k| v.get(k))
+            .and_then(|x| x.as_str());
+        let (schema, whose) = match typed.and_then(|ty| c.type_schemas.get(ty).map(|s| (s, ty))) {
+            Some((s, ty)) => (Some(s), format!("device type '{ty}'")),
+            None => (c.schema.as_ref(), "field".to_owned()),
+        };
+        if let Some(schema) = schema {
             let errors: Vec<String> = schema
                 .iter_errors(&v)
                 .take(5)
@@ -279,8 +289,8 @@ pub fn message(c: &Compiled, s: &mut DeviceState, m: &MessageFacts) -> Vec<Findi
                     "format.schema",
                     Threat::Hijacking,
                     Severity::Medium,
-                    format!("the data does not match the field's schema: {}", errors[0]),
-                    json!({"errors": errors}),
+                    format!("the data does not match the {whose} schema: {}", errors[0]),
+                    json!({"errors": errors, "schema": whose}),
                 ));
             }
         }
@@ -933,6 +943,11 @@ mod tests {
         t.format.json_schema = Some(
             serde_json::json!({"type": "object", "required": ["student"], "properties": {"student": {"type": "string"}}}),
         );
+        t.format.schema_key = Some("type".into());
+        t.format.schemas.insert(
+            "thermometer".into(),
+            serde_json::json!({"type": "object", "required": ["celsius"], "properties": {"celsius": {"type": "number"}}}),
+        );
         let c = t.compile().unwrap();
         let check = |body: &str, expected: &[&str]| {
             let mut s = DeviceState::default();
@@ -955,10 +970,19 @@ mod tests {
             assert_eq!(got, expected, "{body}");
         };
         check(r#"{"student":"s1","file":"essay.PDF"}"#, &[]);
+        check(r#"{"student":"s1","type":"camera","frame":"x"}"#, &[]);
         check(
             r#"{"student":"s1","file":"setup.exe"}"#,
             &["format.file_extension"],
         );
         check(r#"{"student":7}"#, &["format.schema"]);
+        // A thermometer is checked against its own schema, not the field's.
+        check(r#"{"type":"thermometer","celsius":21.5}"#, &[]);
+        check(
+            r#"{"type":"thermometer","celsius":"warm"}"#,
+            &["format.schema"],
+        );
+        // A type without a schema of its own falls back to the field's.
+        check(r#"{"type":"camera","student":"s2"}"#, &[]);
     }
 }

@@ -164,6 +164,12 @@ pub struct FormatRules {
     /// always is, V24).
     #[schema(value_type = Object)]
     pub json_schema: Option<serde_json::Value>,
+    /// A top-level key naming the device type in the data (e.g. `type`); a message whose type has an
+    /// entry in `schemas` is checked against that schema instead of `json_schema`.
+    pub schema_key: Option<String>,
+    /// JSON Schemas per device type (the value of `schema_key`).
+    #[schema(value_type = Object)]
+    pub schemas: BTreeMap<String, serde_json::Value>,
     /// Top-level keys holding file names (e.g. `file`, `attachment`)…
     pub file_keys: Vec<String>,
     /// …whose extension must be one of these (lower case, without the dot).
@@ -296,6 +302,8 @@ pub struct Compiled {
     pub regimes: Vec<(String, Regime)>,
     pub default_regime: u8,
     pub schema: Option<jsonschema::Validator>,
+    /// Schemas per device type.
+    pub type_schemas: BTreeMap<String, jsonschema::Validator>,
 }
 
 impl std::fmt::Debug for Compiled {
@@ -406,6 +414,21 @@ impl Template {
                 }
             },
         };
+        let mut type_schemas = BTreeMap::new();
+        for (ty, s) in &self.format.schemas {
+            match jsonschema::validator_for(s) {
+                Ok(v) => {
+                    type_schemas.insert(ty.clone(), v);
+                }
+                Err(e) => p.push(format!("format.schemas.{ty}: {e}")),
+            }
+        }
+        if !self.format.schemas.is_empty() && self.format.schema_key.is_none() {
+            p.push(
+                "format.schemas needs format.schema_key (the key naming the device type)"
+                    .to_owned(),
+            );
+        }
         if self.network.max_devices_per_ip > 0 && self.network.shared_ip_window.0 == 0 {
             p.push("network.shared_ip_window must be set when max_devices_per_ip is".to_owned());
         }
@@ -463,6 +486,7 @@ impl Template {
             regimes,
             default_regime,
             schema,
+            type_schemas,
             template: self,
         })
     }

@@ -221,6 +221,10 @@ async fn serve(a: ServeArgs) -> ExitCode {
         "  admin API  : https://{}/api/v1/  (OpenAPI: /api/v1/openapi.json)",
         shown(&admin)
     );
+    println!(
+        "  console    : https://{}/console  (English / 日本語)",
+        shown(&admin)
+    );
     println!("  CA to trust: {}", ca.display());
     println!(
         "  log in     : curl --cacert {} -H 'content-type: application/json' -d '{{\"username\":\"admin\",\"password\":\"…\"}}' https://{}/api/v1/login",
