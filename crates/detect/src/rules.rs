@@ -557,6 +557,22 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// Facts of an accepted message at `rx` from 10.0.0.1, with nothing else known.
+    fn at(rx: i64) -> MessageFacts<'static> {
+        MessageFacts {
+            rx_ms: rx,
+            device_ts_ms: None,
+            bad_ts: false,
+            seq: None,
+            buffered: false,
+            size: 0,
+            rejected: None,
+            source_ip: ip("10.0.0.1"),
+            body: None,
+            sim_ip: None,
+        }
+    }
+
     /// A message from the car: received at `rx`, recorded at `ts`, with `seq` and the engine state.
     fn msg(
         rx: i64,
@@ -582,16 +598,13 @@ mod tests {
         let mut rules = Vec::new();
         for (rx, ts, n, body, buffered) in seq {
             let facts = MessageFacts {
-                rx_ms: *rx,
                 device_ts_ms: Some(*ts),
-                bad_ts: false,
                 seq: Some(*n),
                 buffered: *buffered,
                 size: body.len() as u32,
-                rejected: None,
                 source_ip: ip("10.1.2.3"),
                 body: Some(body.as_bytes()),
-                sim_ip: None,
+                ..at(*rx)
             };
             rules.extend(message(c, s, &facts).into_iter().map(|f| f.rule));
         }
@@ -882,16 +895,10 @@ mod tests {
 
         let mut s = DeviceState::default();
         let facts = MessageFacts {
-            rx_ms: T0,
-            device_ts_ms: None,
-            bad_ts: false,
-            seq: None,
-            buffered: false,
             size: 2,
-            rejected: None,
             source_ip: ip("198.51.100.7"),
-            body: None,
             sim_ip: Some(ip("10.20.30.40")),
+            ..at(T0)
         };
         let got: Vec<String> = message(&c, &mut s, &facts)
             .into_iter()
@@ -952,16 +959,9 @@ mod tests {
         let check = |body: &str, expected: &[&str]| {
             let mut s = DeviceState::default();
             let facts = MessageFacts {
-                rx_ms: T0,
-                device_ts_ms: None,
-                bad_ts: false,
-                seq: None,
-                buffered: false,
                 size: body.len() as u32,
-                rejected: None,
-                source_ip: ip("10.0.0.1"),
                 body: Some(body.as_bytes()),
-                sim_ip: None,
+                ..at(T0)
             };
             let got: Vec<String> = message(&c, &mut s, &facts)
                 .into_iter()

@@ -155,26 +155,6 @@ impl Store {
         Ok(())
     }
 
-    /// Adds a repeated finding to an open detection: count, latest time, severity and evidence.
-    pub async fn regroup_detection(
-        &self,
-        id: i64,
-        severity: &str,
-        summary: &str,
-        evidence: &str,
-        at: i64,
-    ) -> Result<()> {
-        sqlx::query("UPDATE detections SET count = count + 1, last_at = ?, severity = ?, summary = ?, evidence = ? WHERE id = ?")
-            .bind(at)
-            .bind(severity)
-            .bind(summary)
-            .bind(evidence)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     pub async fn search_detections(&self, f: &DetectionFilter) -> Result<Vec<DetectionRow>> {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
             "SELECT id, field_id, device_id, rule, threat, severity, summary, evidence, first_at, last_at, count, status \
@@ -285,7 +265,7 @@ mod tests {
         };
         let id = store.insert_detection(&d).await.unwrap();
         store
-            .regroup_detection(id, "high", "s2", "{\"n\":2}", 20)
+            .update_detection(id, 2, "high", "s2", "{\"n\":2}", 20)
             .await
             .unwrap();
         store

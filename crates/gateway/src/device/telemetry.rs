@@ -262,29 +262,40 @@ async fn ingest(app: Arc<App>, conn: ConnInfo, req: Request, is_batch: bool) -> 
         records[0].id = base.id.clone();
     }
     let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
-    if let Err(e) = app
-        .store
-        .writer
-        .write(records.into_iter().map(Record::Message).collect())
-        .await
-    {
-        return ApiError::store(e).into_response();
-    }
-    app.stats
-        .messages_accepted
-        .fetch_add(ids.len() as u64, Ordering::Relaxed);
-    // Stored: now judge each object in order. Detection cannot delay or undo the acknowledgement.
-    for (raw, meta) in &items {
-        let facts = facts(
-            now,
-            conn.remote.ip(),
-            raw.len(),
-            None,
-            Some(raw),
-            Some(meta),
-        );
-        app.detector
-            .on_message(&authed.field, &authed.device.device, &facts);
+    // Where each object sits in the body, so the spawned task can own the body and judge them.
+    let spans: Vec<(std::ops::Range<usize>, TelemetryMeta)> = items
+        .iter()
+        .map(|(raw, meta)| {
+            let start = raw.as_ptr() as usize - bytes.as_ptr() as usize;
+            (start..start + raw.len(), *meta)
+        })
+        .collect();
+    drop(items);
+    // The write and what follows it run in their own task: a client that disconnects while its message
+    // is being committed drops this handler, not the task, so the stored message is still counted and
+    // judged by detection.
+    let (ip, count) = (conn.remote.ip(), ids.len());
+    let task = tokio::spawn(async move {
+        app.store
+            .writer
+            .write(records.into_iter().map(Record::Message).collect())
+            .await?;
+        app.stats
+            .messages_accepted
+            .fetch_add(count as u64, Ordering::Relaxed);
+        // Stored: now judge each object in order. Detection cannot delay or undo the acknowledgement.
+        for (span, meta) in &spans {
+            let raw = &bytes[span.clone()];
+            let facts = facts(now, ip, raw.len(), None, Some(raw), Some(meta));
+            app.detector
+                .on_message(&authed.field, &authed.device.device, &facts);
+        }
+        Ok::<(), sekisho_store::StoreError>(())
+    });
+    match task.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return ApiError::store(e).into_response(),
+        Err(e) => return ApiError::internal(e).into_response(),
     }
     if is_batch {
         let accepted = ids.len();
