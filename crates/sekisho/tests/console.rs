@@ -492,3 +492,55 @@ async fn history_pages_with_the_before_cursor() {
         .await;
     assert_eq!(p.status, 200, "bad filters are ignored, not errors");
 }
+
+#[tokio::test]
+async fn detections_are_listed_with_their_threat_in_both_languages() {
+    let dir = TempDir::new("console-detections");
+    let gw = Gateway::start_in(&dir.0);
+    let api = gw.admin().await;
+    let field = api.field("cars").await;
+    let reg = api.device(&field, "CAR-DETECT").await;
+    let mut dev = common::Device::new(&gw, &reg, "CAR-DETECT");
+    dev.auth().await;
+    // Truncated JSON (V24): refused and detected.
+    assert_eq!(
+        dev.send_raw("/v1/telemetry", "application/json", "{\"speed\": 4")
+            .await
+            .0,
+        400
+    );
+    let fid = field["id"].as_str().unwrap().to_owned();
+    let found = common::eventually(20, || async {
+        let (_, v) = api.get(&format!("/api/v1/fields/{fid}/detections")).await;
+        (!v["items"].as_array().unwrap().is_empty()).then_some(())
+    })
+    .await;
+    assert!(found.is_some());
+
+    let mut c = Console::admin(&gw).await;
+    let p = c.get("/console/detections").await;
+    assert_eq!(p.status, 200);
+    assert!(
+        p.body.contains("format.malformed") && p.body.contains("Hijacking"),
+        "{}",
+        p.body
+    );
+    assert!(p.body.contains("CAR-DETECT") || p.body.contains(reg["id"].as_str().unwrap()));
+    c.cookie.push_str("; lang=ja");
+    let p = c.get("/console/detections?threat=hijacking").await;
+    assert!(
+        p.body.contains("乗っ取り") && p.body.contains("検知"),
+        "{}",
+        p.body
+    );
+    let p = c.get("/console/detections?threat=theft").await;
+    assert!(
+        !p.body.contains("format.malformed"),
+        "the threat filter applies"
+    );
+    // A field the user cannot see is not found.
+    let p = c
+        .get("/console/detections?field=f_00000000000000000000")
+        .await;
+    assert_eq!(p.status, 404);
+}

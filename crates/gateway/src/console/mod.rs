@@ -13,6 +13,7 @@
 
 mod assets;
 mod auth;
+mod detections;
 mod field;
 mod i18n;
 mod pages;
@@ -60,6 +61,7 @@ pub(crate) fn router() -> Router<Arc<App>> {
             post(field::device_action),
         )
         .route("/console/history", get(pages::history))
+        .route("/console/detections", get(detections::page))
         .route("/console/assets/htmx.min.js", get(assets::htmx))
         .route("/console/assets/console.css", get(assets::css))
         .route("/console/{*rest}", any(not_found))

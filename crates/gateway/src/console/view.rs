@@ -144,6 +144,37 @@ impl MessageRow {
     }
 }
 
+/// One detection (an incident).
+pub struct DetectionRow {
+    pub when: String,
+    pub field: String,
+    pub device: String,
+    pub device_id: String,
+    pub rule: String,
+    pub threat_label: String,
+    pub severity: String,
+    pub severity_label: String,
+    pub summary: String,
+    pub count: i64,
+}
+
+impl DetectionRow {
+    pub fn of(app: &App, t: &Text, d: &sekisho_store::detections::DetectionRow) -> Self {
+        DetectionRow {
+            when: when(d.last_at),
+            field: field_name(app, Some(&d.field_id)),
+            device: device_label(app, d.device_id.as_deref(), None),
+            device_id: d.device_id.clone().unwrap_or_default(),
+            rule: d.rule.clone(),
+            threat_label: t.word(&d.threat),
+            severity: d.severity.clone(),
+            severity_label: t.word(&d.severity),
+            summary: d.summary.clone(),
+            count: d.count,
+        }
+    }
+}
+
 /// One device authentication attempt.
 pub struct AuthRow {
     pub when: String,
