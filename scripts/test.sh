@@ -15,6 +15,7 @@ command -v dd >/dev/null 2>&1 || need+=(coreutils)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v perl >/dev/null 2>&1 || need+=(perl)   # vendored OpenSSL's build
+command -v radclient >/dev/null 2>&1 || need+=(freeradius-utils)   # a real RADIUS accounting client
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing: ${need[*]}"
   apt-get update -qq
