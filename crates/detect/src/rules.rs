@@ -464,14 +464,6 @@ impl SharedIps {
         }
         w.distinct
     }
-
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
 }
 
 /// One source address carrying several devices (V21), unless it is a declared NAT range.

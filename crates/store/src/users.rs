@@ -110,15 +110,6 @@ impl Store {
         Ok(r.rows_affected() == 1)
     }
 
-    pub async fn grant_field(&self, user: &UserId, field: &FieldId) -> Result<()> {
-        sqlx::query("INSERT OR IGNORE INTO user_fields (user_id, field_id) VALUES (?,?)")
-            .bind(user.as_str())
-            .bind(field.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     pub async fn insert_session(
         &self,
         hash: &[u8; 32],

@@ -78,17 +78,6 @@ impl Writer {
         }
     }
 
-    /// Queues `records` without waiting for the commit (connection events, where the caller has no one
-    /// to answer). Still refuses when the queue stays full.
-    pub async fn submit(&self, records: Vec<Record>) -> Result<(), StoreError> {
-        self.enqueue(Op {
-            records,
-            reply: None,
-            close: false,
-        })
-        .await
-    }
-
     /// Queues `records` only if there is room right now (connection events under a flood).
     pub fn try_submit(&self, records: Vec<Record>) -> Result<(), StoreError> {
         self.tx
