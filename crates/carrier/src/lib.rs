@@ -1,0 +1,1 @@
+//! Carrier SIM control (suspend, resume, status, usage). Filled in by the carrier-integration work.
