@@ -148,6 +148,8 @@ impl Store {
             "DELETE FROM messages WHERE at < ?1 AND forward_status != 'pending'",
             "DELETE FROM auth_attempts WHERE at < ?1",
             "DELETE FROM security_events WHERE at < ?1",
+            "DELETE FROM accounting WHERE at < ?1",
+            "DELETE FROM sim_actions WHERE at < ?1",
         ] {
             n += sqlx::query(sql)
                 .bind(cutoff)

@@ -5,6 +5,7 @@
 //! Architecture invariant: this crate knows tables and rows, not HTTP or TLS. It never logs the key, a
 //! secret or a message body.
 
+pub mod carrier;
 pub mod detections;
 pub mod history;
 pub mod outbox;
@@ -22,7 +23,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-pub use records::{AuthAttempt, MessageRecord, SecurityEvent};
+pub use records::{AccountingRecord, AuthAttempt, MessageRecord, SecurityEvent, SimSessionRow};
 pub use writer::Writer;
 
 /// Storage failures, told apart where the caller answers differently.
@@ -143,6 +144,7 @@ fn connect_options(path: &Path, key: &DbKey, opts: &StoreOptions) -> Result<Sqli
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_detection.sql"),
+    include_str!("migrations/0003_carrier.sql"),
 ];
 
 /// Opens (creating if needed) the encrypted store at `path`, checks the key, applies migrations and

@@ -44,10 +44,53 @@ pub struct SecurityEvent {
     pub detail: Option<String>,
 }
 
+/// One RADIUS accounting record as received, and the SIM's live session row it leads to (written in
+/// the same transaction, so the live table never runs ahead of the history).
+#[derive(Debug, Clone)]
+pub struct AccountingRecord {
+    pub at: i64,
+    pub client_ip: String,
+    /// SHA-256 of the client address and the packet bytes: a retransmission is stored once.
+    pub packet_key: [u8; 32],
+    pub status: &'static str,
+    pub imsi: Option<String>,
+    pub msisdn: Option<String>,
+    pub framed_ip: Option<String>,
+    pub session_id: Option<String>,
+    pub input_octets: i64,
+    pub output_octets: i64,
+    pub session_time: Option<i64>,
+    /// The SIM's session row after this record (none when the record changes no live session).
+    pub session: Option<SimSessionRow>,
+}
+
+/// A SIM's live session (`sim_sessions`): its current address and the session's byte counts.
+#[derive(
+    Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+pub struct SimSessionRow {
+    pub imsi: String,
+    pub session_id: Option<String>,
+    pub client_ip: String,
+    pub framed_ip: Option<String>,
+    pub msisdn: Option<String>,
+    pub online: bool,
+    pub started_at: i64,
+    pub updated_at: i64,
+    pub input_octets: i64,
+    pub output_octets: i64,
+}
+
 /// What the writer stores, in one transaction per batch of operations.
 #[derive(Debug, Clone)]
 pub enum Record {
     Message(MessageRecord),
     Auth(AuthAttempt),
     Security(SecurityEvent),
+    Accounting(Box<AccountingRecord>),
+    /// Marks every live session of one RADIUS client offline (Accounting-On/Off: the NAS restarted).
+    SessionsOffline {
+        client_ip: String,
+        at: i64,
+    },
 }

@@ -23,6 +23,15 @@ struct Op {
     close: bool,
 }
 
+/// The outcome of a queued operation, once the writer answers.
+async fn committed(done: oneshot::Receiver<Result<(), String>>) -> Result<(), StoreError> {
+    match done.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(StoreError::Db(sqlx::Error::Protocol(e))),
+        Err(_) => Err(StoreError::Closed),
+    }
+}
+
 /// Handle to the writer task; cheap to clone.
 #[derive(Clone)]
 pub struct Writer {
@@ -71,11 +80,35 @@ impl Writer {
             close: false,
         })
         .await?;
-        match done.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(StoreError::Db(sqlx::Error::Protocol(e))),
-            Err(_) => Err(StoreError::Closed),
+        committed(done).await
+    }
+
+    fn refused(&self, e: mpsc::error::TrySendError<Op>) -> StoreError {
+        match e {
+            mpsc::error::TrySendError::Full(_) => {
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                StoreError::Overloaded
+            }
+            mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
         }
+    }
+
+    /// Queues `records` now, in call order, if there is room (else [`StoreError::Overloaded`]); the
+    /// returned future resolves once they are committed. For callers whose writes must keep their
+    /// order (RADIUS accounting) and who can refuse at once rather than wait (the client retransmits).
+    pub fn submit(
+        &self,
+        records: Vec<Record>,
+    ) -> Result<impl Future<Output = Result<(), StoreError>> + use<>, StoreError> {
+        let (reply, done) = oneshot::channel();
+        self.tx
+            .try_send(Op {
+                records,
+                reply: Some(reply),
+                close: false,
+            })
+            .map_err(|e| self.refused(e))?;
+        Ok(committed(done))
     }
 
     /// Queues `records` only if there is room right now (connection events under a flood).
@@ -86,13 +119,7 @@ impl Writer {
                 reply: None,
                 close: false,
             })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => {
-                    self.stats.refused.fetch_add(1, Ordering::Relaxed);
-                    StoreError::Overloaded
-                }
-                mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
-            })
+            .map_err(|e| self.refused(e))
     }
 
     async fn enqueue(&self, op: Op) -> Result<(), StoreError> {
@@ -272,6 +299,59 @@ async fn commit(conn: &mut SqliteConnection, ops: &[Op]) -> Result<(), sqlx::Err
                 .push_bind(&e.detail);
         });
         q.build().execute(&mut *tx).await?;
+    }
+    // Accounting rows and live-session changes, in the order they were queued.
+    for r in all() {
+        match r {
+            Record::Accounting(a) => {
+                let inserted = sqlx::query(
+                    "INSERT OR IGNORE INTO accounting (at, client_ip, packet_key, status, imsi, msisdn, framed_ip, \
+                     session_id, input_octets, output_octets, session_time) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                )
+                .bind(a.at)
+                .bind(&a.client_ip)
+                .bind(&a.packet_key[..])
+                .bind(a.status)
+                .bind(&a.imsi)
+                .bind(&a.msisdn)
+                .bind(&a.framed_ip)
+                .bind(&a.session_id)
+                .bind(a.input_octets)
+                .bind(a.output_octets)
+                .bind(a.session_time)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if let Some(s) = a.session.as_ref().filter(|_| inserted > 0) {
+                    sqlx::query(
+                        "INSERT OR REPLACE INTO sim_sessions (imsi, session_id, client_ip, framed_ip, msisdn, online, \
+                         started_at, updated_at, input_octets, output_octets) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    )
+                    .bind(&s.imsi)
+                    .bind(&s.session_id)
+                    .bind(&s.client_ip)
+                    .bind(&s.framed_ip)
+                    .bind(&s.msisdn)
+                    .bind(s.online)
+                    .bind(s.started_at)
+                    .bind(s.updated_at)
+                    .bind(s.input_octets)
+                    .bind(s.output_octets)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            Record::SessionsOffline { client_ip, at } => {
+                sqlx::query(
+                    "UPDATE sim_sessions SET online = 0, updated_at = ? WHERE client_ip = ? AND online = 1",
+                )
+                .bind(at)
+                .bind(client_ip)
+                .execute(&mut *tx)
+                .await?;
+            }
+            _ => {}
+        }
     }
     tx.commit().await
 }
