@@ -36,6 +36,73 @@ pub struct MessageFacts<'a> {
     pub sim_ip: Option<IpAddr>,
 }
 
+/// One window of a SIM session: what the carrier counted for the SIM and what the gateway exchanged
+/// with the SIM's address in the same time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SimVolumeFacts {
+    /// Length of the window (seconds of session time).
+    pub secs: u32,
+    /// Bytes the SIM sent (accounting input octets).
+    pub sim_uplink: u64,
+    /// Bytes the SIM received (accounting output octets).
+    pub sim_downlink: u64,
+    /// Bytes the gateway read from the SIM's address (every connection, failed ones included).
+    pub gateway_rx: u64,
+    /// Bytes the gateway wrote to it.
+    pub gateway_tx: u64,
+    /// TCP connections from the SIM's address the gateway accepted (or refused at its cap).
+    pub connections: u64,
+}
+
+/// Compares one window of a SIM's accounting with the gateway's own count (V19, ※2, ※3).
+pub fn sim_volume(c: &Compiled, v: &SimVolumeFacts) -> Vec<Finding> {
+    let r = &c.template.sim;
+    let mut out = Vec::new();
+    let fixed = v.connections as f64 * r.connection_overhead_bytes as f64
+        + r.allowance_bytes_per_hour as f64 * v.secs as f64 / 3600.0;
+    let expect_up = v.gateway_rx as f64 * (1.0 + r.overhead_ratio) + fixed;
+    let expect_down = v.gateway_tx as f64 * (1.0 + r.overhead_ratio) + fixed;
+    let evidence = |expected: f64| {
+        json!({"window_secs": v.secs, "sim_uplink": v.sim_uplink, "sim_downlink": v.sim_downlink,
+               "gateway_rx": v.gateway_rx, "gateway_tx": v.gateway_tx, "connections": v.connections,
+               "expected": expected.round() as u64, "overhead_ratio": r.overhead_ratio})
+    };
+    let limit_up = expect_up * r.uplink_tolerance + r.uplink_min_excess_bytes as f64;
+    if r.check_uplink && v.sim_uplink as f64 > limit_up {
+        out.push(f(
+            "sim.uplink_excess",
+            Threat::Hijacking,
+            Severity::High,
+            format!(
+                "the SIM sent {} bytes in {}s; {} reached the gateway over {} connections (about {} expected with overhead)",
+                v.sim_uplink,
+                v.secs,
+                v.gateway_rx,
+                v.connections,
+                expect_up.round() as u64
+            ),
+            evidence(expect_up),
+        ));
+    }
+    let limit_down = expect_down * r.downlink_tolerance + r.downlink_min_excess_bytes as f64;
+    if r.check_downlink && v.sim_downlink as f64 > limit_down {
+        out.push(f(
+            "sim.downlink_unsolicited",
+            Threat::UnauthorizedAccess,
+            Severity::Low,
+            format!(
+                "the SIM received {} bytes in {}s; the gateway sent it {} (about {} expected): traffic from elsewhere reaches the device",
+                v.sim_downlink,
+                v.secs,
+                v.gateway_tx,
+                expect_down.round() as u64
+            ),
+            evidence(expect_down),
+        ));
+    }
+    out
+}
+
 fn f(
     rule: &str,
     threat: Threat,
@@ -976,5 +1043,52 @@ mod tests {
         );
         // A type without a schema of its own falls back to the field's.
         check(r#"{"type":"camera","student":"s2"}"#, &[]);
+    }
+
+    /// ※2 and ※3: retries and protocol overhead are within the model; an uplink far above what
+    /// reached the gateway is hijacking; downlink the gateway never sent is its own, lower signal.
+    #[test]
+    fn sim_volume_reconciles_retries_and_keeps_uplink_and_downlink_apart() {
+        let c = car();
+        let rules = |v: SimVolumeFacts| -> Vec<String> {
+            sim_volume(&c, &v).into_iter().map(|f| f.rule).collect()
+        };
+        // 40 connections (most of them failed handshakes the device retried), 60 KB read, 20 KB
+        // written; the SIM counted payload plus headers: no detection.
+        let retries = SimVolumeFacts {
+            secs: 900,
+            sim_uplink: 60_000 + 40 * 900 + 9_000,
+            sim_downlink: 20_000 + 40 * 600,
+            gateway_rx: 60_000,
+            gateway_tx: 20_000,
+            connections: 40,
+        };
+        assert!(rules(retries).is_empty(), "{:?}", rules(retries));
+        // The same window with 5 MB more uplink than reached the gateway.
+        let hijack = SimVolumeFacts {
+            sim_uplink: retries.sim_uplink + 5_000_000,
+            ..retries
+        };
+        assert_eq!(rules(hijack), vec!["sim.uplink_excess"]);
+        // 5 MB of downlink the gateway never sent: not "the device sends too much".
+        let scanned = SimVolumeFacts {
+            sim_downlink: retries.sim_downlink + 5_000_000,
+            ..retries
+        };
+        assert_eq!(rules(scanned), vec!["sim.downlink_unsolicited"]);
+        let f = sim_volume(&c, &hijack).remove(0);
+        assert_eq!((f.threat, f.severity), (Threat::Hijacking, Severity::High));
+        assert_eq!(f.evidence["connections"], 40);
+        // A quiet device: small absolute differences stay below the minimum excess.
+        let quiet = SimVolumeFacts {
+            secs: 900,
+            sim_uplink: 30_000,
+            sim_downlink: 30_000,
+            ..SimVolumeFacts::default()
+        };
+        assert!(rules(quiet).is_empty());
+        let mut t = library("car-mobility").unwrap();
+        t.sim.check_uplink = false;
+        assert!(sim_volume(&t.compile().unwrap(), &hijack).is_empty());
     }
 }

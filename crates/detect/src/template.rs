@@ -222,6 +222,54 @@ impl Default for NetworkRules {
     }
 }
 
+/// The carrier's view of each SIM against what reached the gateway (V19, ※2, ※3). Needs RADIUS
+/// accounting from the packet gateway and the gateway placed where it sees the SIMs' own addresses.
+///
+/// Over each `window` of a SIM session the gateway compares the SIM's uplink (bytes the SIM sent, from
+/// accounting) with what reached the gateway from the SIM's address: every byte read on every
+/// connection, failed TLS handshakes and cut-off requests included (the retries of ※2), plus modelled
+/// protocol overhead. Uplink is compared with uplink only; downlink the gateway never sent is its own
+/// signal (※3: someone on the Internet reaching the device), not "the device sends too much".
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimRules {
+    /// SIM uplink well above what reached the gateway: hijacking (V19).
+    pub check_uplink: bool,
+    /// Downlink well above what the gateway sent: unsolicited traffic to the device (※3).
+    pub check_downlink: bool,
+    /// Compare once per window of session time (at the accounting update that closes it, and at Stop).
+    pub window: Span,
+    /// TCP/IP headers and retransmissions, as a share of the bytes the gateway read or wrote.
+    pub overhead_ratio: f64,
+    /// Bytes per TCP connection besides its payload (handshake, close, acknowledgements), both ways.
+    pub connection_overhead_bytes: u32,
+    /// Other traffic a healthy device makes (DNS, NTP), bytes per hour each way.
+    pub allowance_bytes_per_hour: u32,
+    /// The SIM's uplink may exceed the expectation by this factor ...
+    pub uplink_tolerance: f64,
+    /// ... and by at least this many bytes before it is a detection.
+    pub uplink_min_excess_bytes: u32,
+    pub downlink_tolerance: f64,
+    pub downlink_min_excess_bytes: u32,
+}
+
+impl Default for SimRules {
+    fn default() -> Self {
+        Self {
+            check_uplink: true,
+            check_downlink: true,
+            window: Span(900),
+            overhead_ratio: 0.25,
+            connection_overhead_bytes: 1500,
+            allowance_bytes_per_hour: 16 * 1024,
+            uplink_tolerance: 1.5,
+            uplink_min_excess_bytes: 64 * 1024,
+            downlink_tolerance: 2.0,
+            downlink_min_excess_bytes: 256 * 1024,
+        }
+    }
+}
+
 /// When a field script runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -281,6 +329,8 @@ pub struct Template {
     pub format: FormatRules,
     #[serde(default)]
     pub network: NetworkRules,
+    #[serde(default)]
+    pub sim: SimRules,
     #[serde(default)]
     pub scripts: Vec<ScriptDef>,
     /// The response playbook: threat (`hijacking`, `theft`, …) → actions, in order.
@@ -431,6 +481,21 @@ impl Template {
         }
         if self.network.max_devices_per_ip > 0 && self.network.shared_ip_window.0 == 0 {
             p.push("network.shared_ip_window must be set when max_devices_per_ip is".to_owned());
+        }
+        let sim = &self.sim;
+        if sim.window.0 < 60 {
+            p.push("sim.window must be at least 1m".to_owned());
+        }
+        if !(0.0..=10.0).contains(&sim.overhead_ratio) {
+            p.push("sim.overhead_ratio must be between 0 and 10".to_owned());
+        }
+        for (name, v) in [
+            ("uplink_tolerance", sim.uplink_tolerance),
+            ("downlink_tolerance", sim.downlink_tolerance),
+        ] {
+            if !(1.0..=1000.0).contains(&v) {
+                p.push(format!("sim.{name} must be between 1 and 1000"));
+            }
         }
         let mut names = std::collections::HashSet::new();
         for s in &self.scripts {
