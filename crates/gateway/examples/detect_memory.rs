@@ -6,7 +6,8 @@
 
 use sekisho_core::{AuthMode, Device, DeviceId, DeviceStatus, Field, FieldId, FieldLimits};
 use sekisho_detect::rules::MessageFacts;
-use sekisho_gateway::detection::{Detector, SimIpTable};
+use sekisho_gateway::carrier::Sims;
+use sekisho_gateway::detection::Detector;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,7 +31,7 @@ fn main() {
         .expect("library")
         .compile()
         .expect("compiles");
-    let (detector, _findings) = Detector::new(template, Arc::new(SimIpTable::default()), 1 << 20);
+    let (detector, _findings) = Detector::new(template, Arc::new(Sims::default()), 1 << 20);
     let field = Field {
         id: FieldId("f_00000000000000000001".into()),
         name: "cars".into(),

@@ -36,6 +36,9 @@ pub struct App {
     pub bus: Arc<dyn Bus>,
     /// Wakes the cloud forwarders when a field's destination changes.
     pub cloud_changed: tokio::sync::Notify,
+    /// The live SIM table from the carrier's RADIUS accounting.
+    pub sims: Arc<crate::carrier::Sims>,
+    pub radius: crate::carrier::radius::RadiusStats,
 }
 
 /// What `App::new` wires in besides the configuration and the store.
@@ -46,6 +49,7 @@ pub struct Parts {
     pub new_fields: tokio::sync::mpsc::UnboundedSender<sekisho_core::FieldId>,
     pub detector: Arc<Detector>,
     pub bus: Arc<dyn Bus>,
+    pub sims: Arc<crate::carrier::Sims>,
 }
 
 #[derive(Default)]
@@ -70,6 +74,7 @@ impl App {
             new_fields,
             detector,
             bus,
+            sims,
         } = parts;
         let login_window = (config.admin.login_lockout_secs.max(1) * 1000) as i64;
         Self {
@@ -87,6 +92,8 @@ impl App {
             detector,
             bus,
             cloud_changed: tokio::sync::Notify::new(),
+            sims,
+            radius: Default::default(),
         }
     }
 }

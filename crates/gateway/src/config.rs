@@ -23,6 +23,7 @@ pub struct Config {
     pub limits: FieldLimits,
     pub cloud: CloudConfig,
     pub detection: DetectionConfig,
+    pub carrier: CarrierConfig,
     pub log: LogConfig,
 }
 
@@ -135,6 +136,45 @@ impl Default for DetectionConfig {
     }
 }
 
+/// The carrier's side: RADIUS accounting from its packet gateway.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CarrierConfig {
+    pub radius: RadiusConfig,
+}
+
+/// The RADIUS accounting listener (RFC 2866, UDP).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RadiusConfig {
+    /// `address:port` to receive accounting on; empty: no listener.
+    pub listen: String,
+    /// The packet gateways allowed to send accounting, each with its shared secret.
+    pub clients: Vec<RadiusClientConfig>,
+    /// A packet repeating one seen this recently (same client, identifier, authenticator) is a
+    /// retransmission: stored once, answered again.
+    pub dedup_secs: u64,
+}
+
+impl Default for RadiusConfig {
+    fn default() -> Self {
+        Self {
+            listen: String::new(),
+            clients: Vec::new(),
+            dedup_secs: 60,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RadiusClientConfig {
+    /// The client's address or network (`10.0.0.1`, `10.0.0.0/24`).
+    pub address: String,
+    /// File holding the shared secret (mode 0600; surrounding white space ignored).
+    pub secret_file: PathBuf,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
@@ -239,6 +279,9 @@ impl Config {
         fix(&mut self.admin.key);
         fix(&mut self.store.path);
         fix(&mut self.store.key_file);
+        for c in &mut self.carrier.radius.clients {
+            fix(&mut c.secret_file);
+        }
     }
 
     /// Every problem with the configuration (empty when it is usable). Files are checked too.
@@ -338,6 +381,21 @@ impl Config {
                 self.detection.default_template,
                 names.join(", ")
             ));
+        }
+        let radius = &self.carrier.radius;
+        if !radius.listen.is_empty() {
+            if radius.listen.parse::<SocketAddr>().is_err() {
+                out.push(format!(
+                    "carrier.radius.listen: '{}' is not an address:port (e.g. 0.0.0.0:1813)",
+                    radius.listen
+                ));
+            }
+            if radius.clients.is_empty() {
+                out.push("carrier.radius.clients: a listener with no client accepts nothing; add the packet gateways".into());
+            }
+        }
+        if let Err(p) = crate::carrier::radius::clients(radius) {
+            out.extend(p);
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             out.push(format!(

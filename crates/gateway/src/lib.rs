@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod app;
 pub mod bus;
+pub mod carrier;
 pub mod cloud;
 pub mod config;
 pub mod console;
@@ -54,6 +55,8 @@ pub fn openapi_json(api: &str) -> String {
 pub struct Listeners {
     pub device: TcpListener,
     pub admin: TcpListener,
+    /// RADIUS accounting from the carrier (`[carrier.radius] listen`), when configured.
+    pub radius: Option<tokio::net::UdpSocket>,
 }
 
 /// Reads `<data_dir>/sekisho.toml`, applies the overrides, resolves paths, validates everything and
@@ -142,7 +145,10 @@ pub async fn run(
     });
     let (new_fields, new_fields_rx) = tokio::sync::mpsc::unbounded_channel();
     let bus: Arc<dyn bus::Bus> = Arc::new(bus::LocalBus::new(4096));
-    let (detector, found) = detection::start(&config, &store).await?;
+    let sims = Arc::new(carrier::Sims::load(store.sim_sessions().await?, now));
+    let radius_clients = carrier::radius::clients(&config.carrier.radius)
+        .map_err(|p| anyhow::anyhow!("carrier.radius: {}", p.join("; ")))?;
+    let (detector, found) = detection::start(&config, &store, sims.clone()).await?;
     let detector = Arc::new(detector);
     let group_window_ms = config.detection.group_window_secs as i64 * 1000;
     detection::scripts::spawn_worker(
@@ -164,6 +170,7 @@ pub async fn run(
         new_fields,
         detector,
         bus,
+        sims: sims.clone(),
     };
     let app = Arc::new(App::new(config, store, parts));
     let (stop, stopped) = watch::channel(false);
@@ -179,6 +186,7 @@ pub async fn run(
         max_connections: c.device.max_connections,
         handshake_timeout: Duration::from_secs(c.device.handshake_timeout_secs),
         header_timeout: Duration::from_secs(c.device.header_timeout_secs),
+        sims: Some(sims),
     };
     let admin_spec = ListenerSpec {
         name: "admin",
@@ -186,7 +194,17 @@ pub async fn run(
         max_connections: c.admin.max_connections,
         handshake_timeout: Duration::from_secs(c.device.handshake_timeout_secs),
         header_timeout: Duration::from_secs(c.device.header_timeout_secs),
+        sims: None,
     };
+    if let Some(socket) = listeners.radius {
+        tracing::info!(listen = %socket.local_addr()?, clients = radius_clients.len(), "RADIUS accounting listener");
+        tokio::spawn(carrier::radius::serve(
+            socket,
+            radius_clients,
+            app.clone(),
+            stopped.clone(),
+        ));
+    }
     tracing::info!(
         device = %listeners.device.local_addr()?, admin = %listeners.admin.local_addr()?,
         fields = app.registry.fields().len(), devices = app.registry.device_count(), "sekisho gateway serving"

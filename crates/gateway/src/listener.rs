@@ -42,6 +42,8 @@ pub struct ListenerSpec {
     pub max_connections: usize,
     pub handshake_timeout: Duration,
     pub header_timeout: Duration,
+    /// Counts bytes and connections per SIM address for the carrier comparison (device listener).
+    pub sims: Option<Arc<crate::carrier::Sims>>,
 }
 
 /// Counters for the operations view.
@@ -128,7 +130,7 @@ static PLAINTEXT_REFUSAL: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::ne
     .into_bytes()
 });
 
-fn event(
+pub(crate) fn event(
     listener: &'static str,
     remote: SocketAddr,
     kind: &'static str,
@@ -167,6 +169,10 @@ pub async fn serve(
             },
             _ = shutdown.changed() => break,
         };
+        let counters = spec.sims.as_ref().and_then(|s| s.counters_for(remote.ip()));
+        if let Some(c) = &counters {
+            c.connections.fetch_add(1, Ordering::Relaxed);
+        }
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             stats.over_limit.fetch_add(1, Ordering::Relaxed);
             let _ = events.try_submit(vec![event(spec.name, remote, "connection_limit", None)]);
@@ -183,22 +189,38 @@ pub async fn serve(
         );
         tokio::spawn(async move {
             stats.open.fetch_add(1, Ordering::Relaxed);
-            handle(stream, remote, &spec, router, &events, &stats, acceptor).await;
+            let conn = Conn {
+                stream,
+                remote,
+                counters,
+            };
+            handle(conn, &spec, router, &events, &stats, acceptor).await;
             stats.open.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
         });
     }
 }
 
-async fn handle(
-    mut stream: TcpStream,
+/// An accepted connection, with the byte counters of its SIM when the carrier knows its address.
+struct Conn {
+    stream: TcpStream,
     remote: SocketAddr,
+    counters: Option<Arc<crate::carrier::IpCounters>>,
+}
+
+async fn handle(
+    conn: Conn,
     spec: &ListenerSpec,
     router: Router,
     events: &Writer,
     stats: &ListenerStats,
     acceptor: tokio_rustls::TlsAcceptor,
 ) {
+    let Conn {
+        stream,
+        remote,
+        counters,
+    } = conn;
     let _ = stream.set_nodelay(true);
     // A TLS connection starts with a handshake record (0x16). Anything else is refused in plain words.
     let mut head = [0u8; 64];
@@ -206,7 +228,9 @@ async fn handle(
         Ok(Ok(n)) if n > 0 => n,
         _ => return,
     };
+    let mut stream = Tracked::new(stream, counters);
     if head[0] != 0x16 {
+        stream.meter.read(n);
         stats.plaintext_refused.fetch_add(1, Ordering::Relaxed);
         let line = String::from_utf8_lossy(&head[..n])
             .lines()
@@ -266,10 +290,7 @@ async fn handle(
             r
         }
     });
-    let io = TokioIo::new(Tracked {
-        inner: tls,
-        activity: activity.clone(),
-    });
+    let io = TokioIo::new(Tracked::new(tls, activity.clone()));
     // The protocol comes from ALPN, never from sniffing the first bytes (a read with no deadline).
     let conn: std::pin::Pin<
         Box<dyn std::future::Future<Output = Result<(), hyper::Error>> + Send>,
@@ -301,7 +322,7 @@ async fn handle(
 
 /// When a connection last moved a byte, and how many requests it has in progress.
 #[derive(Default)]
-struct Activity {
+pub struct Activity {
     last_ms: AtomicU64,
     in_flight: AtomicUsize,
 }
@@ -342,13 +363,35 @@ impl Drop for InFlight {
     }
 }
 
-/// An I/O stream that records its activity.
-struct Tracked<T> {
-    inner: T,
-    activity: Arc<Activity>,
+/// What a [`Tracked`] stream reports its I/O to.
+pub trait Meter {
+    fn read(&self, n: usize);
+    fn wrote(&self, n: usize);
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
+impl Meter for Arc<Activity> {
+    fn read(&self, _: usize) {
+        self.touch();
+    }
+
+    fn wrote(&self, _: usize) {
+        self.touch();
+    }
+}
+
+/// An I/O stream that reports every byte moved to its meter.
+pub struct Tracked<T, M> {
+    inner: T,
+    meter: M,
+}
+
+impl<T, M> Tracked<T, M> {
+    pub fn new(inner: T, meter: M) -> Self {
+        Self { inner, meter }
+    }
+}
+
+impl<T: AsyncRead + Unpin, M: Meter + Unpin> AsyncRead for Tracked<T, M> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -356,22 +399,25 @@ impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
     ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.activity.touch();
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            self.meter.read(n);
         }
         r
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
+impl<T: AsyncWrite + Unpin, M: Meter + Unpin> AsyncWrite for Tracked<T, M> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, data);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
+        if let Poll::Ready(Ok(n)) = r
+            && n > 0
+        {
+            self.meter.wrote(n);
         }
         r
     }
@@ -390,8 +436,10 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
+        if let Poll::Ready(Ok(n)) = r
+            && n > 0
+        {
+            self.meter.wrote(n);
         }
         r
     }

@@ -29,6 +29,8 @@ struct Inner {
     devices: HashMap<DeviceId, Arc<DeviceEntry>>,
     by_unique_id: HashMap<(FieldId, String), DeviceId>,
     by_cert: HashMap<[u8; 32], DeviceId>,
+    /// Devices by their SIM's IMSI (the carrier's key).
+    by_imsi: HashMap<String, DeviceId>,
     /// Token hash → (device key, expiry); device keys index `device_keys` to keep entries small.
     tokens: HashMap<[u8; 32], TokenEntry>,
     device_keys: HashMap<u64, DeviceId>,
@@ -104,6 +106,9 @@ impl Registry {
             if let Some(k) = old.device.cert_sha256.as_deref().and_then(cert_key) {
                 g.by_cert.remove(&k);
             }
+            if let Some(sim) = &old.device.sim {
+                g.by_imsi.remove(&sim.imsi);
+            }
         }
         if d.status == DeviceStatus::Deleted {
             g.devices.remove(&d.id);
@@ -113,6 +118,9 @@ impl Registry {
             .insert((d.field_id.clone(), d.unique_id.clone()), d.id.clone());
         if let Some(k) = d.cert_sha256.as_deref().and_then(cert_key) {
             g.by_cert.insert(k, d.id.clone());
+        }
+        if let Some(sim) = &d.sim {
+            g.by_imsi.insert(sim.imsi.clone(), d.id.clone());
         }
         g.devices.insert(
             d.id.clone(),
@@ -142,6 +150,15 @@ impl Registry {
     pub fn device_by_cert(&self, fp: &[u8; 32]) -> Option<Arc<DeviceEntry>> {
         let g = self.read();
         g.by_cert.get(fp).and_then(|id| g.devices.get(id)).cloned()
+    }
+
+    /// The device whose SIM has this IMSI.
+    pub fn device_by_imsi(&self, imsi: &str) -> Option<Arc<DeviceEntry>> {
+        let g = self.read();
+        g.by_imsi
+            .get(imsi)
+            .and_then(|id| g.devices.get(id))
+            .cloned()
     }
 
     pub fn devices_of(&self, field: &FieldId) -> Vec<Arc<DeviceEntry>> {

@@ -211,12 +211,22 @@ async fn serve(a: ServeArgs) -> ExitCode {
             return config_error(&[d.err(), a.err()].into_iter().flatten().collect::<Vec<_>>());
         }
     };
+    let radius = match config.carrier.radius.listen.as_str() {
+        "" => None,
+        addr => match tokio::net::UdpSocket::bind(addr).await {
+            Ok(s) => Some(s),
+            Err(e) => return config_error(&[format!("cannot listen on udp {addr}: {e}")]),
+        },
+    };
     let ca = a.data_dir.join("tls/ca.crt");
     println!("Sekisho is running.");
     println!(
         "  device API : https://{}/v1/  (OpenAPI: /v1/openapi.json)",
         shown(&device)
     );
+    if let Some(addr) = radius.as_ref().and_then(|s| s.local_addr().ok()) {
+        println!("  RADIUS     : udp://{addr}  (accounting from the carrier's packet gateway)");
+    }
     println!(
         "  admin API  : https://{}/api/v1/  (OpenAPI: /api/v1/openapi.json)",
         shown(&admin)
@@ -231,7 +241,18 @@ async fn serve(a: ServeArgs) -> ExitCode {
         ca.display(),
         shown(&admin)
     );
-    match sekisho_gateway::run(Listeners { device, admin }, config, key, shutdown_signal()).await {
+    match sekisho_gateway::run(
+        Listeners {
+            device,
+            admin,
+            radius,
+        },
+        config,
+        key,
+        shutdown_signal(),
+    )
+    .await
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sekisho: {e:#}");

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Device, Gateway, TempDir};
+use common::{Device, Gateway, TempDir, tls_connect};
 use serde_json::{Value, json};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -579,29 +579,6 @@ mod futures_core_stream {
             done: false,
         }
     }
-}
-
-/// A raw TLS connection to the gateway (handshake done, nothing sent).
-async fn tls_connect(
-    dir: &std::path::Path,
-    addr: &str,
-) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pki_types::CertificateDer::pem_file_iter(dir.join("tls/ca.crt")).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(addr).await?;
-    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-    tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
-        .connect(name, tcp)
-        .await
 }
 
 /// Reads until the peer closes; `true` if it closed within `secs` (a bound, not a measurement).

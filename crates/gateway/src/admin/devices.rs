@@ -164,6 +164,7 @@ pub(crate) async fn register_device(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only devices with this status.
     pub status: Option<DeviceStatus>,

@@ -269,6 +269,7 @@ pub async fn delete_cloud(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeadLetterQuery {
     /// Cursor: `message_seq` of the last row of the previous page.
     pub before: Option<i64>,

@@ -9,6 +9,7 @@ pub(crate) mod devices;
 pub(crate) mod fields;
 pub(crate) mod history;
 pub(crate) mod session;
+pub(crate) mod sims;
 pub(crate) mod system;
 pub(crate) mod templates;
 
@@ -37,6 +38,7 @@ use utoipa::{Modify, OpenApi};
         fields::delete_cloud, fields::dead_letters,
         devices::register, devices::list, devices::get_one, devices::delete, devices::enable, devices::disable,
         devices::issue_certificate, devices::set_certificate,
+        sims::get_sim, sims::accounting,
         history::messages, history::auth_attempts, history::security_events, history::message_body,
         system::status, system::create_user, system::list_users,
         templates::library, templates::library_one, templates::get_template, templates::put_template,
@@ -99,6 +101,14 @@ pub fn router(app: Arc<App>) -> Router {
         .route(
             "/api/v1/fields/{field}/devices/{device}/certificate",
             post(devices::issue_certificate).put(devices::set_certificate),
+        )
+        .route(
+            "/api/v1/fields/{field}/devices/{device}/sim",
+            get(sims::get_sim),
+        )
+        .route(
+            "/api/v1/fields/{field}/devices/{device}/sim/accounting",
+            get(sims::accounting),
         )
         .route("/api/v1/history/messages", get(history::messages))
         .route(

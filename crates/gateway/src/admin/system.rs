@@ -47,6 +47,44 @@ pub struct StoreStatus {
     pub file_bytes: u64,
 }
 
+/// The carrier's RADIUS accounting as the gateway received it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RadiusStatus {
+    /// Whether the accounting listener runs (`[carrier.radius] listen`).
+    pub listening: bool,
+    pub received: u64,
+    /// Records stored and answered.
+    pub stored: u64,
+    /// Retransmissions recognised (stored once).
+    pub duplicates: u64,
+    pub malformed: u64,
+    /// Wrong Request Authenticator (a shared secret mismatch, or forgery).
+    pub bad_authenticator: u64,
+    pub unknown_client: u64,
+    /// Dropped unanswered because the store could not take them (the packet gateway retransmits).
+    pub not_stored: u64,
+    /// SIMs in the live table, and those with a session now.
+    pub sims: usize,
+    pub sims_online: usize,
+}
+
+fn radius(app: &App) -> RadiusStatus {
+    let r = &app.radius;
+    let (sims, sims_online) = app.sims.counts();
+    RadiusStatus {
+        listening: !app.config.carrier.radius.listen.is_empty(),
+        received: n(&r.received),
+        stored: n(&r.stored),
+        duplicates: n(&r.duplicates),
+        malformed: n(&r.malformed),
+        bad_authenticator: n(&r.bad_authenticator),
+        unknown_client: n(&r.unknown_client),
+        not_stored: n(&r.not_stored),
+        sims,
+        sims_online,
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Status {
     pub version: String,
@@ -62,6 +100,7 @@ pub struct Status {
     pub messages_rejected: u64,
     pub auth_success: u64,
     pub auth_failure: u64,
+    pub radius: RadiusStatus,
 }
 
 fn n(a: &AtomicU64) -> u64 {
@@ -110,6 +149,7 @@ pub(crate) async fn status_of(app: &App) -> ApiResult<Status> {
         messages_rejected: n(&s.messages_rejected),
         auth_success: n(&s.auth_success),
         auth_failure: n(&s.auth_failure),
+        radius: radius(app),
     })
 }
 
@@ -221,6 +261,52 @@ pub async fn metrics(
         "gauge",
         "Registered live devices.",
         app.registry.device_count() as u64,
+    );
+    let r = radius(&app);
+    for (name, help, v) in [
+        (
+            "received",
+            "RADIUS accounting packets received.",
+            r.received,
+        ),
+        (
+            "stored",
+            "Accounting records stored and answered.",
+            r.stored,
+        ),
+        (
+            "duplicates",
+            "Retransmissions recognised (stored once).",
+            r.duplicates,
+        ),
+        (
+            "malformed",
+            "Malformed accounting packets dropped.",
+            r.malformed,
+        ),
+        (
+            "bad_authenticator",
+            "Packets with a wrong authenticator dropped.",
+            r.bad_authenticator,
+        ),
+        (
+            "unknown_client",
+            "Packets from unknown clients dropped.",
+            r.unknown_client,
+        ),
+        (
+            "not_stored",
+            "Packets dropped because the store could not take them.",
+            r.not_stored,
+        ),
+    ] {
+        put(&format!("radius_{name}_total"), "counter", help, v);
+    }
+    put(
+        "sims_online",
+        "gauge",
+        "SIMs with a live session.",
+        r.sims_online as u64,
     );
     (
         [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -220,6 +220,7 @@ pub async fn script_faults(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DetectionQuery {
     pub device: Option<String>,

@@ -12,6 +12,7 @@ pub mod scripts;
 mod sink;
 
 use sekisho_core::{Device, DeviceId, Field, FieldId};
+use sekisho_detect::rules::SimVolumeFacts;
 use sekisho_detect::rules::{self, AuthFacts, MessageFacts, SharedIps, Windows};
 use sekisho_detect::silence::Wheel;
 use sekisho_detect::state::{self, SCHEDULED};
@@ -29,16 +30,13 @@ pub use sink::run_sink;
 pub async fn start(
     config: &crate::config::Config,
     store: &sekisho_store::Store,
+    sim_ips: Arc<dyn SimIps>,
 ) -> anyhow::Result<(Detector, mpsc::Receiver<Found>)> {
     let fallback = sekisho_detect::template::library(&config.detection.default_template)
         .ok_or_else(|| anyhow::anyhow!("detection.default_template: unknown"))?
         .compile()
         .map_err(|e| anyhow::anyhow!("the default template does not compile: {}", e.join("; ")))?;
-    let (d, rx) = Detector::new(
-        fallback,
-        Arc::new(SimIpTable::default()),
-        config.detection.queue_capacity,
-    );
+    let (d, rx) = Detector::new(fallback, sim_ips, config.detection.queue_capacity);
     for t in store.current_templates().await? {
         let compiled = serde_json::from_str::<Template>(&t.body)
             .map_err(|e| vec![e.to_string()])
@@ -83,34 +81,10 @@ pub async fn silence_worker(
 
 const SHARDS: usize = 16;
 
-/// The SIM's current address according to the carrier (V20). The carrier integration fills it from
-/// RADIUS accounting; until then it knows nothing and the rule stays silent.
+/// The SIM's current address according to the carrier (V20), from RADIUS accounting
+/// ([`crate::carrier::Sims`]). A SIM without a live session has none, and the rule stays silent.
 pub trait SimIps: Send + Sync {
     fn current_ip(&self, imsi: &str) -> Option<IpAddr>;
-}
-
-/// An in-memory IMSI → address table.
-#[derive(Default)]
-pub struct SimIpTable(RwLock<HashMap<String, IpAddr>>);
-
-impl SimIpTable {
-    pub fn set(&self, imsi: &str, ip: Option<IpAddr>) {
-        let mut g = self.0.write().unwrap_or_else(|e| e.into_inner());
-        match ip {
-            Some(ip) => g.insert(imsi.to_owned(), ip),
-            None => g.remove(imsi),
-        };
-    }
-}
-
-impl SimIps for SimIpTable {
-    fn current_ip(&self, imsi: &str) -> Option<IpAddr> {
-        self.0
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(imsi)
-            .copied()
-    }
 }
 
 /// A finding on its way to the sink.
@@ -396,6 +370,21 @@ impl Detector {
             rules::auth(&c, w.entry(field.clone()).or_default(), facts)
         };
         self.emit(field, device, findings, facts.at_ms);
+    }
+
+    /// Judges one closed window of a SIM session: the carrier's count against the gateway's (V19, ※3).
+    pub fn on_sim_window(
+        &self,
+        field: &FieldId,
+        device: &DeviceId,
+        facts: &SimVolumeFacts,
+        at: i64,
+    ) {
+        if !self.enabled() {
+            return;
+        }
+        let c = self.template(field);
+        self.emit(field, Some(device), rules::sim_volume(&c, facts), at);
     }
 
     /// One pass of the silence worker at `now_ms`: reports devices whose silence reached a new step.

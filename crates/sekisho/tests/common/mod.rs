@@ -2,6 +2,7 @@
 //! that trust its CA, and a real HTTPS cloud receiver that records what it gets and can fail on demand.
 #![allow(dead_code)]
 
+pub mod carrier;
 pub mod cloud;
 
 use serde_json::{Value, json};
@@ -76,6 +77,8 @@ pub struct Gateway {
     pub child: Child,
     pub device: String,
     pub admin: String,
+    /// The RADIUS accounting listener, when `[carrier.radius] listen` is set.
+    pub radius: Option<String>,
     pub http: reqwest::Client,
     log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
@@ -101,12 +104,15 @@ impl Gateway {
             .spawn()
             .unwrap();
         let stdout = BufReader::new(child.stdout.take().unwrap());
-        let (mut device, mut admin) = (String::new(), String::new());
+        let (mut device, mut admin, mut radius) = (String::new(), String::new(), None);
         let mut lines = stdout.lines();
         for line in lines.by_ref() {
             let line = line.unwrap();
             if let Some(rest) = line.trim().strip_prefix("device API : https://") {
                 device = rest.split('/').next().unwrap().to_owned();
+            }
+            if let Some(rest) = line.trim().strip_prefix("RADIUS     : udp://") {
+                radius = rest.split_whitespace().next().map(str::to_owned);
             }
             if let Some(rest) = line.trim().strip_prefix("admin API  : https://") {
                 admin = rest.split('/').next().unwrap().to_owned();
@@ -135,6 +141,7 @@ impl Gateway {
             child,
             device,
             admin,
+            radius,
             http,
             log,
         }
@@ -353,6 +360,29 @@ impl Device {
         self.send_raw("/v1/telemetry", "application/json", body.to_string())
             .await
     }
+}
+
+/// A raw TLS connection to the gateway (handshake done, nothing sent).
+pub async fn tls_connect(
+    dir: &std::path::Path,
+    addr: &str,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_file_iter(dir.join("tls/ca.crt")).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+        .connect(name, tcp)
+        .await
 }
 
 /// Polls `f` until it returns `Some`, for at most `secs` seconds (an upper bound for a condition the

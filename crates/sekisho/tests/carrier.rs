@@ -1,0 +1,440 @@
+//! The carrier integration end to end: Debian's `radclient` plays the packet gateway's RADIUS
+//! accounting client against the real gateway; a SIM link (tests/common/carrier.rs) carries test
+//! devices' traffic from their SIM's own address and counts it as the packet gateway would.
+
+mod common;
+
+use common::carrier::{Acct, SimLink, download, internet_host, radclient, upload};
+use common::{Admin, Device, Gateway, TempDir, eventually, tls_connect};
+use serde_json::{Value, json};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+const SECRET: &str = "pgw-shared-s3cret";
+
+/// A gateway whose RADIUS listener accepts 127.0.0.1 with [`SECRET`].
+fn gateway(dir: &TempDir) -> Gateway {
+    common::init(&dir.0);
+    std::fs::write(dir.0.join("radius.secret"), format!("{SECRET}\n")).unwrap();
+    let radius: toml::Table = toml::from_str(
+        r#"
+        [radius]
+        listen = "127.0.0.1:0"
+        clients = [{ address = "127.0.0.1", secret_file = "radius.secret" }]
+        "#,
+    )
+    .unwrap();
+    common::configure(&dir.0, &[("carrier", "radius", radius["radius"].clone())]);
+    let gw = Gateway::start_in(&dir.0);
+    assert!(gw.radius.is_some(), "no RADIUS line: {}", gw.log_text());
+    gw
+}
+
+async fn sim_device(admin: &Admin, field: &Value, unique_id: &str, imsi: &str) -> Value {
+    let (s, d) = admin
+        .post(
+            &format!("/api/v1/fields/{}/devices", field["id"].as_str().unwrap()),
+            json!({"unique_id": unique_id, "sim": {"imsi": imsi}}),
+        )
+        .await;
+    assert_eq!(s, 201, "{d}");
+    d
+}
+
+fn sim_path(field: &Value, device: &Value) -> String {
+    format!(
+        "/api/v1/fields/{}/devices/{}/sim",
+        field["id"].as_str().unwrap(),
+        device["id"].as_str().unwrap()
+    )
+}
+
+async fn acct(gw: &Gateway, a: Acct<'_>) {
+    radclient(gw.radius.as_deref().unwrap(), SECRET, &a.attrs(), 5)
+        .await
+        .unwrap_or_else(|e| panic!("radclient: {e}"));
+}
+
+async fn radius_status(admin: &Admin) -> Value {
+    admin.get("/api/v1/system/status").await.1["radius"].clone()
+}
+
+/// Rules detected for one device of a field.
+async fn rules_for(admin: &Admin, field: &Value, device_id: &str) -> Vec<String> {
+    let (s, v) = admin
+        .get(&format!(
+            "/api/v1/fields/{}/detections?device={device_id}&limit=100",
+            field["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["rule"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn accounting_from_radclient_builds_the_live_sim_table() {
+    let dir = TempDir::new("radius");
+    let gw = gateway(&dir);
+    let admin = gw.admin().await;
+    let field = admin.field("carrier-a").await;
+    let dev = sim_device(&admin, &field, "car-1", "440100000000001").await;
+    let other = sim_device(&admin, &field, "car-2", "440100000000002").await;
+    let server = gw.radius.clone().unwrap();
+
+    let start = |imsi, session, ip| Acct {
+        status: "Start",
+        imsi,
+        session,
+        ip,
+        up: 0,
+        down: 0,
+    };
+    acct(&gw, start("440100000000001", "s-1", "10.45.0.7")).await;
+    // Acknowledged means stored: the live table and the history show it at once.
+    let (s, v) = admin.get(&sim_path(&field, &dev)).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["session"]["online"], true, "{v}");
+    assert_eq!(v["session"]["framed_ip"], "10.45.0.7");
+    assert_eq!(v["session"]["msisdn"], "81000000001");
+    acct(
+        &gw,
+        Acct {
+            status: "Interim-Update",
+            up: (1 << 32) + 1000,
+            down: 5000,
+            ..start("440100000000001", "s-1", "10.45.0.7")
+        },
+    )
+    .await;
+    let v = admin.get(&sim_path(&field, &dev)).await.1;
+    assert_eq!(
+        v["session"]["input_octets"],
+        (1u64 << 32) + 1000,
+        "Gigawords"
+    );
+    assert_eq!(v["session"]["output_octets"], 5000);
+
+    // A retransmission (same identifier and authenticator) is stored once and answered the same.
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let packet = sekisho_radius::request(
+        &sekisho_radius::Accounting {
+            identifier: 77,
+            authenticator: [0; 16],
+            status: sekisho_radius::Status::InterimUpdate,
+            imsi: Some("440100000000001".into()),
+            msisdn: None,
+            framed_ip: Some("10.45.0.7".parse().unwrap()),
+            session_id: Some("s-1".into()),
+            input_octets: (1 << 32) + 9000,
+            output_octets: 6000,
+            session_time: Some(120),
+        },
+        SECRET.as_bytes(),
+    );
+    let expected = sekisho_radius::response(
+        &sekisho_radius::parse(&packet, SECRET.as_bytes()).unwrap(),
+        SECRET.as_bytes(),
+    );
+    // Garbage and a truncated packet first: counted, dropped, no harm.
+    sock.send_to(b"not radius at all", &server).await.unwrap();
+    sock.send_to(&packet[..30], &server).await.unwrap();
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        sock.send_to(&packet, &server).await.unwrap();
+        let mut buf = [0u8; 64];
+        let (n, _) = tokio::time::timeout(Duration::from_secs(10), sock.recv_from(&mut buf))
+            .await
+            .expect("the gateway answers a stored record")
+            .unwrap();
+        answers.push(buf[..n].to_vec());
+    }
+    assert_eq!(answers, vec![expected.to_vec(), expected.to_vec()]);
+    let (_, page) = admin
+        .get(&format!("{}/accounting", sim_path(&field, &dev)))
+        .await;
+    let statuses: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["interim", "interim", "start"], "{page}");
+    let r = radius_status(&admin).await;
+    assert_eq!(
+        (r["duplicates"].as_u64(), r["malformed"].as_u64()),
+        (Some(1), Some(2)),
+        "{r}"
+    );
+
+    // A wrong shared secret gets no answer (radclient gives up) and is recorded.
+    let wrong = radclient(
+        &server,
+        "not-the-secret",
+        &start("440100000000002", "x", "10.45.0.9").attrs(),
+        1,
+    )
+    .await;
+    assert!(wrong.is_err(), "a wrong secret must not be answered");
+    // A packet from an address that is not a client is dropped and recorded.
+    let stranger = tokio::net::UdpSocket::bind("127.0.0.9:0").await.unwrap();
+    stranger.send_to(&packet, &server).await.unwrap();
+    acct(&gw, start("440100000000002", "s-2", "10.45.0.8")).await;
+    let r = radius_status(&admin).await;
+    assert_eq!(r["bad_authenticator"], 1, "{r}");
+    assert_eq!(r["unknown_client"], 1, "{r}");
+    assert_eq!(
+        (r["sims"].as_u64(), r["sims_online"].as_u64()),
+        (Some(2), Some(2)),
+        "{r}"
+    );
+    let kinds = eventually(10, || async {
+        let (_, v) = admin.get("/api/v1/history/security?limit=100").await;
+        let kinds: Vec<String> = v["items"]
+            .as_array()?
+            .iter()
+            .filter_map(|e| e["kind"].as_str().map(str::to_owned))
+            .collect();
+        (kinds.iter().any(|k| k == "radius_unknown_client")
+            && kinds.iter().any(|k| k == "radius_bad_authenticator"))
+        .then_some(kinds)
+    })
+    .await;
+    assert!(kinds.is_some(), "both refusals are security events");
+
+    // Stop ends the session; the SIM has no current address any more.
+    acct(
+        &gw,
+        Acct {
+            status: "Stop",
+            ..start("440100000000001", "s-1", "10.45.0.7")
+        },
+    )
+    .await;
+    let v = admin.get(&sim_path(&field, &dev)).await.1;
+    assert_eq!(v["session"]["online"], false, "{v}");
+
+    // The live table survives a SIGKILL; Accounting-On (the packet gateway restarted) ends every
+    // session of that client.
+    let gw = gw.restart_after_kill9();
+    let admin = gw.admin().await;
+    let v = admin.get(&sim_path(&field, &other)).await.1;
+    assert_eq!(v["session"]["online"], true, "{v}");
+    assert_eq!(v["session"]["framed_ip"], "10.45.0.8");
+    radclient(
+        gw.radius.as_deref().unwrap(),
+        SECRET,
+        "Acct-Status-Type = Accounting-On\nNAS-IP-Address = 127.0.0.1\n",
+        5,
+    )
+    .await
+    .unwrap();
+    let v = admin.get(&sim_path(&field, &other)).await.1;
+    assert_eq!(v["session"]["online"], false, "{v}");
+    let r = radius_status(&admin).await;
+    assert_eq!(r["sims_online"], 0, "{r}");
+    let metrics = gw
+        .http
+        .get(gw.aurl("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("sekisho_radius_stored_total 1"),
+        "{metrics}"
+    );
+}
+
+/// V20: data from another address than the one the carrier gave the device's SIM is spoofing; data
+/// from the SIM's own address is not.
+#[tokio::test]
+async fn data_from_another_address_than_the_sims_is_spoofing() {
+    let dir = TempDir::new("v20");
+    let gw = gateway(&dir);
+    let admin = gw.admin().await;
+    let field = admin.field("carrier-v20").await;
+    let spoofed = sim_device(&admin, &field, "car-a", "440100000000011").await;
+    let genuine = sim_device(&admin, &field, "car-b", "440100000000012").await;
+    acct(
+        &gw,
+        Acct {
+            status: "Start",
+            imsi: "440100000000011",
+            session: "a",
+            ip: "10.45.0.7",
+            up: 0,
+            down: 0,
+        },
+    )
+    .await;
+    acct(
+        &gw,
+        Acct {
+            status: "Start",
+            imsi: "440100000000012",
+            session: "b",
+            ip: "127.0.0.2",
+            up: 0,
+            down: 0,
+        },
+    )
+    .await;
+    // The genuine device's traffic leaves from its SIM's address; the spoofer sends from 127.0.0.1.
+    let link = SimLink::new("127.0.0.2");
+    let mut b = Device::new(&gw, &genuine, "car-b");
+    b.base = format!("https://{}", link.route(&gw.device).await);
+    b.auth().await;
+    assert_eq!(b.send(json!({"seq": 1, "speed": 40})).await.0, 202);
+    let mut a = Device::new(&gw, &spoofed, "car-a");
+    a.auth().await;
+    assert_eq!(a.send(json!({"seq": 1, "speed": 40})).await.0, 202);
+
+    let id_a = spoofed["id"].as_str().unwrap();
+    let found = eventually(10, || async {
+        let (_, v) = admin
+            .get(&format!(
+                "/api/v1/fields/{}/detections?rule=network.sim_ip_mismatch",
+                field["id"].as_str().unwrap()
+            ))
+            .await;
+        v["items"].as_array().filter(|i| !i.is_empty()).cloned()
+    })
+    .await
+    .expect("the spoofed device is detected");
+    assert_eq!(found.len(), 1, "only the spoofed device: {found:?}");
+    assert_eq!(found[0]["device_id"], id_a);
+    assert_eq!(found[0]["threat"], "spoofing");
+    assert_eq!(found[0]["evidence"]["sim_ip"], "10.45.0.7");
+    assert_eq!(found[0]["evidence"]["source_ip"], "127.0.0.1");
+}
+
+/// V19 without the trial's false positives (※2, ※3): a device that retries a lot (failed handshakes,
+/// cut-off requests) is not flagged, a SIM that sends megabytes that never reach the gateway is, and
+/// downlink the gateway never sent is reported as its own, lower signal.
+#[tokio::test]
+async fn sim_volume_reconciles_retries_and_catches_hijacking() {
+    let dir = TempDir::new("v19");
+    let gw = gateway(&dir);
+    let admin = gw.admin().await;
+    let field = admin.field("carrier-v19").await;
+    let sink = internet_host(0).await;
+    let scanner = internet_host(3_000_000).await;
+    let mut cases = Vec::new();
+    for (name, imsi, ip) in [
+        ("retrier", "440100000000021", "127.0.0.3"),
+        ("hijacked", "440100000000022", "127.0.0.4"),
+        ("scanned", "440100000000023", "127.0.0.5"),
+    ] {
+        let reg = sim_device(&admin, &field, name, imsi).await;
+        acct(
+            &gw,
+            Acct {
+                status: "Start",
+                imsi,
+                session: name,
+                ip,
+                up: 0,
+                down: 0,
+            },
+        )
+        .await;
+        let link = SimLink::new(ip);
+        let port = link.route(&gw.device).await;
+        let mut d = Device::new(&gw, &reg, name);
+        d.base = format!("https://{port}");
+        d.auth().await;
+        for seq in 1..=5 {
+            assert_eq!(
+                d.send(json!({"seq": seq, "v": "x".repeat(200)})).await.0,
+                202
+            );
+        }
+        cases.push((name, imsi, ip, reg, link, port));
+    }
+
+    // The retrier: 20 handshakes that fail and 40 requests cut off half-way (320 KB), as a device on a bad
+    // line does. Each reached the gateway, which counts them.
+    let (.., retrier_port) = &cases[0];
+    for _ in 0..20 {
+        let mut s = tokio::net::TcpStream::connect(retrier_port).await.unwrap();
+        let mut hello = vec![0x16, 0x03, 0x01, 0x01, 0x00];
+        hello.extend_from_slice(&[0x42; 256]);
+        let _ = s.write_all(&hello).await;
+        let _ = s.shutdown().await;
+        let mut buf = [0u8; 256];
+        while matches!(tokio::io::AsyncReadExt::read(&mut s, &mut buf).await, Ok(n) if n > 0) {}
+    }
+    for _ in 0..40 {
+        let mut tls = tls_connect(&dir.0, retrier_port).await.unwrap();
+        tls.write_all(b"POST /v1/telemetry HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\ncontent-length: 16000\r\n\r\n{\"seq\":")
+            .await
+            .unwrap();
+        tls.write_all(&[b'1'; 8000]).await.unwrap();
+        tls.flush().await.unwrap();
+        drop(tls);
+    }
+    // The hijacked device also sends 3 MB elsewhere; the scanned one is sent 3 MB it never asked for.
+    let hijacked = &cases[1].4;
+    upload(&hijacked.route(&sink).await, 3_000_000).await;
+    let scanned = &cases[2].4;
+    assert_eq!(download(&scanned.route(&scanner).await).await, 3_000_000);
+
+    // The packet gateway reports what it counted when the sessions end; each Stop is answered only
+    // after its window is judged.
+    for (name, imsi, ip, _, link, _) in &cases {
+        acct(
+            &gw,
+            Acct {
+                status: "Stop",
+                imsi,
+                session: name,
+                ip,
+                up: link.uplink(),
+                down: link.downlink(),
+            },
+        )
+        .await;
+    }
+    let id = |i: usize| cases[i].3["id"].as_str().unwrap().to_owned();
+    let scanned_rules = eventually(10, || async {
+        let r = rules_for(&admin, &field, &id(2)).await;
+        r.iter().any(|r| r.starts_with("sim.")).then_some(r)
+    })
+    .await
+    .expect("the scanned device's window is judged");
+    assert!(
+        scanned_rules.contains(&"sim.downlink_unsolicited".to_owned()),
+        "{scanned_rules:?}"
+    );
+    assert!(
+        !scanned_rules.contains(&"sim.uplink_excess".to_owned()),
+        "uplink is compared with uplink: {scanned_rules:?}"
+    );
+    let hijacked_rules = rules_for(&admin, &field, &id(1)).await;
+    assert!(
+        hijacked_rules.contains(&"sim.uplink_excess".to_owned()),
+        "{hijacked_rules:?}"
+    );
+    let retrier_rules = rules_for(&admin, &field, &id(0)).await;
+    assert!(
+        !retrier_rules.iter().any(|r| r.starts_with("sim.")),
+        "retries are reconciled, not flagged: {retrier_rules:?}"
+    );
+    // The evidence shows what was compared.
+    let (_, v) = admin
+        .get(&format!(
+            "/api/v1/fields/{}/detections?rule=sim.uplink_excess",
+            field["id"].as_str().unwrap()
+        ))
+        .await;
+    let e = &v["items"][0]["evidence"];
+    assert!(e["sim_uplink"].as_u64().unwrap() > 3_000_000, "{e}");
+    assert!(e["gateway_rx"].as_u64().unwrap() > 5 * 200, "{e}");
+}
