@@ -51,6 +51,8 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// 500: an unexpected internal failure; details are in the gateway's log.
     Internal,
+    /// 502: the carrier's SIM API failed or refused (the call is recorded with the carrier's error).
+    CarrierUnavailable,
 }
 
 impl ErrorCode {
@@ -71,6 +73,7 @@ impl ErrorCode {
             Conflict => 409,
             MethodNotAllowed => 405,
             Internal => 500,
+            CarrierUnavailable => 502,
         }
     }
 
@@ -99,6 +102,7 @@ impl ErrorCode {
             UnknownEndpoint => "unknown_endpoint",
             MethodNotAllowed => "method_not_allowed",
             Internal => "internal",
+            CarrierUnavailable => "carrier_unavailable",
         }
     }
 }

@@ -39,6 +39,8 @@ pub struct App {
     /// The live SIM table from the carrier's RADIUS accounting.
     pub sims: Arc<crate::carrier::Sims>,
     pub radius: crate::carrier::radius::RadiusStats,
+    /// The carrier's SIM control API (`[carrier.api]`; `none` answers every call `not_configured`).
+    pub sim_api: Arc<dyn sekisho_carrier::SimControl>,
 }
 
 /// What `App::new` wires in besides the configuration and the store.
@@ -50,6 +52,7 @@ pub struct Parts {
     pub detector: Arc<Detector>,
     pub bus: Arc<dyn Bus>,
     pub sims: Arc<crate::carrier::Sims>,
+    pub sim_api: Arc<dyn sekisho_carrier::SimControl>,
 }
 
 #[derive(Default)]
@@ -75,6 +78,7 @@ impl App {
             detector,
             bus,
             sims,
+            sim_api,
         } = parts;
         let login_window = (config.admin.login_lockout_secs.max(1) * 1000) as i64;
         Self {
@@ -94,6 +98,7 @@ impl App {
             cloud_changed: tokio::sync::Notify::new(),
             sims,
             radius: Default::default(),
+            sim_api,
         }
     }
 }

@@ -10,7 +10,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// The documented default configuration, as written by `sekisho init`.
-pub const DEFAULT_TOML: &str = include_str!("default.toml");
+/// The carrier API's part (`[carrier.api]`) is the carrier crate's own documented default.
+pub const DEFAULT_TOML: &str = concat!(
+    include_str!("default.toml"),
+    "\n",
+    include_str!("../../carrier/src/config/default.toml")
+);
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -136,11 +141,12 @@ impl Default for DetectionConfig {
     }
 }
 
-/// The carrier's side: RADIUS accounting from its packet gateway.
+/// The carrier's side: RADIUS accounting from its packet gateway, and its SIM control API.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CarrierConfig {
     pub radius: RadiusConfig,
+    pub api: sekisho_carrier::CarrierApiConfig,
 }
 
 /// The RADIUS accounting listener (RFC 2866, UDP).
@@ -282,6 +288,7 @@ impl Config {
         for c in &mut self.carrier.radius.clients {
             fix(&mut c.secret_file);
         }
+        self.carrier.api.resolve_paths(data_dir);
     }
 
     /// Every problem with the configuration (empty when it is usable). Files are checked too.
@@ -397,6 +404,13 @@ impl Config {
         if let Err(p) = crate::carrier::radius::clients(radius) {
             out.extend(p);
         }
+        out.extend(
+            self.carrier
+                .api
+                .validate(Path::new(""))
+                .into_iter()
+                .map(|p| format!("carrier.api.{p}")),
+        );
         if !matches!(self.log.format.as_str(), "text" | "json") {
             out.push(format!(
                 "log.format: '{}' is neither 'text' nor 'json'",
@@ -431,7 +445,8 @@ mod tests {
     #[test]
     fn every_problem_is_listed() {
         let mut c = Config::from_toml(
-            "[device]\nlisten = \"nowhere\"\nmax_connections = 0\n[store]\nsync = \"sometimes\"\n[limits]\nmax_json_depth = 0\n",
+            "[device]\nlisten = \"nowhere\"\nmax_connections = 0\n[store]\nsync = \"sometimes\"\n[limits]\nmax_json_depth = 0\n\
+             [carrier.radius]\nlisten = \"0.0.0.0\"\nclients = [{ address = \"pgw\", secret_file = \"none\" }]\n",
         )
         .unwrap();
         c.resolve_paths(Path::new("/nonexistent"));
@@ -442,6 +457,9 @@ mod tests {
             "store.sync",
             "limits.max_json_depth",
             "device.cert",
+            "carrier.radius.listen",
+            "carrier.radius.clients[0].address",
+            "carrier.radius.clients[0].secret_file",
         ] {
             assert!(
                 p.iter().any(|x| x.contains(needle)),

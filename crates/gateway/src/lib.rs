@@ -148,6 +148,8 @@ pub async fn run(
     let sims = Arc::new(carrier::Sims::load(store.sim_sessions().await?, now));
     let radius_clients = carrier::radius::clients(&config.carrier.radius)
         .map_err(|p| anyhow::anyhow!("carrier.radius: {}", p.join("; ")))?;
+    let sim_api = sekisho_carrier::connect(&config.carrier.api, Path::new(""))
+        .map_err(|p| anyhow::anyhow!("carrier.api: {}", p.join("; ")))?;
     let (detector, found) = detection::start(&config, &store, sims.clone()).await?;
     let detector = Arc::new(detector);
     let group_window_ms = config.detection.group_window_secs as i64 * 1000;
@@ -171,6 +173,7 @@ pub async fn run(
         detector,
         bus,
         sims: sims.clone(),
+        sim_api,
     };
     let app = Arc::new(App::new(config, store, parts));
     let (stop, stopped) = watch::channel(false);

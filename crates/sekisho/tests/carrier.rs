@@ -164,6 +164,15 @@ async fn accounting_from_radclient_builds_the_live_sim_table() {
         .map(|r| r["status"].as_str().unwrap())
         .collect();
     assert_eq!(statuses, ["interim", "interim", "start"], "{page}");
+    // Without a carrier API configured, SIM control says so plainly.
+    let (s, v) = admin
+        .post(&format!("{}/suspend", sim_path(&field, &dev)), json!({}))
+        .await;
+    assert_eq!((s, v["error"].as_str()), (409, Some("conflict")), "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("not_configured"),
+        "{v}"
+    );
     let r = radius_status(&admin).await;
     assert_eq!(
         (r["duplicates"].as_u64(), r["malformed"].as_u64()),
@@ -437,4 +446,137 @@ async fn sim_volume_reconciles_retries_and_catches_hijacking() {
     let e = &v["items"][0]["evidence"];
     assert!(e["sim_uplink"].as_u64().unwrap() > 3_000_000, "{e}");
     assert!(e["gateway_rx"].as_u64().unwrap() > 5 * 200, "{e}");
+}
+
+/// V26: a device's SIM is suspended and resumed through the carrier's API — the carrier simulator
+/// (`sekisho-carrier`, a stand-in for a real carrier) over HTTPS with its own CA, called by the real
+/// MVNO connector. Suspending twice is harmless; a failing carrier is retried, then reported; every
+/// call is recorded.
+#[tokio::test]
+async fn a_devices_sim_is_suspended_and_resumed_through_the_carrier() {
+    use sekisho_carrier::simulator::{Fault, NewSim, Simulator, self_signed, server_config};
+    const IMSI: &str = "440100000000031";
+    let carrier = Simulator::new(Some("carrier-t0ken".into()));
+    carrier
+        .add_sim(NewSim {
+            imsi: IMSI.into(),
+            iccid: "8981100000000000031".into(),
+            msisdn: Some("819000000031".into()),
+            status: "active".into(),
+        })
+        .unwrap();
+    let tls = self_signed(&["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let running = carrier
+        .start(Some(
+            server_config(&tls.cert_pem, &tls.key_pem, None).unwrap(),
+        ))
+        .await
+        .unwrap();
+
+    let dir = TempDir::new("v26");
+    common::init(&dir.0);
+    std::fs::write(dir.0.join("carrier.token"), "carrier-t0ken\n").unwrap();
+    std::fs::write(dir.0.join("carrier-ca.pem"), &tls.ca_pem).unwrap();
+    let api: toml::Table = toml::from_str(&format!(
+        r#"
+        [api]
+        kind = "mvno"
+        base_url = "{}"
+        ca_file = "carrier-ca.pem"
+        retries = 2
+        backoff_initial_ms = 20
+        backoff_max_ms = 100
+        "#,
+        running.url
+    ))
+    .unwrap();
+    common::configure(&dir.0, &[("carrier", "api", api["api"].clone())]);
+    let gw = Gateway::start_in(&dir.0);
+    let admin = gw.admin().await;
+    let field = admin.field("carrier-v26").await;
+    let dev = sim_device(&admin, &field, "car-s", IMSI).await;
+    let path = sim_path(&field, &dev);
+
+    for _ in 0..2 {
+        let (s, v) = admin.post(&format!("{path}/suspend"), json!({})).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["sim"]["state"], "suspended", "{v}");
+        assert_eq!(v["record"]["outcome"], "ok");
+    }
+    assert_eq!(carrier.sim(IMSI).unwrap().status, "inactive");
+    let deactivations = carrier
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/deactivate"))
+        .count();
+    assert_eq!(
+        deactivations, 2,
+        "each suspend is one call, the second a no-op"
+    );
+
+    carrier.add_usage(IMSI, 1500, 4200, None);
+    let (s, v) = admin.get(&format!("{path}/carrier")).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["status"]["state"], "suspended");
+    assert_eq!(
+        (v["uplink_bytes"].as_u64(), v["downlink_bytes"].as_u64()),
+        (Some(1500), Some(4200))
+    );
+
+    let (s, v) = admin.post(&format!("{path}/resume"), json!({})).await;
+    assert_eq!(
+        (s, v["sim"]["state"].as_str()),
+        (200, Some("active")),
+        "{v}"
+    );
+    assert_eq!(carrier.sim(IMSI).unwrap().status, "active");
+
+    // The carrier fails: retried (2 retries), then a clear error; the failure is recorded.
+    carrier.inject(Fault {
+        status: Some(503),
+        ..Fault::default()
+    });
+    let (s, v) = admin.post(&format!("{path}/suspend"), json!({})).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (502, Some("carrier_unavailable")),
+        "{v}"
+    );
+    carrier.clear_faults();
+    assert_eq!(carrier.sim(IMSI).unwrap().status, "active");
+    let (_, v) = admin.get(&path).await;
+    let last = &v["actions"][0];
+    assert_eq!(
+        (
+            last["action"].as_str(),
+            last["outcome"].as_str(),
+            last["error"].as_str(),
+            last["attempts"].as_i64()
+        ),
+        (
+            Some("suspend"),
+            Some("failed"),
+            Some("unavailable"),
+            Some(3)
+        ),
+        "{v}"
+    );
+    assert_eq!(last["actor"], "user:admin");
+    let actions: Vec<&str> = v["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["suspend", "resume", "usage", "status", "suspend", "suspend"]
+    );
+
+    // A device without a SIM has none to suspend.
+    let plain = admin.device(&field, "no-sim").await;
+    let (s, _) = admin
+        .post(&format!("{}/suspend", sim_path(&field, &plain)), json!({}))
+        .await;
+    assert_eq!(s, 404);
 }

@@ -38,7 +38,7 @@ use utoipa::{Modify, OpenApi};
         fields::delete_cloud, fields::dead_letters,
         devices::register, devices::list, devices::get_one, devices::delete, devices::enable, devices::disable,
         devices::issue_certificate, devices::set_certificate,
-        sims::get_sim, sims::accounting,
+        sims::get_sim, sims::accounting, sims::suspend, sims::resume, sims::carrier,
         history::messages, history::auth_attempts, history::security_events, history::message_body,
         system::status, system::create_user, system::list_users,
         templates::library, templates::library_one, templates::get_template, templates::put_template,
@@ -109,6 +109,18 @@ pub fn router(app: Arc<App>) -> Router {
         .route(
             "/api/v1/fields/{field}/devices/{device}/sim/accounting",
             get(sims::accounting),
+        )
+        .route(
+            "/api/v1/fields/{field}/devices/{device}/sim/suspend",
+            post(sims::suspend),
+        )
+        .route(
+            "/api/v1/fields/{field}/devices/{device}/sim/resume",
+            post(sims::resume),
+        )
+        .route(
+            "/api/v1/fields/{field}/devices/{device}/sim/carrier",
+            get(sims::carrier),
         )
         .route("/api/v1/history/messages", get(history::messages))
         .route(

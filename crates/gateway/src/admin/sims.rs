@@ -4,9 +4,12 @@
 use super::Caller;
 use super::devices::device_in;
 use crate::app::App;
+use crate::carrier::control;
 use crate::error::{ApiError, ApiQuery, ApiResult};
 use axum::Json;
 use axum::extract::{Path, State};
+use sekisho_carrier::CarrierError;
+use sekisho_core::ErrorCode;
 use sekisho_core::Sim;
 use sekisho_store::SimSessionRow;
 use sekisho_store::carrier::{AccountingRow, SimActionRow};
@@ -28,7 +31,10 @@ pub struct SimView {
 
 fn sim_of(app: &App, caller: &Caller, field: &str, device: &str) -> ApiResult<(String, Sim)> {
     let f = caller.field(app, field)?;
-    let d = device_in(app, &f, device)?;
+    sim_of_device(&*device_in(app, &f, device)?)
+}
+
+fn sim_of_device(d: &crate::registry::DeviceEntry) -> ApiResult<(String, Sim)> {
     let sim = d
         .device
         .sim
@@ -86,4 +92,146 @@ pub async fn accounting(
         .then(|| items.last().map(|a| a.id))
         .flatten();
     Ok(Json(AccountingPage { items, next_before }))
+}
+
+/// A SIM as the carrier's API reports it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CarrierSim {
+    /// `active`, `suspended`, `terminated`, or the carrier's own word.
+    pub state: String,
+    pub imsi: Option<String>,
+    pub iccid: Option<String>,
+    pub msisdn: Option<String>,
+    pub online: Option<bool>,
+    pub ip: Option<String>,
+}
+
+impl From<sekisho_carrier::SimStatus> for CarrierSim {
+    fn from(s: sekisho_carrier::SimStatus) -> Self {
+        Self {
+            state: s.state.as_str().to_owned(),
+            imsi: s.imsi,
+            iccid: s.iccid,
+            msisdn: s.msisdn,
+            online: s.online,
+            ip: s.ip.map(|ip| ip.to_string()),
+        }
+    }
+}
+
+/// The outcome of a SIM call (suspend, resume) with its record.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SimActionResult {
+    pub sim: CarrierSim,
+    pub record: SimActionRow,
+}
+
+/// The carrier's answer to a live query.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CarrierView {
+    pub status: CarrierSim,
+    pub uplink_bytes: Option<u64>,
+    pub downlink_bytes: Option<u64>,
+}
+
+/// A carrier failure as an API error (the call itself is already recorded).
+fn carrier_error(e: CarrierError, record: &SimActionRow) -> ApiError {
+    let code = match e {
+        CarrierError::NotConfigured => ErrorCode::Conflict,
+        CarrierError::Invalid(_) => ErrorCode::InvalidRequest,
+        _ => ErrorCode::CarrierUnavailable,
+    };
+    ApiError::new(
+        code,
+        format!(
+            "carrier: {} ({}; {} attempt(s), recorded as SIM action {})",
+            e,
+            e.code(),
+            record.attempts,
+            record.id
+        ),
+    )
+}
+
+async fn set_suspended(
+    app: &App,
+    caller: &Caller,
+    field: &str,
+    device: &str,
+    suspend: bool,
+) -> ApiResult<SimActionResult> {
+    let f = caller.managed_field(app, field)?;
+    let d = device_in(app, &f, device)?;
+    sim_of_device(&d)?;
+    let actor = format!("user:{}", caller.user.username);
+    let out = control::set_suspended(app, &d.device, suspend, &actor).await;
+    let action = if suspend { "sim_suspend" } else { "sim_resume" };
+    caller
+        .log(
+            app,
+            action,
+            Some(d.device.id.as_str()),
+            Some(&out.record.outcome),
+        )
+        .await;
+    match out.result {
+        Ok(s) => Ok(SimActionResult {
+            sim: s.into(),
+            record: out.record,
+        }),
+        Err(e) => Err(carrier_error(e, &out.record)),
+    }
+}
+
+/// Suspend the device's SIM through the carrier (V26). Idempotent; recorded whatever the outcome.
+#[utoipa::path(post, path = "/api/v1/fields/{field}/devices/{device}/sim/suspend", tag = "carrier", params(("field" = String, Path), ("device" = String, Path)),
+    responses((status = 200, body = SimActionResult), (status = 404, body = sekisho_core::ErrorBody), (status = 409, description = "no carrier API configured", body = sekisho_core::ErrorBody),
+        (status = 502, description = "the carrier failed or refused", body = sekisho_core::ErrorBody)))]
+pub async fn suspend(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path((field, device)): Path<(String, String)>,
+) -> ApiResult<Json<SimActionResult>> {
+    Ok(Json(
+        set_suspended(&app, &caller, &field, &device, true).await?,
+    ))
+}
+
+/// Resume the device's SIM (the undo of suspend). Idempotent; recorded whatever the outcome.
+#[utoipa::path(post, path = "/api/v1/fields/{field}/devices/{device}/sim/resume", tag = "carrier", params(("field" = String, Path), ("device" = String, Path)),
+    responses((status = 200, body = SimActionResult), (status = 404, body = sekisho_core::ErrorBody), (status = 409, description = "no carrier API configured", body = sekisho_core::ErrorBody),
+        (status = 502, description = "the carrier failed or refused", body = sekisho_core::ErrorBody)))]
+pub async fn resume(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path((field, device)): Path<(String, String)>,
+) -> ApiResult<Json<SimActionResult>> {
+    Ok(Json(
+        set_suspended(&app, &caller, &field, &device, false).await?,
+    ))
+}
+
+/// Ask the carrier now: the SIM's state and session, and its usage (both calls recorded).
+#[utoipa::path(get, path = "/api/v1/fields/{field}/devices/{device}/sim/carrier", tag = "carrier", params(("field" = String, Path), ("device" = String, Path)),
+    responses((status = 200, body = CarrierView), (status = 404, body = sekisho_core::ErrorBody), (status = 409, body = sekisho_core::ErrorBody), (status = 502, body = sekisho_core::ErrorBody)))]
+pub async fn carrier(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path((field, device)): Path<(String, String)>,
+) -> ApiResult<Json<CarrierView>> {
+    let f = caller.field(&app, &field)?;
+    let d = device_in(&app, &f, &device)?;
+    sim_of_device(&d)?;
+    let actor = format!("user:{}", caller.user.username);
+    let status = control::status(&app, &d.device, &actor).await;
+    let status = status
+        .result
+        .map_err(|e| carrier_error(e, &status.record))?;
+    // Usage is optional in a carrier's API: its failure leaves the counts empty (and is recorded).
+    let usage = control::usage(&app, &d.device, &actor).await.result.ok();
+    Ok(Json(CarrierView {
+        status: status.into(),
+        uplink_bytes: usage.map(|u| u.uplink_bytes),
+        downlink_bytes: usage.map(|u| u.downlink_bytes),
+    }))
 }

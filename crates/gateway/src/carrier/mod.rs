@@ -11,6 +11,7 @@
 //! rows are written to the store in that same order, in the transaction of the record; no lock here
 //! is held across an `.await`.
 
+pub mod control;
 pub mod radius;
 
 use crate::detection::SimIps;
