@@ -46,7 +46,7 @@ pub fn openapi_json(api: &str) -> String {
     let doc = if api == "device" {
         device::DeviceApi::openapi()
     } else {
-        admin::AdminApi::openapi()
+        admin::openapi()
     };
     doc.to_pretty_json().unwrap_or_default()
 }

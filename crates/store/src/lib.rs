@@ -145,6 +145,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_detection.sql"),
     include_str!("migrations/0003_carrier.sql"),
+    include_str!("migrations/0004_response.sql"),
+    include_str!("migrations/0005_mfa.sql"),
 ];
 
 /// Opens (creating if needed) the encrypted store at `path`, checks the key, applies migrations and

@@ -8,6 +8,8 @@
 pub(crate) mod devices;
 pub(crate) mod fields;
 pub(crate) mod history;
+pub(crate) mod mfa;
+pub(crate) mod response;
 pub(crate) mod session;
 pub(crate) mod sims;
 pub(crate) mod system;
@@ -48,6 +50,14 @@ use utoipa::{Modify, OpenApi};
     security(("bearer" = [])),
 )]
 pub struct AdminApi;
+
+/// The whole admin API document: the paths above plus those of the sub-APIs (second factor, response).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = AdminApi::openapi();
+    doc.merge(mfa::MfaApi::openapi());
+    doc.merge(response::ResponseApi::openapi());
+    doc
+}
 
 struct BearerAuth;
 
@@ -154,9 +164,11 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route(
             "/api/v1/openapi.json",
-            get(|| async { axum::Json(AdminApi::openapi()) }),
+            get(|| async { axum::Json(openapi()) }),
         )
         .route("/metrics", get(system::metrics))
+        .merge(mfa::router())
+        .merge(response::router())
         .merge(crate::console::router())
         .fallback(|| async {
             ApiError::new(ErrorCode::NotFound, "no such endpoint in the admin API")

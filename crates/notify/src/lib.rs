@@ -1,0 +1,1 @@
+//! Notifications (mail, webhooks). Filled in by the threat-response work.

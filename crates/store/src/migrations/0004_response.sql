@@ -1,0 +1,1 @@
+-- Schema version 4: threat response (decisions, actions, approvals, device reports).
