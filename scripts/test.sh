@@ -16,6 +16,9 @@ command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v perl >/dev/null 2>&1 || need+=(perl)   # vendored OpenSSL's build
 command -v radclient >/dev/null 2>&1 || need+=(freeradius-utils)   # a real RADIUS accounting client
+# a real SMTP server (Python aiosmtpd) for the mail tests; Debian's package serves /usr/bin/python3
+python3 -c 'import aiosmtpd' 2>/dev/null || /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null ||
+  need+=(python3-aiosmtpd)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing: ${need[*]}"
   apt-get update -qq
