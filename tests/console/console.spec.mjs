@@ -1,7 +1,8 @@
 // The Sekisho console in a real browser: Debian's chromium, driven by playwright-core, against the real
 // `sekisho` binary on loopback. One person's session, step by step: log in, create a field, register a
 // device and read its secret (shown once), disable it (htmx swaps the row), switch to Japanese, look at
-// the history, log out. The device API is called alongside to check that what the page says is true.
+// the history, turn on a second factor and stop the device with a code, log out. The device API is called
+// alongside to check that what the page says is true.
 //
 // Run with `bash tests/console/run.sh` (installs what it needs), or `node --test console.spec.mjs` with
 // SEKISHO_BIN pointing at a built binary. Screenshots go to $SEKISHO_SCREENSHOTS or a temp directory.
@@ -9,6 +10,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
+import { createHmac } from 'node:crypto';
 import { mkdtempSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -88,6 +90,47 @@ function devicePost(pathname, body) {
 
 const token = () =>
   devicePost('/v1/auth/token', { auth_id: seen.authId, auth_secret: seen.secret, unique_id: 'door-001' });
+
+/// RFC 6238: the 6-digit code of a 30-second step for a base32 key, as an authenticator app computes it.
+function totp(base32, step) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  const bytes = [];
+  let acc = 0;
+  let bits = 0;
+  for (const c of base32) {
+    acc = ((acc << 5) | alphabet.indexOf(c)) & 0xffff;
+    bits += 5;
+    if (bits >= 8) {
+      bits -= 8;
+      bytes.push((acc >>> bits) & 0xff);
+    }
+  }
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(step));
+  const h = createHmac('sha1', Buffer.from(bytes)).update(counter).digest();
+  const n = (h.readUInt32BE(h[19] & 0x0f) & 0x7fffffff) % 1_000_000;
+  return String(n).padStart(6, '0');
+}
+
+/// A code for a step the gateway has not accepted yet: the current step or the next one.
+async function freshCode() {
+  for (;;) {
+    const now = Math.floor(Date.now() / 30_000);
+    const step = seen.lastStep === undefined ? now : Math.max(seen.lastStep + 1, now);
+    if (step <= now + 1) {
+      seen.lastStep = step;
+      return totp(seen.totpKey, step);
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+/// Six digits that are no code of the steps around now.
+function wrongCode() {
+  const now = Math.floor(Date.now() / 30_000);
+  const valid = [-2, -1, 0, 1, 2].map((d) => totp(seen.totpKey, now + d));
+  return ['000000', '111111', '222222', '333333', '444444', '555555'].find((c) => !valid.includes(c));
+}
 
 async function shot(name) {
   const file = path.join(shots, `${name}.png`);
@@ -228,6 +271,35 @@ test('shows the history', { timeout: STEP_TIMEOUT }, async () => {
   assert.equal(await page.locator('table#auth .badge.success').count(), 0);
   assert.ok((await page.locator('table#auth .badge.failure').count()) >= 1);
   await shot('4-history');
+});
+
+test('turns on a second factor and stops the device with a code', { timeout: STEP_TIMEOUT }, async () => {
+  await Promise.all([page.waitForURL(/\/console\/security$/), page.click('nav.main-nav >> text=セキュリティ')]);
+  assert.equal(await page.getAttribute('#mfa-status', 'data-mfa'), 'off');
+  await Promise.all([page.waitForLoadState('load'), page.click('#mfa-enrol-form button')]);
+  seen.totpKey = (await page.textContent('#mfa-secret')).trim();
+  assert.match(await page.textContent('#mfa-uri'), /^otpauth:\/\/totp\/Sekisho:admin\?secret=/);
+  await page.fill('#mfa-confirm-form input[name=code]', await freshCode());
+  await Promise.all([page.waitForLoadState('load'), page.click('#mfa-confirm-form button')]);
+  assert.equal(await page.getAttribute('#mfa-status', 'data-mfa'), 'on');
+  await shot('5-second-factor');
+  // Enable is an undo: no code. Disable then needs one, typed beside the button.
+  await page.goto(seen.fieldUrl);
+  const row = page.locator('tr[data-unique-id="door-001"]');
+  await row.locator('button[data-action="enable"]').click();
+  await page.waitForSelector('tr[data-unique-id="door-001"] [data-status="active"]');
+  await row.locator('input[name=totp]').first().fill(wrongCode());
+  await row.locator('button[data-action="disable"]').click();
+  await page.waitForSelector('tr[data-unique-id="door-001"] .note');
+  assert.equal(await row.locator('[data-status]').getAttribute('data-status'), 'active', 'a wrong code stops nothing');
+  assert.equal((await token()).status, 200);
+  await row.locator('input[name=totp]').first().fill(await freshCode());
+  await row.locator('button[data-action="disable"]').click();
+  await page.waitForSelector('tr[data-unique-id="door-001"] [data-status="disabled"]');
+  const r = await token();
+  assert.equal(r.status, 403);
+  assert.equal(r.body.error, 'device_disabled');
+  await shot('6-stopped-with-a-code');
 });
 
 test('logs out', { timeout: STEP_TIMEOUT }, async () => {

@@ -41,6 +41,9 @@ pub enum ErrorCode {
     Unauthorized,
     /// 403: the user's role or fields do not cover this request.
     Forbidden,
+    /// 403: this action needs the user's second factor: a current, unused TOTP code (admin API,
+    /// `X-Sekisho-TOTP`); the message says whether it was missing, wrong or already used.
+    SecondFactorRequired,
     /// 404: no such resource (or not visible to this user).
     NotFound,
     /// 409: the resource already exists.
@@ -60,9 +63,8 @@ impl ErrorCode {
         use ErrorCode::*;
         match self {
             InvalidCredentials | InvalidToken | Unauthorized => 401,
-            DeviceDisabled | DeviceQuarantined | CertificateRequired | OffNetwork | Forbidden => {
-                403
-            }
+            DeviceDisabled | DeviceQuarantined | CertificateRequired | OffNetwork | Forbidden
+            | SecondFactorRequired => 403,
             MalformedJson | JsonTooDeep | InvalidRequest => 400,
             PayloadTooLarge | BatchTooLarge => 413,
             UnsupportedMediaType => 415,
@@ -97,6 +99,7 @@ impl ErrorCode {
             InvalidRequest => "invalid_request",
             Unauthorized => "unauthorized",
             Forbidden => "forbidden",
+            SecondFactorRequired => "second_factor_required",
             NotFound => "not_found",
             Conflict => "conflict",
             UnknownEndpoint => "unknown_endpoint",
@@ -124,11 +127,13 @@ mod tests {
             ErrorCode::InvalidCredentials,
             ErrorCode::PayloadTooLarge,
             ErrorCode::StoreUnavailable,
+            ErrorCode::SecondFactorRequired,
         ] {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));
         }
         assert_eq!(ErrorCode::DeviceDisabled.status(), 403);
         assert_eq!(ErrorCode::UnsupportedMediaType.status(), 415);
+        assert_eq!(ErrorCode::SecondFactorRequired.status(), 403);
     }
 }

@@ -64,6 +64,7 @@ pub async fn init(
             role: Role::Maintainer,
             fields: Vec::new(),
             created_at: now_ms(),
+            mfa_enabled: false,
         })
         .await?;
     store.close().await;

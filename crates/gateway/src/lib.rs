@@ -6,7 +6,7 @@
 //! - [`admin`]: the admin API (②, ⑦ history search, ⑧ status and metrics).
 //! - [`console`]: the browser console on the admin listener (server-rendered HTML over the admin functions).
 //! - [`registry`]: the in-memory registry the hot path reads; [`app`]: the shared state.
-//! - [`config`], [`pki`], [`crypto`], [`throttle`], [`error`]: the supporting pieces.
+//! - [`config`], [`pki`], [`crypto`], [`throttle`], [`totp`], [`error`]: the supporting pieces.
 //!
 //! [`run`] is the one entry point the binary and the tests share: it takes already bound listeners, a
 //! validated configuration, the database key and a shutdown future.
@@ -27,6 +27,7 @@ pub mod listener;
 pub mod pki;
 pub mod registry;
 pub mod throttle;
+pub mod totp;
 
 use app::App;
 use config::Config;

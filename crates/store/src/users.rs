@@ -14,6 +14,27 @@ pub struct UserRow {
     pub role: Role,
     pub fields: Vec<FieldId>,
     pub created_at: i64,
+    /// A confirmed second factor (TOTP) is required for this user's disruptive actions. Read from the
+    /// store; `insert_user` always stores a user without one (see [`Store::enable_totp`]).
+    pub mfa_enabled: bool,
+}
+
+/// A user's TOTP state: the secret (pending while not enabled) and the last step used.
+#[derive(Clone)]
+pub struct TotpState {
+    pub secret: Option<Vec<u8>>,
+    pub enabled: bool,
+    pub last_step: Option<i64>,
+}
+
+impl std::fmt::Debug for TotpState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TotpState")
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("enabled", &self.enabled)
+            .field("last_step", &self.last_step)
+            .finish()
+    }
 }
 
 impl Store {
@@ -43,7 +64,7 @@ impl Store {
 
     async fn user_where(&self, clause: &str, arg: &str) -> Result<Option<UserRow>> {
         let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT id, username, password_hash, role, created_at FROM users WHERE {clause} = ?"
+            "SELECT id, username, password_hash, role, created_at, mfa_enabled FROM users WHERE {clause} = ?"
         )))
         .bind(arg)
         .fetch_optional(&self.pool)
@@ -62,6 +83,7 @@ impl Store {
             role: Role::parse(r.try_get::<&str, _>("role")?).unwrap_or(Role::Analyst),
             fields: fields.into_iter().map(FieldId).collect(),
             created_at: r.try_get("created_at")?,
+            mfa_enabled: r.try_get::<i64, _>("mfa_enabled")? != 0,
         }))
     }
 
@@ -107,6 +129,76 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// A user's TOTP state.
+    pub async fn totp_state(&self, user: &UserId) -> Result<Option<TotpState>> {
+        let row =
+            sqlx::query("SELECT totp_secret, mfa_enabled, totp_last_step FROM users WHERE id = ?")
+                .bind(user.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some(r) = row else { return Ok(None) };
+        Ok(Some(TotpState {
+            secret: r.try_get("totp_secret")?,
+            enabled: r.try_get::<i64, _>("mfa_enabled")? != 0,
+            last_step: r.try_get("totp_last_step")?,
+        }))
+    }
+
+    /// Starts (or restarts) enrolment with a new pending secret; `false` if the user has a second
+    /// factor enabled already (or does not exist).
+    pub async fn set_pending_totp(&self, user: &UserId, secret: &[u8]) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE users SET totp_secret = ?, totp_last_step = NULL WHERE id = ? AND mfa_enabled = 0",
+        )
+        .bind(secret)
+        .bind(user.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Enables the pending secret `secret` (the one a code was just checked against), remembering the
+    /// confirming code's step; `false` if it is no longer the pending secret.
+    pub async fn enable_totp(&self, user: &UserId, secret: &[u8], step: i64) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE users SET mfa_enabled = 1, totp_last_step = ? \
+             WHERE id = ? AND mfa_enabled = 0 AND totp_secret = ?",
+        )
+        .bind(step)
+        .bind(user.as_str())
+        .bind(secret)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Uses `step` of an enabled second factor: `false` if that step (or a later one) was used already,
+    /// so two requests racing with one code cannot both pass.
+    pub async fn use_totp_step(&self, user: &UserId, step: i64) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE users SET totp_last_step = ? WHERE id = ? AND mfa_enabled = 1 \
+             AND (totp_last_step IS NULL OR totp_last_step < ?)",
+        )
+        .bind(step)
+        .bind(user.as_str())
+        .bind(step)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Removes a user's second factor, enabled or pending; `false` if there was none.
+    pub async fn clear_totp(&self, user: &UserId) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE users SET totp_secret = NULL, mfa_enabled = 0, totp_last_step = NULL \
+             WHERE id = ? AND (totp_secret IS NOT NULL OR mfa_enabled = 1)",
+        )
+        .bind(user.as_str())
+        .execute(&self.pool)
+        .await?;
         Ok(r.rows_affected() == 1)
     }
 
@@ -184,6 +276,7 @@ mod tests {
             role: Role::FieldAdmin,
             fields: vec![FieldId("f_1".into())],
             created_at: 1,
+            mfa_enabled: false,
         };
         store.insert_user(&u).await.unwrap();
         assert!(matches!(
@@ -202,6 +295,54 @@ mod tests {
         assert_eq!(store.session_user(&[9; 32], 100).await.unwrap(), None);
         store.delete_session(&[9; 32]).await.unwrap();
         assert_eq!(store.session_user(&[9; 32], 50).await.unwrap(), None);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn totp_enrolment_use_and_reset() {
+        let (store, _dir) = open_temp("totp").await;
+        let u = UserRow {
+            id: UserId("u_1".into()),
+            username: "bob".into(),
+            password_hash: "h".into(),
+            role: Role::Maintainer,
+            fields: vec![],
+            created_at: 1,
+            mfa_enabled: false,
+        };
+        store.insert_user(&u).await.unwrap();
+        let st = store.totp_state(&u.id).await.unwrap().unwrap();
+        assert!(st.secret.is_none() && !st.enabled && st.last_step.is_none());
+        assert!(!store.clear_totp(&u.id).await.unwrap(), "nothing to clear");
+        assert!(!store.use_totp_step(&u.id, 5).await.unwrap(), "not enabled");
+
+        // Enrolment: a newer pending secret replaces the first; only the pending one can be enabled.
+        assert!(store.set_pending_totp(&u.id, b"first").await.unwrap());
+        assert!(store.set_pending_totp(&u.id, b"second").await.unwrap());
+        assert!(!store.enable_totp(&u.id, b"first", 10).await.unwrap());
+        assert!(store.enable_totp(&u.id, b"second", 10).await.unwrap());
+        assert!(store.user(&u.id).await.unwrap().unwrap().mfa_enabled);
+        assert!(!store.set_pending_totp(&u.id, b"third").await.unwrap());
+        let st = store.totp_state(&u.id).await.unwrap().unwrap();
+        assert_eq!(
+            (st.secret.as_deref(), st.enabled),
+            (Some(&b"second"[..]), true)
+        );
+        assert!(
+            !format!("{st:?}").contains("second"),
+            "Debug hides the secret"
+        );
+
+        // Each step once, never an earlier one.
+        assert!(!store.use_totp_step(&u.id, 10).await.unwrap());
+        assert!(store.use_totp_step(&u.id, 11).await.unwrap());
+        assert!(!store.use_totp_step(&u.id, 11).await.unwrap());
+        assert!(!store.use_totp_step(&u.id, 9).await.unwrap());
+
+        assert!(store.clear_totp(&u.id).await.unwrap());
+        let st = store.totp_state(&u.id).await.unwrap().unwrap();
+        assert!(st.secret.is_none() && !st.enabled && st.last_step.is_none());
+        assert!(!store.user(&u.id).await.unwrap().unwrap().mfa_enabled);
         store.close().await;
     }
 }

@@ -2,13 +2,14 @@
 //! their authentication, give them a client certificate.
 
 use super::Caller;
+use super::mfa::header_code;
 use crate::app::App;
 use crate::crypto;
 use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult};
 use crate::registry::DeviceEntry;
 use axum::Json;
 use axum::extract::{Path, State};
-use http::StatusCode;
+use http::{HeaderMap, StatusCode};
 use sekisho_core::{Device, DeviceId, DeviceStatus, ErrorCode, Field, Sim};
 use sekisho_store::history::{AuthAttemptRow, Filter, MessageMeta};
 use sekisho_store::now_ms;
@@ -275,14 +276,34 @@ pub(crate) async fn set_status(
     Ok(d)
 }
 
-/// Delete a device: its credentials stop working at once (V07); its history stays.
-#[utoipa::path(delete, path = "/api/v1/fields/{field}/devices/{device}", tag = "devices", params(("field" = String, Path), ("device" = String, Path)),
-    responses((status = 204), (status = 404, body = sekisho_core::ErrorBody)))]
+/// Before a person stops or deletes a device: may they change it, then their second factor (a code
+/// is spent only on an action that can happen). Shared by the API and the console.
+pub(crate) async fn check_stop(
+    app: &App,
+    caller: &Caller,
+    field: &str,
+    device: &str,
+    code: Option<&str>,
+) -> ApiResult<()> {
+    let f = caller.managed_field(app, field)?;
+    device_in(app, &f, device)?;
+    caller.second_factor_code(app, code).await
+}
+
+/// Delete a device: its credentials stop working at once (V07); its history stays. Needs the caller's
+/// second factor when they have one.
+#[utoipa::path(delete, path = "/api/v1/fields/{field}/devices/{device}", tag = "devices",
+    params(("field" = String, Path), ("device" = String, Path),
+           ("X-Sekisho-TOTP" = Option<String>, Header, description = "A current code, for users with a second factor")),
+    responses((status = 204), (status = 403, description = "`second_factor_required`: the code is missing, wrong or already used", body = sekisho_core::ErrorBody),
+              (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn delete(
     State(app): State<Arc<App>>,
     caller: Caller,
     Path((field, device)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
+    check_stop(&app, &caller, &field, &device, header_code(&headers)).await?;
     set_status(&app, &caller, &field, &device, DeviceStatus::Deleted).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -301,13 +322,19 @@ pub async fn enable(
 }
 
 /// Stop a device's authentication: tokens revoked at once, new ones refused with `403 device_disabled` (V25).
-#[utoipa::path(post, path = "/api/v1/fields/{field}/devices/{device}/disable", tag = "devices", params(("field" = String, Path), ("device" = String, Path)),
-    responses((status = 200, body = DeviceView), (status = 404, body = sekisho_core::ErrorBody)))]
+/// Needs the caller's second factor when they have one.
+#[utoipa::path(post, path = "/api/v1/fields/{field}/devices/{device}/disable", tag = "devices",
+    params(("field" = String, Path), ("device" = String, Path),
+           ("X-Sekisho-TOTP" = Option<String>, Header, description = "A current code, for users with a second factor")),
+    responses((status = 200, body = DeviceView), (status = 403, description = "`second_factor_required`: the code is missing, wrong or already used", body = sekisho_core::ErrorBody),
+              (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn disable(
     State(app): State<Arc<App>>,
     caller: Caller,
     Path((field, device)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> ApiResult<Json<DeviceView>> {
+    check_stop(&app, &caller, &field, &device, header_code(&headers)).await?;
     Ok(Json(view(
         &set_status(&app, &caller, &field, &device, DeviceStatus::Disabled).await?,
     )))

@@ -37,6 +37,8 @@ pub struct Me {
     pub username: String,
     pub role: Role,
     pub fields: Vec<String>,
+    /// A second factor (TOTP) is enabled: disruptive actions need a code (`/api/v1/me/mfa`).
+    pub mfa_enabled: bool,
 }
 
 /// Log in.
@@ -142,6 +144,7 @@ pub async fn me(caller: Caller) -> Json<Me> {
         username: u.username,
         role: u.role,
         fields: u.fields.into_iter().map(|f| f.0).collect(),
+        mfa_enabled: u.mfa_enabled,
     })
 }
 

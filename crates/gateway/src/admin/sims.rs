@@ -8,6 +8,7 @@ use crate::carrier::control;
 use crate::error::{ApiError, ApiQuery, ApiResult};
 use axum::Json;
 use axum::extract::{Path, State};
+use http::HeaderMap;
 use sekisho_carrier::CarrierError;
 use sekisho_core::ErrorCode;
 use sekisho_core::Sim;
@@ -153,16 +154,21 @@ fn carrier_error(e: CarrierError, record: &SimActionRow) -> ApiError {
     )
 }
 
+/// Suspends or resumes; suspending (disruptive) needs the caller's second factor when they have one.
 async fn set_suspended(
     app: &App,
     caller: &Caller,
     field: &str,
     device: &str,
     suspend: bool,
+    headers: &HeaderMap,
 ) -> ApiResult<SimActionResult> {
     let f = caller.managed_field(app, field)?;
     let d = device_in(app, &f, device)?;
     sim_of_device(&d)?;
+    if suspend {
+        caller.second_factor(app, headers).await?;
+    }
     let actor = format!("user:{}", caller.user.username);
     let out = control::set_suspended(app, &d.device, suspend, &actor).await;
     let action = if suspend { "sim_suspend" } else { "sim_resume" };
@@ -183,17 +189,23 @@ async fn set_suspended(
     }
 }
 
-/// Suspend the device's SIM through the carrier (V26). Idempotent; recorded whatever the outcome.
-#[utoipa::path(post, path = "/api/v1/fields/{field}/devices/{device}/sim/suspend", tag = "carrier", params(("field" = String, Path), ("device" = String, Path)),
-    responses((status = 200, body = SimActionResult), (status = 404, body = sekisho_core::ErrorBody), (status = 409, description = "no carrier API configured", body = sekisho_core::ErrorBody),
+/// Suspend the device's SIM through the carrier (V26). Idempotent; recorded whatever the outcome. Needs
+/// the caller's second factor when they have one.
+#[utoipa::path(post, path = "/api/v1/fields/{field}/devices/{device}/sim/suspend", tag = "carrier",
+    params(("field" = String, Path), ("device" = String, Path),
+           ("X-Sekisho-TOTP" = Option<String>, Header, description = "A current code, for users with a second factor")),
+    responses((status = 200, body = SimActionResult),
+        (status = 403, description = "`second_factor_required`: the code is missing, wrong or already used", body = sekisho_core::ErrorBody),
+        (status = 404, body = sekisho_core::ErrorBody), (status = 409, description = "no carrier API configured", body = sekisho_core::ErrorBody),
         (status = 502, description = "the carrier failed or refused", body = sekisho_core::ErrorBody)))]
 pub async fn suspend(
     State(app): State<Arc<App>>,
     caller: Caller,
     Path((field, device)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> ApiResult<Json<SimActionResult>> {
     Ok(Json(
-        set_suspended(&app, &caller, &field, &device, true).await?,
+        set_suspended(&app, &caller, &field, &device, true, &headers).await?,
     ))
 }
 
@@ -207,7 +219,7 @@ pub async fn resume(
     Path((field, device)): Path<(String, String)>,
 ) -> ApiResult<Json<SimActionResult>> {
     Ok(Json(
-        set_suspended(&app, &caller, &field, &device, false).await?,
+        set_suspended(&app, &caller, &field, &device, false, &HeaderMap::new()).await?,
     ))
 }
 

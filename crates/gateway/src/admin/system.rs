@@ -333,6 +333,8 @@ pub struct UserView {
     pub role: Role,
     pub fields: Vec<String>,
     pub created_at: String,
+    /// The user has a confirmed second factor (TOTP).
+    pub mfa_enabled: bool,
 }
 
 fn user_view(u: &UserRow) -> UserView {
@@ -342,6 +344,7 @@ fn user_view(u: &UserRow) -> UserView {
         role: u.role,
         fields: u.fields.iter().map(|f| f.0.clone()).collect(),
         created_at: sekisho_core::time::rfc3339(u.created_at),
+        mfa_enabled: u.mfa_enabled,
     }
 }
 
@@ -394,6 +397,7 @@ pub async fn create_user(
         role: req.role,
         fields,
         created_at: now_ms(),
+        mfa_enabled: false,
     };
     app.store.insert_user(&user).await?;
     caller

@@ -1,11 +1,13 @@
 //! A field's page: its auth ID and outbox, its devices with the register form and the enable / disable /
 //! delete buttons (htmx swaps the row; without JavaScript they are plain forms), its recent messages.
+//! For a user with a second factor, disable and delete carry a `totp` code field, checked by the API's
+//! own check before the change.
 //!
 //! A new device's secret is shown once, in the response to the register form, and nowhere else.
 
 use super::view::{DeviceRow, MessageRow, query, when};
 use super::{Chrome, Ctx, Failure, render, see_other};
-use crate::admin::devices::{RegisterDevice, device_in, register_device, set_status};
+use crate::admin::devices::{RegisterDevice, check_stop, device_in, register_device, set_status};
 use crate::app::App;
 use askama::Template;
 use axum::Form;
@@ -77,6 +79,7 @@ async fn field_page(
     let f = ctx.caller.field(app, field).map_err(|e| ctx.fail(e))?;
     let t = ctx.t();
     let can_manage = ctx.caller.manages(&f.id);
+    let mfa = ctx.caller.user.mfa_enabled;
     let recent = Filter {
         field: Some(f.id.0.clone()),
         limit: 20,
@@ -94,7 +97,7 @@ async fn field_page(
             .registry
             .devices_of(&f.id)
             .iter()
-            .map(|d| DeviceRow::of(t, &d.device, can_manage))
+            .map(|d| DeviceRow::of(t, &d.device, can_manage).with_totp(mfa))
             .collect(),
         messages: messages
             .map_err(|e| ctx.fail(e.into()))?
@@ -169,13 +172,22 @@ pub async fn register(
     }
 }
 
+/// The device buttons' form: a second-factor code for disable and delete (users with one).
+#[derive(Debug, Default, Deserialize)]
+pub struct ActionForm {
+    #[serde(default)]
+    totp: Option<String>,
+}
+
 /// Enables, disables or deletes a device. htmx gets the new table row; a plain form post goes back to
-/// the field's page.
+/// the field's page. Disable and delete are disruptive: they pass the second-factor check first.
 pub async fn device_action(
     State(app): State<Arc<App>>,
     ctx: Ctx,
     Path((field, device, action)): Path<(String, String, String)>,
+    form: Result<Form<ActionForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, Failure> {
+    let form = form.map(|f| f.0).unwrap_or_default();
     let status = match action.as_str() {
         "enable" => DeviceStatus::Active,
         "disable" => DeviceStatus::Disabled,
@@ -189,7 +201,15 @@ pub async fn device_action(
         }
     };
     let t = ctx.t();
-    let d = match set_status(&app, &ctx.caller, &field, &device, status).await {
+    let mfa = ctx.caller.user.mfa_enabled;
+    let changed = async {
+        if status != DeviceStatus::Active {
+            let code = form.totp.as_deref();
+            check_stop(&app, &ctx.caller, &field, &device, code).await?;
+        }
+        set_status(&app, &ctx.caller, &field, &device, status).await
+    };
+    let d = match changed.await {
         Ok(d) => d,
         // htmx swaps only successful answers: show the problem in the row while it is there.
         Err(e) if ctx.htmx => {
@@ -201,8 +221,8 @@ pub async fn device_action(
             let Ok(entry) = entry else {
                 return Err(fail);
             };
-            let mut row =
-                DeviceRow::of(t, &entry.device, ctx.caller.manages(&entry.device.field_id));
+            let manage = ctx.caller.manages(&entry.device.field_id);
+            let mut row = DeviceRow::of(t, &entry.device, manage).with_totp(mfa);
             row.note = Some(fail.line());
             return Ok(render(StatusCode::OK, &RowFragment { t, row }));
         }
@@ -211,6 +231,6 @@ pub async fn device_action(
     if !ctx.htmx {
         return Ok(see_other(&format!("/console/fields/{}", d.field_id)));
     }
-    let row = DeviceRow::of(t, &d, ctx.caller.manages(&d.field_id));
+    let row = DeviceRow::of(t, &d, ctx.caller.manages(&d.field_id)).with_totp(mfa);
     Ok(render(StatusCode::OK, &RowFragment { t, row }))
 }

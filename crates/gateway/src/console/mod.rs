@@ -17,6 +17,7 @@ mod detections;
 mod field;
 mod i18n;
 mod pages;
+mod security;
 mod view;
 
 use crate::admin::Caller;
@@ -60,6 +61,10 @@ pub(crate) fn router() -> Router<Arc<App>> {
             "/console/fields/{field}/devices/{device}/{action}",
             post(field::device_action),
         )
+        .route("/console/security", get(security::page))
+        .route("/console/security/enrol", post(security::enrol))
+        .route("/console/security/confirm", post(security::confirm))
+        .route("/console/security/disable", post(security::disable))
         .route("/console/history", get(pages::history))
         .route("/console/detections", get(detections::page))
         .route("/console/assets/htmx.min.js", get(assets::htmx))
@@ -243,7 +248,7 @@ pub(crate) struct Chrome {
     pub t: &'static Text,
     pub lang: &'static str,
     pub title: String,
-    /// The active navigation entry: `dashboard`, `fields`, `history` or empty.
+    /// The active navigation entry: `dashboard`, `fields`, `history`, `security` or empty.
     pub nav: &'static str,
     pub here: String,
     pub user: Option<UserBadge>,
@@ -348,6 +353,7 @@ fn explain(t: &'static Text, e: &ApiError) -> (&'static str, Option<String>) {
     match e.code {
         ErrorCode::NotFound => (t.err_not_found, None),
         ErrorCode::Forbidden => (t.err_forbidden, None),
+        ErrorCode::SecondFactorRequired => (t.err_second_factor, None),
         ErrorCode::Conflict => (t.err_conflict, Some(e.message.clone())),
         ErrorCode::InvalidRequest => (t.err_invalid, Some(e.message.clone())),
         ErrorCode::StoreUnavailable | ErrorCode::TooManyRequests => (t.err_unavailable, None),

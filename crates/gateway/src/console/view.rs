@@ -70,6 +70,8 @@ pub struct DeviceRow {
     pub can_delete: bool,
     /// A problem with the last action on this row.
     pub note: Option<String>,
+    /// The user has a second factor: the disable and delete forms ask for a code.
+    pub totp: bool,
 }
 
 impl DeviceRow {
@@ -88,7 +90,14 @@ impl DeviceRow {
             can_disable: manage && d.status == DeviceStatus::Active,
             can_delete: manage && live,
             note: None,
+            totp: false,
         }
+    }
+
+    /// Asks for a second-factor code with the disable and delete buttons when `on`.
+    pub fn with_totp(mut self, on: bool) -> Self {
+        self.totp = on;
+        self
     }
 }
 

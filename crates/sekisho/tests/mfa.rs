@@ -1,0 +1,561 @@
+//! The administrators' second factor, black-box: enrolment and confirmation with codes computed here
+//! (an independent RFC 6238 implementation over the returned secret), disruptive actions refused
+//! without a code, with a wrong one and with a used one, the throttle on wrong codes, a maintainer's
+//! reset, turning it off, users without a second factor, the admin log, and the console's forms.
+
+mod common;
+
+use common::{ADMIN_PASSWORD, Admin, Device, Gateway, TempDir};
+use hmac::{Hmac, KeyInit, Mac};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const PASSWORD: &str = "second-factor-test-pw";
+
+fn base32_decode(s: &str) -> Vec<u8> {
+    let (mut out, mut buf, mut bits) = (Vec::new(), 0u32, 0);
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'2'..=b'7' => c - b'2' + 26,
+            _ => panic!("not base32: {s}"),
+        };
+        buf = (buf << 5) | v as u32;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buf >> bits) as u8);
+        }
+    }
+    out
+}
+
+/// RFC 4226 HOTP, 6 digits.
+fn code(key: &[u8], step: u64) -> String {
+    let mut mac = <Hmac<sha1::Sha1> as KeyInit>::new_from_slice(key).unwrap();
+    mac.update(&step.to_be_bytes());
+    let h = mac.finalize().into_bytes();
+    let o = (h[19] & 0x0f) as usize;
+    let v = u32::from_be_bytes([h[o], h[o + 1], h[o + 2], h[o + 3]]) & 0x7fff_ffff;
+    format!("{:06}", v % 1_000_000)
+}
+
+fn step_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 30
+}
+
+/// An authenticator app: the key, and the last step whose code the gateway accepted.
+struct App {
+    key: Vec<u8>,
+    last: Option<u64>,
+}
+
+impl App {
+    fn new(enrolment: &Value) -> Self {
+        Self {
+            key: base32_decode(enrolment["secret"].as_str().unwrap()),
+            last: None,
+        }
+    }
+
+    /// A code for a step the gateway has not seen: the current step or the next (both stay inside the
+    /// gateway's ±1 window when the clock ticks over). Waits for the clock when both are used.
+    async fn fresh(&mut self) -> (u64, String) {
+        loop {
+            let now = step_now();
+            let step = self.last.map_or(now, |l| (l + 1).max(now));
+            if step <= now + 1 {
+                return (step, code(&self.key, step));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// A fresh code the caller expects the gateway to accept.
+    async fn accepted(&mut self) -> String {
+        let (step, c) = self.fresh().await;
+        self.last = Some(step);
+        c
+    }
+
+    /// Six digits that are no code of the gateway's window.
+    fn wrong(&self) -> String {
+        let now = step_now();
+        let valid: Vec<String> = (now - 2..=now + 2).map(|s| code(&self.key, s)).collect();
+        (0..)
+            .map(|n: u32| format!("{:06}", 123_456 + n))
+            .find(|c| !valid.contains(c))
+            .unwrap()
+    }
+}
+
+/// Sends with an optional `X-Sekisho-TOTP` header.
+async fn send(a: &Admin, method: Method, path: &str, totp: Option<&str>) -> (u16, Value) {
+    let mut r = a
+        .http
+        .request(method, format!("{}{path}", a.base))
+        .bearer_auth(&a.token);
+    if let Some(c) = totp {
+        r = r.header("x-sekisho-totp", c);
+    }
+    let resp = r.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+async fn user(gw: &Gateway, admin: &Admin, name: &str, role: &str, fields: &[&str]) -> Admin {
+    let (s, v) = admin
+        .post(
+            "/api/v1/users",
+            json!({"username": name, "password": PASSWORD, "role": role, "fields": fields}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let r = gw.login(name, PASSWORD).await;
+    assert_eq!(r.status(), 200);
+    let token = r.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    Admin {
+        token,
+        ..admin.clone()
+    }
+}
+
+/// Enrols and confirms; returns the app that now holds the second factor.
+async fn enrol(a: &Admin) -> App {
+    let (s, e) = a.post("/api/v1/me/mfa", json!({})).await;
+    assert_eq!(s, 200, "{e}");
+    let mut app = App::new(&e);
+    let c = app.accepted().await;
+    let (s, v) = a.post("/api/v1/me/mfa/confirm", json!({"code": c})).await;
+    assert_eq!((s, &v), (200, &json!({"mfa_enabled": true})));
+    app
+}
+
+fn refused(r: &(u16, Value), wording: &str) {
+    assert_eq!(r.0, 403, "{}", r.1);
+    assert_eq!(r.1["error"], "second_factor_required", "{}", r.1);
+    let msg = r.1["message"].as_str().unwrap();
+    assert!(msg.contains(wording), "{msg:?} should say {wording:?}");
+}
+
+#[tokio::test]
+async fn disruptive_actions_need_a_fresh_code_once_a_user_has_a_second_factor() {
+    let dir = TempDir::new("mfa-api");
+    let gw = Gateway::start_in(&dir.0);
+    let admin = gw.admin().await;
+    let field = admin.field("plant").await;
+    let fid = field["id"].as_str().unwrap().to_owned();
+    let mut regs = Vec::new();
+    for u in ["pump-1", "pump-2", "pump-3", "pump-4"] {
+        let (s, d) = admin
+            .post(
+                &format!("/api/v1/fields/{fid}/devices"),
+                json!({"unique_id": u, "sim": {"imsi": "440101234567890"}}),
+            )
+            .await;
+        assert_eq!(s, 201, "{d}");
+        regs.push(d);
+    }
+    let dev = |i: usize| {
+        format!(
+            "/api/v1/fields/{fid}/devices/{}",
+            regs[i]["id"].as_str().unwrap()
+        )
+    };
+    let ops = user(&gw, &admin, "ops", "field_admin", &[&fid]).await;
+
+    // A user without a second factor acts as before.
+    assert_eq!(ops.get("/api/v1/me").await.1["mfa_enabled"], false);
+    let r = send(&admin, Method::POST, &format!("{}/disable", dev(3)), None).await;
+    assert_eq!(r.0, 200, "{}", r.1);
+
+    // Enrolment: each call replaces the pending secret; only the latest can be confirmed.
+    let (s, first) = ops.post("/api/v1/me/mfa", json!({})).await;
+    assert_eq!(s, 200, "{first}");
+    let (s, e) = ops.post("/api/v1/me/mfa", json!({})).await;
+    assert_eq!(s, 200, "{e}");
+    let secret = e["secret"].as_str().unwrap().to_owned();
+    assert_ne!(first["secret"], e["secret"]);
+    assert_eq!(secret.len(), 32, "20 bytes in base32 without padding");
+    assert_eq!(
+        e["otpauth_uri"],
+        format!(
+            "otpauth://totp/Sekisho:ops?secret={secret}&issuer=Sekisho&algorithm=SHA1&digits=6&period=30"
+        )
+    );
+    let mut app = App::new(&e);
+    let stale = code(&App::new(&first).key, step_now());
+    let (s, v) = ops
+        .post("/api/v1/me/mfa/confirm", json!({"code": stale}))
+        .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{v}"
+    );
+    let (s, v) = ops
+        .post("/api/v1/me/mfa/confirm", json!({"code": app.wrong()}))
+        .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{v}"
+    );
+    assert_eq!(ops.get("/api/v1/me").await.1["mfa_enabled"], false);
+    let c = app.accepted().await;
+    let (s, v) = ops.post("/api/v1/me/mfa/confirm", json!({"code": c})).await;
+    assert_eq!((s, &v), (200, &json!({"mfa_enabled": true})));
+    assert_eq!(ops.get("/api/v1/me").await.1["mfa_enabled"], true);
+    let (s, v) = ops.post("/api/v1/me/mfa", json!({})).await;
+    assert_eq!((s, v["error"].as_str()), (409, Some("conflict")), "{v}");
+    let (_, users) = admin.get("/api/v1/users").await;
+    let listed = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "ops");
+    assert_eq!(listed.unwrap()["mfa_enabled"], true);
+
+    // Disable: without a code, with a wrong one — the device stays active and can still log in.
+    let disable = format!("{}/disable", dev(0));
+    refused(
+        &send(&ops, Method::POST, &disable, None).await,
+        "X-Sekisho-TOTP",
+    );
+    refused(
+        &send(&ops, Method::POST, &disable, Some(&app.wrong())).await,
+        "wrong",
+    );
+    assert_eq!(ops.get(&dev(0)).await.1["device"]["status"], "active");
+    let device = Device::new(&gw, &regs[0], "pump-1");
+    let (s, v) = device
+        .request_token(&device.auth_id, &device.secret, "pump-1")
+        .await;
+    assert_eq!(s, 200, "{v}");
+    // Delete and SIM suspend are guarded the same way; resume (an undo) is not.
+    refused(
+        &send(&ops, Method::DELETE, &dev(1), None).await,
+        "X-Sekisho-TOTP",
+    );
+    assert_eq!(ops.get(&dev(1)).await.0, 200);
+    let suspend = format!("{}/sim/suspend", dev(1));
+    refused(
+        &send(&ops, Method::POST, &suspend, None).await,
+        "X-Sekisho-TOTP",
+    );
+    let r = send(&ops, Method::POST, &format!("{}/sim/resume", dev(1)), None).await;
+    assert_eq!(
+        (r.0, r.1["error"].as_str()),
+        (409, Some("conflict")),
+        "no carrier API: {}",
+        r.1
+    );
+
+    // The right code: done. The same code again (after re-enabling): refused as used.
+    let c = app.accepted().await;
+    let r = send(&ops, Method::POST, &disable, Some(&c)).await;
+    assert_eq!(
+        (r.0, r.1["status"].as_str()),
+        (200, Some("disabled")),
+        "{}",
+        r.1
+    );
+    let (s, v) = device
+        .request_token(&device.auth_id, &device.secret, "pump-1")
+        .await;
+    assert_eq!((s, v["error"].as_str()), (403, Some("device_disabled")));
+    let r = send(&ops, Method::POST, &format!("{}/enable", dev(0)), None).await;
+    assert_eq!(r.0, 200, "enable is an undo and needs no code: {}", r.1);
+    refused(
+        &send(&ops, Method::POST, &disable, Some(&c)).await,
+        "already used",
+    );
+    assert_eq!(ops.get(&dev(0)).await.1["device"]["status"], "active");
+
+    // Refused codes are throttled per user (an accepted code restarts the count: one used so far).
+    // After login_max_failures (5), no code is even looked at until the window ends.
+    refused(
+        &send(&ops, Method::DELETE, "/api/v1/me/mfa", Some(&app.wrong())).await,
+        "wrong",
+    );
+    refused(
+        &send(&ops, Method::DELETE, &dev(1), Some(&app.wrong())).await,
+        "wrong",
+    );
+    refused(
+        &send(&ops, Method::POST, &disable, Some(&app.wrong())).await,
+        "wrong",
+    );
+    refused(
+        &send(&ops, Method::POST, &suspend, Some(&app.wrong())).await,
+        "wrong",
+    );
+    let r = send(&ops, Method::POST, &disable, Some(&c)).await;
+    assert_eq!(
+        (r.0, r.1["error"].as_str()),
+        (429, Some("too_many_requests")),
+        "{}",
+        r.1
+    );
+    assert_eq!(ops.get(&dev(0)).await.1["device"]["status"], "active");
+    // The password login is a separate count: ops can still log in.
+    assert_eq!(gw.login("ops", PASSWORD).await.status(), 200);
+
+    // A maintainer with a second factor needs a code to reset someone else's; one without does not.
+    let boss = user(&gw, &admin, "boss", "maintainer", &[]).await;
+    let mut boss_app = enrol(&boss).await;
+    refused(
+        &send(&boss, Method::DELETE, "/api/v1/users/ops/mfa", None).await,
+        "X-Sekisho-TOTP",
+    );
+    let r = send(&ops, Method::DELETE, "/api/v1/users/boss/mfa", None).await;
+    assert_eq!((r.0, r.1["error"].as_str()), (403, Some("forbidden")));
+    let r = send(&boss, Method::DELETE, "/api/v1/users/nobody/mfa", None).await;
+    assert_eq!(r.0, 404);
+    let c = boss_app.accepted().await;
+    let r = send(&boss, Method::DELETE, "/api/v1/users/ops/mfa", Some(&c)).await;
+    assert_eq!(r.0, 204, "{}", r.1);
+    assert_eq!(ops.get("/api/v1/me").await.1["mfa_enabled"], false);
+    // Without a second factor (and with the throttle still counting), ops acts without a code.
+    let r = send(&ops, Method::DELETE, &dev(2), None).await;
+    assert_eq!(r.0, 204, "{}", r.1);
+
+    // Everything is in the admin log; the secret is nowhere in the gateway's output.
+    let log = gw.log_text();
+    for action in [
+        "mfa_enrol",
+        "mfa_enable",
+        "second_factor_failed",
+        "device_disable",
+        "mfa_reset",
+        "device_delete",
+    ] {
+        assert!(
+            log.contains(&format!("\"{action}\"")),
+            "{action} in the admin log"
+        );
+    }
+    assert!(!log.contains(&secret), "the secret is never logged");
+}
+
+#[tokio::test]
+async fn a_user_turns_the_second_factor_off_with_a_code() {
+    let dir = TempDir::new("mfa-off");
+    let gw = Gateway::start_in(&dir.0);
+    let admin = gw.admin().await;
+    let mut app = enrol(&admin).await;
+    let r = send(&admin, Method::DELETE, "/api/v1/me/mfa", None).await;
+    refused(&r, "X-Sekisho-TOTP");
+    // The code may come in the body too.
+    let c = app.accepted().await;
+    let (s, v) = admin
+        .req(Method::DELETE, "/api/v1/me/mfa", Some(json!({"code": c})))
+        .await;
+    assert_eq!(s, 204, "{v}");
+    assert_eq!(admin.get("/api/v1/me").await.1["mfa_enabled"], false);
+    // Nothing left: a no-op. A started enrolment is cancelled without a code.
+    assert_eq!(
+        send(&admin, Method::DELETE, "/api/v1/me/mfa", None).await.0,
+        204
+    );
+    let (s, _) = admin.post("/api/v1/me/mfa", json!({})).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        send(&admin, Method::DELETE, "/api/v1/me/mfa", None).await.0,
+        204
+    );
+    let (s, v) = admin
+        .post("/api/v1/me/mfa/confirm", json!({"code": "123456"}))
+        .await;
+    assert_eq!((s, v["error"].as_str()), (409, Some("conflict")), "{v}");
+    let log = gw.log_text();
+    assert!(log.contains("\"mfa_disable\"") && log.contains("\"mfa_enrol_cancel\""));
+}
+
+/// A console client (cookie session, same-origin header, no redirects followed).
+struct Console {
+    http: reqwest::Client,
+    base: String,
+    cookie: String,
+}
+
+impl Console {
+    async fn login(gw: &Gateway, user: &str, password: &str) -> Self {
+        let ca = std::fs::read(gw.dir.join("tls/ca.crt")).unwrap();
+        let http = reqwest::Client::builder()
+            .tls_certs_only(reqwest::Certificate::from_pem_bundle(&ca).unwrap())
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let mut c = Self {
+            http,
+            base: format!("https://{}", gw.admin),
+            cookie: String::new(),
+        };
+        let (s, h, _) = c
+            .post(
+                "/console/login",
+                &[("username", user), ("password", password)],
+                false,
+            )
+            .await;
+        assert_eq!(s, 303);
+        let set = h.get("set-cookie").unwrap().to_str().unwrap();
+        c.cookie = set.split(';').next().unwrap().to_owned();
+        c
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+        htmx: bool,
+    ) -> (u16, reqwest::header::HeaderMap, String) {
+        let body: Vec<String> = form.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("origin", &self.base)
+            .header("cookie", &self.cookie)
+            .body(body.join("&"));
+        if htmx {
+            r = r.header("hx-request", "true");
+        }
+        let resp = r.send().await.unwrap();
+        let (s, h) = (resp.status().as_u16(), resp.headers().clone());
+        (s, h, resp.text().await.unwrap())
+    }
+}
+
+/// The text between `<code id="{id}" …>` and `</code>`.
+fn code_text(page: &str, id: &str) -> String {
+    let start = page.find(&format!("id=\"{id}\"")).unwrap();
+    let rest = &page[start..];
+    let open = rest.find('>').unwrap() + 1;
+    rest[open..rest.find("</code>").unwrap()].replace("&amp;", "&")
+}
+
+#[tokio::test]
+async fn the_console_enrols_and_sends_the_code_with_stop_and_delete() {
+    let dir = TempDir::new("mfa-console");
+    let gw = Gateway::start_in(&dir.0);
+    let admin = gw.admin().await;
+    let field = admin.field("shop").await;
+    let fid = field["id"].as_str().unwrap().to_owned();
+    let reg = admin.device(&field, "till-1").await;
+    let did = reg["id"].as_str().unwrap().to_owned();
+    let c = Console::login(&gw, "admin", ADMIN_PASSWORD).await;
+
+    // The security page, in both languages.
+    let (s, page) = c.get("/console/security").await;
+    assert_eq!(s, 200);
+    assert!(page.contains("data-mfa=\"off\"") && page.contains("id=\"mfa-enrol-form\""));
+    assert!(page.contains("href=\"/console/security\" aria-current=\"page\""));
+    let (_, h, _) = c
+        .post(
+            "/console/lang",
+            &[("lang", "ja"), ("back", "/console/security")],
+            false,
+        )
+        .await;
+    let ja = h
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let r = c
+        .http
+        .get(format!("{}/console/security", c.base))
+        .header("cookie", format!("{}; {ja}", c.cookie))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.text().await.unwrap().contains("二要素認証"));
+
+    // Enrol: the key and the URI as text; a wrong code shows them again; the right one turns it on.
+    let (s, _, page) = c.post("/console/security/enrol", &[], false).await;
+    assert_eq!(s, 200);
+    let secret = code_text(&page, "mfa-secret");
+    let uri = code_text(&page, "mfa-uri");
+    assert!(
+        uri.starts_with("otpauth://totp/Sekisho:admin?secret=") && uri.contains(&secret),
+        "{uri}"
+    );
+    let mut app = App::new(&json!({"secret": secret}));
+    let (s, _, page) = c
+        .post(
+            "/console/security/confirm",
+            &[("code", &app.wrong())],
+            false,
+        )
+        .await;
+    assert_eq!(s, 400);
+    assert!(page.contains("role=\"alert\"") && code_text(&page, "mfa-secret") == secret);
+    let code1 = app.accepted().await;
+    let (s, _, page) = c
+        .post("/console/security/confirm", &[("code", &code1)], false)
+        .await;
+    assert_eq!(s, 200);
+    assert!(page.contains("data-mfa=\"on\"") && page.contains("id=\"mfa-disable-form\""));
+
+    // The field page's disable and delete forms now carry a code field.
+    let (_, page) = c.get(&format!("/console/fields/{fid}")).await;
+    assert_eq!(
+        page.matches("name=\"totp\"").count(),
+        2,
+        "disable and delete"
+    );
+    let action = format!("/console/fields/{fid}/devices/{did}/disable");
+    // htmx without a code: the row comes back, still active, with the reason.
+    let (s, _, row) = c.post(&action, &[], true).await;
+    assert_eq!(s, 200);
+    assert!(
+        row.contains("data-status=\"active\"") && row.contains("role=\"alert\""),
+        "{row}"
+    );
+    // A plain form with a wrong code: an error page.
+    let (s, _, _) = c.post(&action, &[("totp", &app.wrong())], false).await;
+    assert_eq!(s, 403);
+    let (_, v) = admin
+        .get(&format!("/api/v1/fields/{fid}/devices/{did}"))
+        .await;
+    assert_eq!(v["device"]["status"], "active");
+    // The right code: the row comes back disabled.
+    let code2 = app.accepted().await;
+    let (s, _, row) = c.post(&action, &[("totp", &code2)], true).await;
+    assert_eq!(s, 200);
+    assert!(row.contains("data-status=\"disabled\""), "{row}");
+    // Enable needs no code.
+    let enable = format!("/console/fields/{fid}/devices/{did}/enable");
+    let (s, _, row) = c.post(&enable, &[], true).await;
+    assert_eq!(s, 200);
+    assert!(row.contains("data-status=\"active\""), "{row}");
+}
