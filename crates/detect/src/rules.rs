@@ -1091,4 +1091,48 @@ mod tests {
         t.sim.check_uplink = false;
         assert!(sim_volume(&t.compile().unwrap(), &hijack).is_empty());
     }
+
+    #[test]
+    fn the_playbook_takes_the_first_matching_rule_then_the_threat() {
+        let t = library("car-mobility").unwrap();
+        let by = |threat, rule, sev| t.actions_for(threat, rule, sev, false).0;
+        assert_eq!(
+            by("hijacking", "sim.uplink_excess", Severity::High),
+            "playbook.sim-hijack"
+        );
+        assert_eq!(
+            by("hijacking", "rate.max", Severity::High),
+            "playbook.taken-over"
+        );
+        assert_eq!(
+            by("hijacking", "rate.max", Severity::Medium),
+            "actions.hijacking"
+        );
+        assert_eq!(by("eavesdropping", "x", Severity::High), "none");
+        let mut only_critical = t.clone();
+        only_critical.playbook[0].critical = Some(true);
+        assert_eq!(
+            only_critical
+                .actions_for("hijacking", "sim.uplink_excess", Severity::High, false)
+                .0,
+            "playbook.taken-over"
+        );
+        let mut bad = t.clone();
+        bad.playbook.push(crate::template::PlaybookRule {
+            name: "Bad Name".into(),
+            threats: vec!["nope".into()],
+            rules: vec![],
+            min_severity: None,
+            critical: None,
+            actions: vec!["explode".into()],
+        });
+        let p = bad.compile().unwrap_err();
+        for needle in [
+            "playbook[4].name",
+            "playbook[4].threats",
+            "playbook[4].actions",
+        ] {
+            assert!(p.iter().any(|x| x.contains(needle)), "{needle}: {p:?}");
+        }
+    }
 }

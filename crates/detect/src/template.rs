@@ -278,6 +278,9 @@ pub enum ScriptTrigger {
     Message,
     /// Every `every`, with the field's device states.
     Periodic,
+    /// For every detection the response worker decides on: `on_detection(detection, device, field)`
+    /// may add actions with `act("name")`.
+    Response,
 }
 
 /// A field's own detection logic in Luau (the trial's detection logic files).
@@ -304,6 +307,68 @@ pub const ACTIONS: &[&str] = &[
     "push_update",
     "collect_info",
 ];
+
+/// Actions a person must approve before they run on a device marked critical, and that can be undone.
+pub const DISRUPTIVE: &[&str] = &["stop_auth", "suspend_sim", "quarantine", "push_update"];
+
+/// One rule of the response playbook: when a detection matches every condition given, these actions
+/// run (the first matching rule wins; no match falls back to `actions[threat]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlaybookRule {
+    /// Shown in records (`[a-z0-9_-]+`).
+    pub name: String,
+    /// Threats it applies to; empty: any.
+    #[serde(default)]
+    pub threats: Vec<String>,
+    /// Rules it applies to, exactly or by prefix (`sim.*`); empty: any.
+    #[serde(default)]
+    pub rules: Vec<String>,
+    /// At least this severity.
+    #[serde(default)]
+    pub min_severity: Option<crate::Severity>,
+    /// Only devices marked critical (`true`) or only the others (`false`).
+    #[serde(default)]
+    pub critical: Option<bool>,
+    /// In order. Disruptive ones on a critical device wait for approval.
+    pub actions: Vec<String>,
+}
+
+impl PlaybookRule {
+    pub fn matches(
+        &self,
+        threat: &str,
+        rule: &str,
+        severity: crate::Severity,
+        critical: bool,
+    ) -> bool {
+        (self.threats.is_empty() || self.threats.iter().any(|t| t == threat))
+            && (self.rules.is_empty()
+                || self.rules.iter().any(|r| match r.strip_suffix('*') {
+                    Some(prefix) => rule.starts_with(prefix),
+                    None => r == rule,
+                }))
+            && self.min_severity.is_none_or(|m| severity >= m)
+            && self.critical.is_none_or(|c| c == critical)
+    }
+}
+
+/// How the response worker treats this field's detections.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResponseRules {
+    /// Another detection of the same threat on the same device within this window takes no new
+    /// actions (one incident, one set of actions); a higher severity still does.
+    pub suppress: Span,
+}
+
+impl Default for ResponseRules {
+    fn default() -> Self {
+        Self {
+            suppress: Span(3600),
+        }
+    }
+}
 
 /// A field's template.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -333,9 +398,38 @@ pub struct Template {
     pub sim: SimRules,
     #[serde(default)]
     pub scripts: Vec<ScriptDef>,
-    /// The response playbook: threat (`hijacking`, `theft`, …) → actions, in order.
+    /// The response playbook's simple form: threat (`hijacking`, `theft`, …) → actions, in order.
     #[serde(default)]
     pub actions: BTreeMap<String, Vec<String>>,
+    /// The response playbook's rules, tried in order before `actions`.
+    #[serde(default)]
+    pub playbook: Vec<PlaybookRule>,
+    #[serde(default)]
+    pub response: ResponseRules,
+}
+
+impl Template {
+    /// The actions for a detection: the first matching playbook rule's, else `actions[threat]`, and
+    /// the name of what decided (`playbook.<name>`, `actions.<threat>` or `none`).
+    pub fn actions_for(
+        &self,
+        threat: &str,
+        rule: &str,
+        severity: crate::Severity,
+        critical: bool,
+    ) -> (String, Vec<String>) {
+        if let Some(r) = self
+            .playbook
+            .iter()
+            .find(|r| r.matches(threat, rule, severity, critical))
+        {
+            return (format!("playbook.{}", r.name), r.actions.clone());
+        }
+        match self.actions.get(threat) {
+            Some(a) => (format!("actions.{threat}"), a.clone()),
+            None => ("none".to_owned(), Vec::new()),
+        }
+    }
 }
 
 fn default_offset() -> String {
@@ -528,6 +622,37 @@ impl Template {
                 if !ACTIONS.contains(&a.as_str()) {
                     p.push(format!(
                         "actions.{threat}: '{a}' is not one of {}",
+                        ACTIONS.join(", ")
+                    ));
+                }
+            }
+        }
+        let mut rule_names = std::collections::HashSet::new();
+        for (i, r) in self.playbook.iter().enumerate() {
+            let at = format!("playbook[{i}]");
+            if r.name.is_empty()
+                || !r
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+            {
+                p.push(format!("{at}.name: '{}' must be [a-z0-9_-]+", r.name));
+            }
+            if !rule_names.insert(r.name.as_str()) {
+                p.push(format!("{at}.name: '{}' appears twice", r.name));
+            }
+            for t in &r.threats {
+                if crate::Threat::parse(t).is_none() {
+                    p.push(format!("{at}.threats: '{t}' is not a threat"));
+                }
+            }
+            if r.actions.is_empty() {
+                p.push(format!("{at}.actions: name at least one action"));
+            }
+            for a in &r.actions {
+                if !ACTIONS.contains(&a.as_str()) {
+                    p.push(format!(
+                        "{at}.actions: '{a}' is not one of {}",
                         ACTIONS.join(", ")
                     ));
                 }

@@ -41,6 +41,14 @@ pub struct App {
     pub radius: crate::carrier::radius::RadiusStats,
     /// The carrier's SIM control API (`[carrier.api]`; `none` answers every call `not_configured`).
     pub sim_api: Arc<dyn sekisho_carrier::SimControl>,
+    /// Mail for notifications (`[response.smtp]`; disabled when no host is set).
+    pub mailer: sekisho_notify::Mailer,
+    /// Commands waiting for devices (telemetry responses).
+    pub commands: crate::response::Commands,
+    pub response_stats: crate::response::ResponseStats,
+    pub response_wake: crate::response::Wake,
+    /// The admin listener's address, for links.
+    pub admin_addr: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
 /// What `App::new` wires in besides the configuration and the store.
@@ -53,6 +61,7 @@ pub struct Parts {
     pub bus: Arc<dyn Bus>,
     pub sims: Arc<crate::carrier::Sims>,
     pub sim_api: Arc<dyn sekisho_carrier::SimControl>,
+    pub mailer: sekisho_notify::Mailer,
 }
 
 #[derive(Default)]
@@ -79,6 +88,7 @@ impl App {
             bus,
             sims,
             sim_api,
+            mailer,
         } = parts;
         let login_window = (config.admin.login_lockout_secs.max(1) * 1000) as i64;
         Self {
@@ -99,6 +109,24 @@ impl App {
             sims,
             radius: Default::default(),
             sim_api,
+            mailer,
+            commands: Default::default(),
+            response_stats: Default::default(),
+            response_wake: Default::default(),
+            admin_addr: Default::default(),
+        }
+    }
+
+    /// The console's base URL for links (`[response] console_url`, else the admin listener's).
+    pub fn console_url(&self) -> String {
+        let c = self.config.response.console_url.trim_end_matches('/');
+        if !c.is_empty() {
+            return c.to_owned();
+        }
+        match self.admin_addr.get() {
+            Some(a) if a.ip().is_unspecified() => format!("https://localhost:{}/console", a.port()),
+            Some(a) => format!("https://{a}/console"),
+            None => "/console".to_owned(),
         }
     }
 }

@@ -10,11 +10,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// The documented default configuration, as written by `sekisho init`.
-/// The carrier API's part (`[carrier.api]`) is the carrier crate's own documented default.
+/// The carrier API's part (`[carrier.api]`) and the SMTP part (`[response.smtp]`) are their crates'
+/// own documented defaults.
 pub const DEFAULT_TOML: &str = concat!(
     include_str!("default.toml"),
     "\n",
-    include_str!("../../carrier/src/config/default.toml")
+    include_str!("../../carrier/src/config/default.toml"),
+    "\n",
+    include_str!("../../notify/src/mail/default.toml")
 );
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -29,6 +32,7 @@ pub struct Config {
     pub cloud: CloudConfig,
     pub detection: DetectionConfig,
     pub carrier: CarrierConfig,
+    pub response: ResponseConfig,
     pub log: LogConfig,
 }
 
@@ -137,6 +141,42 @@ impl Default for DetectionConfig {
             queue_capacity: 65_536,
             script_cpu_ms: 50,
             script_memory_mib: 16,
+        }
+    }
+}
+
+/// Threat response: the worker that turns detections into actions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResponseConfig {
+    /// Off: detections are stored and published, and nothing acts on them.
+    pub enabled: bool,
+    /// The console's base URL for links in notifications; empty: `https://<admin listen>/console`.
+    pub console_url: String,
+    /// Actions running at once (mail, webhooks, carrier calls).
+    pub concurrency: usize,
+    /// Attempts of an action whose failure is worth retrying, before it is recorded as failed.
+    pub max_attempts: u32,
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    pub webhook_timeout_ms: u64,
+    /// At start (and when the worker falls behind), detections this recent without a decision are decided.
+    pub catch_up_hours: u64,
+    pub smtp: sekisho_notify::SmtpConfig,
+}
+
+impl Default for ResponseConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            console_url: String::new(),
+            concurrency: 8,
+            max_attempts: 8,
+            backoff_initial_ms: 1000,
+            backoff_max_ms: 300_000,
+            webhook_timeout_ms: 10_000,
+            catch_up_hours: 24,
+            smtp: sekisho_notify::SmtpConfig::default(),
         }
     }
 }
@@ -289,6 +329,7 @@ impl Config {
             fix(&mut c.secret_file);
         }
         self.carrier.api.resolve_paths(data_dir);
+        self.response.smtp.resolve_paths(data_dir);
     }
 
     /// Every problem with the configuration (empty when it is usable). Files are checked too.
@@ -369,6 +410,16 @@ impl Config {
             "detection.script_memory_mib",
             self.detection.script_memory_mib as u64,
         );
+        positive("response.concurrency", self.response.concurrency as u64);
+        positive("response.max_attempts", self.response.max_attempts as u64);
+        positive(
+            "response.backoff_initial_ms",
+            self.response.backoff_initial_ms,
+        );
+        positive(
+            "response.webhook_timeout_ms",
+            self.response.webhook_timeout_ms,
+        );
         if self.cloud.backoff_max_ms < self.cloud.backoff_initial_ms {
             out.push("cloud.backoff_max_ms must be at least cloud.backoff_initial_ms".into());
         }
@@ -410,6 +461,16 @@ impl Config {
                 .validate(Path::new(""))
                 .into_iter()
                 .map(|p| format!("carrier.api.{p}")),
+        );
+        if self.response.backoff_max_ms < self.response.backoff_initial_ms {
+            out.push("response.backoff_max_ms must be at least response.backoff_initial_ms".into());
+        }
+        out.extend(
+            self.response
+                .smtp
+                .validate()
+                .into_iter()
+                .map(|p| format!("response.smtp.{p}")),
         );
         if !matches!(self.log.format.as_str(), "text" | "json") {
             out.push(format!(

@@ -26,6 +26,7 @@ pub mod init;
 pub mod listener;
 pub mod pki;
 pub mod registry;
+pub mod response;
 pub mod throttle;
 pub mod totp;
 
@@ -151,6 +152,8 @@ pub async fn run(
         .map_err(|p| anyhow::anyhow!("carrier.radius: {}", p.join("; ")))?;
     let sim_api = sekisho_carrier::connect(&config.carrier.api, Path::new(""))
         .map_err(|p| anyhow::anyhow!("carrier.api: {}", p.join("; ")))?;
+    let mailer = sekisho_notify::Mailer::new(&config.response.smtp)
+        .map_err(|p| anyhow::anyhow!("response.smtp: {}", p.join("; ")))?;
     let (detector, found) = detection::start(&config, &store, sims.clone()).await?;
     let detector = Arc::new(detector);
     let group_window_ms = config.detection.group_window_secs as i64 * 1000;
@@ -175,13 +178,22 @@ pub async fn run(
         bus,
         sims: sims.clone(),
         sim_api,
+        mailer,
     };
     let app = Arc::new(App::new(config, store, parts));
+    let _ = app.admin_addr.set(listeners.admin.local_addr()?);
+    for r in app.store.open_update_requests().await? {
+        app.commands.push(
+            &sekisho_core::DeviceId(r.device_id.clone()),
+            serde_json::json!({"type": "update", "request": r.id, "reason": r.reason}),
+        );
+    }
     let (stop, stopped) = watch::channel(false);
 
     cloud::spawn(app.clone(), new_fields_rx, stopped.clone());
     tokio::spawn(detection::silence_worker(app.clone(), stopped.clone()));
     tokio::spawn(housekeeping(app.clone(), stopped.clone()));
+    response::spawn(app.clone(), stopped.clone());
 
     let c = &app.config;
     let device_spec = ListenerSpec {

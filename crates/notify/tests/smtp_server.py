@@ -1,6 +1,7 @@
 """A real SMTP server for sekisho-notify's mail tests: aiosmtpd on 127.0.0.1, on a free port.
 
 Usage: smtp_server.py --dir DIR --cert CERT --key KEY [--mode starttls|tls|plain] [--user U --password P]
+  [--port N]  (also used by the gateway's end-to-end response tests, crates/sekisho/tests/response.rs)
 
   starttls  STARTTLS offered and required before any mail (and before AUTH)
   tls       implicit TLS from the first byte (as on port 465)
@@ -91,6 +92,7 @@ def main():
     p.add_argument("--mode", choices=["starttls", "tls", "plain"], default="starttls")
     p.add_argument("--user")
     p.add_argument("--password")
+    p.add_argument("--port", type=int, default=0, help="0: a free port")
     a = p.parse_args()
     # aiosmtpd's own notes (AUTH without STARTTLS in implicit mode, deprecations) are not news here.
     warnings.filterwarnings("ignore")
@@ -114,7 +116,7 @@ def main():
         return SMTP(handler, **kwargs)
 
     server = loop.run_until_complete(
-        loop.create_server(protocol, host="127.0.0.1", port=0, ssl=ctx if implicit else None)
+        loop.create_server(protocol, host="127.0.0.1", port=a.port, ssl=ctx if implicit else None)
     )
     print("port %d" % server.sockets[0].getsockname()[1], flush=True)
     loop.add_reader(sys.stdin.fileno(), lambda: sys.stdin.buffer.read1(4096) or loop.stop())

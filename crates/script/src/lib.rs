@@ -83,6 +83,8 @@ pub struct Program {
     deadline: Arc<Mutex<Option<Instant>>>,
     timed_out: Arc<AtomicBool>,
     emitted: Arc<Mutex<Vec<Emitted>>>,
+    /// Actions asked for with `act("name")` during the last call (response scripts).
+    acted: Arc<Mutex<Vec<String>>>,
     limits: Limits,
 }
 
@@ -96,6 +98,7 @@ impl Program {
     pub fn compile(name: &str, source: &str, limits: Limits) -> Result<Self, String> {
         let lua = Lua::new();
         let emitted: Arc<Mutex<Vec<Emitted>>> = Arc::default();
+        let acted: Arc<Mutex<Vec<String>>> = Arc::default();
         let setup = || -> mlua::Result<()> {
             let g = lua.globals();
             for unsafe_global in [
@@ -115,6 +118,18 @@ impl Program {
                 lua.create_function(move |lua, t: Table| {
                     let e = emitted_from(lua, &t)?;
                     lock(&sink).push(e);
+                    Ok(())
+                })?,
+            )?;
+            let actions = acted.clone();
+            g.set(
+                "act",
+                lua.create_function(move |_, action: String| {
+                    let mut a = lock(&actions);
+                    if a.len() >= 32 {
+                        return Err(mlua::Error::runtime("act: at most 32 actions per call"));
+                    }
+                    a.push(action.chars().take(64).collect());
                     Ok(())
                 })?,
             )?;
@@ -148,6 +163,7 @@ impl Program {
             deadline,
             timed_out,
             emitted,
+            acted,
             limits,
         };
         let chunk = p.lua.load(source).set_name(format!("={name}"));
@@ -189,6 +205,11 @@ impl Program {
         })
     }
 
+    /// The actions the last call asked for with `act("name")`, in order (response scripts).
+    pub fn take_actions(&self) -> Vec<String> {
+        std::mem::take(&mut *lock(&self.acted))
+    }
+
     /// Calls `function_name` with JSON arguments; returns what the script emitted.
     pub fn call(
         &self,
@@ -196,6 +217,7 @@ impl Program {
         args: &[serde_json::Value],
     ) -> Result<Vec<Emitted>, Fault> {
         lock(&self.emitted).clear();
+        lock(&self.acted).clear();
         let f: Function = match self.lua.globals().get(function_name) {
             Ok(f) => f,
             Err(_) => {

@@ -11,6 +11,7 @@ pub mod history;
 pub mod outbox;
 pub mod records;
 pub mod registry;
+pub mod response;
 pub mod users;
 pub mod writer;
 

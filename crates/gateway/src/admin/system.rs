@@ -308,6 +308,36 @@ pub async fn metrics(
         "SIMs with a live session.",
         r.sims_online as u64,
     );
+    let rs = &app.response_stats;
+    for (name, help, v) in [
+        (
+            "response_decisions_total",
+            "Detections decided by the response.",
+            n(&rs.decisions),
+        ),
+        (
+            "response_suppressed_total",
+            "Decisions that took no new actions (same incident).",
+            n(&rs.suppressed),
+        ),
+        (
+            "response_actions_done_total",
+            "Response actions done.",
+            n(&rs.actions_done),
+        ),
+        (
+            "response_actions_failed_total",
+            "Response actions that failed for good.",
+            n(&rs.actions_failed),
+        ),
+        (
+            "response_retries_total",
+            "Response action attempts that failed and wait for another.",
+            n(&rs.retries),
+        ),
+    ] {
+        put(name, "counter", help, v);
+    }
     (
         [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         out,

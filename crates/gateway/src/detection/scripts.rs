@@ -36,12 +36,15 @@ pub fn compile(t: &Template, limits: Limits) -> Result<FieldScripts, Vec<String>
     for s in &t.scripts {
         match Program::compile(&s.name, &s.source, limits) {
             Ok(p) => {
-                let (needs, has) = match s.on {
-                    ScriptTrigger::Message => ("on_message", p.defines("on_message")),
-                    ScriptTrigger::Periodic => ("on_tick", p.defines("on_tick")),
+                let needs = match s.on {
+                    ScriptTrigger::Message => "on_message",
+                    ScriptTrigger::Periodic => "on_tick",
+                    ScriptTrigger::Response => "on_detection",
                 };
-                if !has {
+                if !p.defines(needs) {
                     problems.push(format!("scripts.{}: defines no {needs}()", s.name));
+                } else if s.on == ScriptTrigger::Response {
+                    // Checked here; the response worker runs it (crate::response).
                 } else if s.on == ScriptTrigger::Message {
                     out.message.push(Mutex::new(p));
                 } else {

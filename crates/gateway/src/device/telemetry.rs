@@ -275,6 +275,7 @@ async fn ingest(app: Arc<App>, conn: ConnInfo, req: Request, is_batch: bool) -> 
     // is being committed drops this handler, not the task, so the stored message is still counted and
     // judged by detection.
     let (ip, count) = (conn.remote.ip(), ids.len());
+    let commands = app.commands.for_device(&authed.device.device.id);
     let task = tokio::spawn(async move {
         app.store
             .writer
@@ -304,20 +305,13 @@ async fn ingest(app: Arc<App>, conn: ConnInfo, req: Request, is_batch: bool) -> 
             Json(BatchAccepted {
                 ids,
                 accepted,
-                commands: Vec::new(),
+                commands,
             }),
         )
             .into_response()
     } else {
         let id = ids.into_iter().next().unwrap_or_default();
-        (
-            StatusCode::ACCEPTED,
-            Json(Accepted {
-                id,
-                commands: Vec::new(),
-            }),
-        )
-            .into_response()
+        (StatusCode::ACCEPTED, Json(Accepted { id, commands })).into_response()
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod carrier;
 pub mod cloud;
+pub mod smtp;
 
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
@@ -383,6 +384,14 @@ pub async fn tls_connect(
     tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
         .connect(name, tcp)
         .await
+}
+
+/// The current time in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 /// Polls `f` until it returns `Some`, for at most `secs` seconds (an upper bound for a condition the

@@ -1,0 +1,254 @@
+//! What each action does, and its undo. An action reads its device and field afresh (the device may
+//! have changed since the decision), does its one thing, and returns its output for the record.
+
+use super::{backoff, notify};
+use crate::app::App;
+use crate::carrier::control;
+use sekisho_core::{Device, DeviceId, DeviceStatus};
+use sekisho_store::history::Filter;
+use sekisho_store::now_ms;
+use sekisho_store::response::ActionRow;
+use serde_json::{Value, json};
+use std::sync::atomic::Ordering;
+
+/// Why an action did not complete.
+#[derive(Debug)]
+pub struct ActionError {
+    pub message: String,
+    /// Worth another attempt later (a dead mail server, a carrier outage).
+    pub retryable: bool,
+}
+
+impl ActionError {
+    pub fn fatal(m: impl Into<String>) -> Self {
+        Self {
+            message: m.into(),
+            retryable: false,
+        }
+    }
+
+    pub fn retry(m: impl Into<String>) -> Self {
+        Self {
+            message: m.into(),
+            retryable: true,
+        }
+    }
+}
+
+impl From<sekisho_store::StoreError> for ActionError {
+    fn from(e: sekisho_store::StoreError) -> Self {
+        Self::retry(format!("store: {e}"))
+    }
+}
+
+/// The action that undoes `action`, if it has one.
+pub fn undo_of(action: &str) -> Option<&'static str> {
+    Some(match action {
+        "stop_auth" => "enable_auth",
+        "suspend_sim" => "resume_sim",
+        "quarantine" => "release_quarantine",
+        "push_update" => "cancel_update",
+        _ => return None,
+    })
+}
+
+/// Runs one claimed action and records how it ended (done, failed, or pending again after a backoff).
+pub async fn run(app: &App, a: ActionRow) {
+    let attempt = a.attempts as u32 + 1;
+    let result = execute(app, &a).await;
+    let now = now_ms();
+    let stats = &app.response_stats;
+    let recorded = match result {
+        Ok(out) => {
+            stats.actions_done.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(action = a.id, kind = a.action, device = ?a.device_id, "action done");
+            app.store
+                .finish_action(a.id, "done", Some(&out.to_string()), None, now, now)
+                .await
+        }
+        Err(e) if e.retryable && attempt < app.config.response.max_attempts => {
+            stats.retries.fetch_add(1, Ordering::Relaxed);
+            let next = now + backoff(app, attempt - 1);
+            tracing::warn!(
+                action = a.id,
+                kind = a.action,
+                attempt,
+                error = e.message,
+                "action failed; retried later"
+            );
+            app.store
+                .finish_action(a.id, "pending", None, Some(&e.message), next, now)
+                .await
+        }
+        Err(e) => {
+            stats.actions_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                action = a.id,
+                kind = a.action,
+                attempt,
+                error = e.message,
+                "action failed"
+            );
+            app.store
+                .finish_action(a.id, "failed", None, Some(&e.message), now, now)
+                .await
+        }
+    };
+    if let Err(e) = recorded {
+        tracing::error!(action = a.id, error = %e, "action outcome not recorded");
+    }
+}
+
+fn device_of(app: &App, a: &ActionRow) -> Result<Device, ActionError> {
+    let id = a
+        .device_id
+        .as_ref()
+        .ok_or_else(|| ActionError::fatal("the detection has no device"))?;
+    app.registry
+        .device(&DeviceId(id.clone()))
+        .map(|e| e.device.clone())
+        .ok_or_else(|| ActionError::fatal("the device is no longer registered"))
+}
+
+/// Does what `a` says.
+pub async fn execute(app: &App, a: &ActionRow) -> Result<Value, ActionError> {
+    let actor = a.trigger.clone();
+    match a.action.as_str() {
+        "stop_auth" => set_status(app, &device_of(app, a)?, DeviceStatus::Disabled).await,
+        "enable_auth" | "release_quarantine" => {
+            set_status(app, &device_of(app, a)?, DeviceStatus::Active).await
+        }
+        "quarantine" => set_status(app, &device_of(app, a)?, DeviceStatus::Quarantined).await,
+        "suspend_sim" | "resume_sim" => {
+            let device = device_of(app, a)?;
+            let out = control::set_suspended(app, &device, a.action == "suspend_sim", &actor).await;
+            match out.result {
+                Ok(s) => Ok(json!({"sim_state": s.state.as_str(), "sim_action": out.record.id})),
+                Err(e) if e.retryable() => Err(ActionError::retry(format!(
+                    "carrier: {e} (SIM action {})",
+                    out.record.id
+                ))),
+                Err(e) => Err(ActionError::fatal(format!(
+                    "carrier: {e} (SIM action {})",
+                    out.record.id
+                ))),
+            }
+        }
+        "push_update" => {
+            let device = device_of(app, a)?;
+            let reason = format!("requested by {}", a.trigger);
+            let id = app
+                .store
+                .request_update(
+                    now_ms(),
+                    &device.field_id.0,
+                    &device.id.0,
+                    Some(a.id),
+                    &reason,
+                )
+                .await?;
+            app.commands.push(
+                &device.id,
+                json!({"type": "update", "request": id, "reason": reason}),
+            );
+            Ok(json!({"update_request": id}))
+        }
+        "cancel_update" => {
+            let device = device_of(app, a)?;
+            let n = app
+                .store
+                .close_update_requests(&device.id.0, "cancelled")
+                .await?;
+            app.commands.clear(&device.id);
+            Ok(json!({"cancelled": n}))
+        }
+        "collect_info" => {
+            let device = device_of(app, a)?;
+            let report = collect(app, &device).await?;
+            let id = app
+                .store
+                .insert_report(
+                    now_ms(),
+                    &device.field_id.0,
+                    &device.id.0,
+                    Some(a.id),
+                    &report.to_string(),
+                )
+                .await?;
+            Ok(json!({"report": id}))
+        }
+        "notify_admin" | "notify_person_in_charge" | "notify_webhook" => notify::send(app, a).await,
+        other => Err(ActionError::fatal(format!("unknown action '{other}'"))),
+    }
+}
+
+/// Sets a device's status the way an administrator would: stopping revokes its tokens at once.
+pub async fn set_status(
+    app: &App,
+    device: &Device,
+    status: DeviceStatus,
+) -> Result<Value, ActionError> {
+    let Some(entry) = app.registry.device(&device.id) else {
+        return Err(ActionError::fatal("the device is no longer registered"));
+    };
+    let was = entry.device.status;
+    let now = now_ms();
+    if was != status {
+        app.store.set_device_status(&device.id, status, now).await?;
+    }
+    if status != DeviceStatus::Active {
+        app.store.revoke_tokens(&device.id).await?;
+        app.registry.revoke_tokens(&device.id);
+    }
+    let mut d = entry.device.clone();
+    d.status = status;
+    d.updated_at = now;
+    app.registry.put_device(d, entry.secret_hash.clone());
+    Ok(json!({"status": status.as_str(), "was": was.as_str()}))
+}
+
+/// The device information an administrator needs to judge an incident (V29): its registration, the
+/// carrier's view of its SIM, its latest messages, authentication attempts, detections and actions.
+pub async fn collect(app: &App, device: &Device) -> Result<Value, ActionError> {
+    let filter = Filter {
+        device: Some(device.id.0.clone()),
+        limit: 20,
+        ..Default::default()
+    };
+    let messages = app.store.search_messages(&filter).await?;
+    let auth = app.store.search_auth_attempts(&filter).await?;
+    let detections = app
+        .store
+        .search_detections(&sekisho_store::detections::DetectionFilter {
+            field: Some(device.field_id.0.clone()),
+            device: Some(device.id.0.clone()),
+            limit: 20,
+            ..Default::default()
+        })
+        .await?;
+    let actions = app
+        .store
+        .actions(&sekisho_store::response::ActionFilter {
+            device: Some(device.id.0.clone()),
+            limit: 20,
+            ..Default::default()
+        })
+        .await?;
+    let sim = device
+        .sim
+        .as_ref()
+        .map(|s| json!({"registered": s, "session": app.sims.session(&s.imsi)}));
+    Ok(json!({
+        "collected_at": sekisho_core::time::rfc3339(now_ms()),
+        "device": {"id": device.id.0, "field_id": device.field_id.0, "unique_id": device.unique_id,
+            "name": device.name, "status": device.status.as_str(), "critical": device.critical,
+            "created_at": sekisho_core::time::rfc3339(device.created_at),
+            "certificate_sha256": device.cert_sha256},
+        "sim": sim,
+        "self_report": Value::Null,
+        "recent_messages": messages,
+        "recent_auth_attempts": auth,
+        "detections": detections,
+        "actions": actions,
+    }))
+}

@@ -1,0 +1,598 @@
+//! Threat-response storage (subsystem ④): decisions, their actions as a persisted state machine,
+//! approvals, where a field's notifications go, collected device reports and update requests.
+//! The state machine and its invariants are described in `migrations/0004_response.sql`.
+
+use crate::detections::DetectionRow;
+use crate::{Result, Store};
+use serde::{Deserialize, Serialize};
+use sqlx::{QueryBuilder, Sqlite};
+use utoipa::ToSchema;
+
+/// What the playbook made of one detection at one severity.
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
+pub struct DecisionRow {
+    pub id: i64,
+    pub at: i64,
+    pub detection_id: i64,
+    pub severity: String,
+    pub field_id: String,
+    pub device_id: Option<String>,
+    pub threat: String,
+    pub rule: String,
+    /// `playbook.<name>`, `actions.<threat>` or `none`.
+    pub decided_by: String,
+    /// The earlier decision of the same incident when this one took no new actions.
+    pub suppressed_by: Option<i64>,
+    pub note: Option<String>,
+}
+
+/// One action and where it stands.
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
+pub struct ActionRow {
+    pub id: i64,
+    pub decision_id: Option<i64>,
+    pub field_id: String,
+    pub device_id: Option<String>,
+    pub action: String,
+    /// `pending`, `awaiting_approval`, `running`, `done`, `failed`, `rejected` or `interrupted`.
+    pub state: String,
+    /// `response:<decision>`, `script:<name>` or `user:<name>`.
+    pub trigger: String,
+    /// JSON.
+    pub input: Option<String>,
+    /// JSON.
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub attempts: i64,
+    pub next_at: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub approved_by: Option<String>,
+    pub undo_of: Option<i64>,
+    pub undone_by: Option<i64>,
+}
+
+/// A decision to store.
+#[derive(Debug, Clone)]
+pub struct NewDecision {
+    pub at: i64,
+    pub detection_id: i64,
+    pub severity: String,
+    pub field_id: String,
+    pub device_id: Option<String>,
+    pub threat: String,
+    pub rule: String,
+    pub decided_by: String,
+    pub suppressed_by: Option<i64>,
+    pub note: Option<String>,
+}
+
+/// An action to store.
+#[derive(Debug, Clone)]
+pub struct NewAction {
+    pub field_id: String,
+    pub device_id: Option<String>,
+    pub action: String,
+    pub state: &'static str,
+    pub trigger: String,
+    pub input: Option<String>,
+    pub undo_of: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ActionFilter {
+    pub visible_fields: Option<Vec<String>>,
+    pub field: Option<String>,
+    pub device: Option<String>,
+    pub decision: Option<i64>,
+    pub state: Option<String>,
+    pub before: Option<i64>,
+    pub limit: i64,
+}
+
+/// A collected device report.
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
+pub struct ReportRow {
+    pub id: i64,
+    pub at: i64,
+    pub field_id: String,
+    pub device_id: String,
+    pub action_id: Option<i64>,
+    /// JSON.
+    pub body: String,
+}
+
+/// An update asked of a device.
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
+pub struct UpdateRequestRow {
+    pub id: i64,
+    pub at: i64,
+    pub field_id: String,
+    pub device_id: String,
+    pub action_id: Option<i64>,
+    pub reason: String,
+    pub state: String,
+}
+
+const ACTION_COLUMNS: &str = "id, decision_id, field_id, device_id, action, state, trigger, input, output, error, \
+     attempts, next_at, created_at, updated_at, approved_by, undo_of, undone_by";
+
+impl Store {
+    /// Stores a decision and its actions in one transaction. `None` when this detection was already
+    /// decided at this severity (a replay after a restart): nothing is stored twice.
+    pub async fn decide(&self, d: &NewDecision, actions: &[NewAction]) -> Result<Option<i64>> {
+        let mut tx = self.pool.begin().await?;
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT OR IGNORE INTO response_decisions (at, detection_id, severity, field_id, device_id, threat, rule, \
+             decided_by, suppressed_by, note) VALUES (?,?,?,?,?,?,?,?,?,?) RETURNING id",
+        )
+        .bind(d.at)
+        .bind(d.detection_id)
+        .bind(&d.severity)
+        .bind(&d.field_id)
+        .bind(&d.device_id)
+        .bind(&d.threat)
+        .bind(&d.rule)
+        .bind(&d.decided_by)
+        .bind(d.suppressed_by)
+        .bind(&d.note)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        for a in actions {
+            insert_action(&mut tx, Some(id), a, d.at).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(id))
+    }
+
+    /// Stores one action outside a decision (an undo a person started); returns its id.
+    pub async fn insert_action(&self, a: &NewAction, at: i64) -> Result<i64> {
+        let mut tx = self.pool.begin().await?;
+        let id = insert_action(&mut tx, None, a, at).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// The latest decision that took actions for this device and threat at or after `since`.
+    pub async fn acting_decision(
+        &self,
+        device: &str,
+        threat: &str,
+        since: i64,
+    ) -> Result<Option<DecisionRow>> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM response_decisions WHERE device_id = ? AND threat = ? AND at >= ? \
+             AND suppressed_by IS NULL ORDER BY id DESC LIMIT 1",
+        )
+        .bind(device)
+        .bind(threat)
+        .bind(since)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Detections active since `since` that have no decision at their current severity (missed events).
+    pub async fn undecided_detections(&self, since: i64, limit: i64) -> Result<Vec<DetectionRow>> {
+        Ok(sqlx::query_as(
+            "SELECT d.* FROM detections d WHERE d.last_at >= ? AND NOT EXISTS (SELECT 1 FROM response_decisions r \
+             WHERE r.detection_id = d.id AND r.severity = d.severity) ORDER BY d.id LIMIT ?",
+        )
+        .bind(since)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn detection(&self, id: i64) -> Result<Option<DetectionRow>> {
+        Ok(sqlx::query_as("SELECT * FROM detections WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub async fn decision(&self, id: i64) -> Result<Option<DecisionRow>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM response_decisions WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// A field's decisions, newest first.
+    pub async fn decisions(
+        &self,
+        field: &str,
+        device: Option<&str>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<DecisionRow>> {
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("SELECT * FROM response_decisions WHERE field_id = ");
+        q.push_bind(field);
+        if let Some(d) = device {
+            q.push(" AND device_id = ").push_bind(d);
+        }
+        if let Some(b) = before {
+            q.push(" AND id < ").push_bind(b);
+        }
+        q.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
+        Ok(q.build_query_as().fetch_all(&self.pool).await?)
+    }
+
+    /// Pending actions whose time has come, oldest first. A notification waits (at most `hold_ms` after
+    /// its decision) while the decision's other actions are still pending or running, so that it can
+    /// tell how they ended.
+    pub async fn due_actions(&self, now: i64, hold_ms: i64, limit: i64) -> Result<Vec<ActionRow>> {
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {ACTION_COLUMNS} FROM response_actions a WHERE state = 'pending' AND next_at <= ?1 \
+             AND NOT (a.action LIKE 'notify\\_%' ESCAPE '\\' AND a.decision_id IS NOT NULL AND a.created_at > ?1 - ?2 \
+               AND EXISTS (SELECT 1 FROM response_actions o WHERE o.decision_id = a.decision_id \
+                 AND o.action NOT LIKE 'notify\\_%' ESCAPE '\\' AND o.state IN ('pending', 'running'))) \
+             ORDER BY next_at, id LIMIT ?3"
+        )))
+        .bind(now)
+        .bind(hold_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The earliest time a pending action is due, if any.
+    pub async fn next_due(&self) -> Result<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT min(next_at) FROM response_actions WHERE state = 'pending'")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Moves an action from `from` to `to` if it is still in `from` (a claim, an approval); returns
+    /// whether it moved. Moving to `running` counts an attempt.
+    pub async fn move_action(
+        &self,
+        id: i64,
+        from: &str,
+        to: &str,
+        approved_by: Option<&str>,
+        now: i64,
+    ) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE response_actions SET state = ?3, updated_at = ?4, approved_by = coalesce(?5, approved_by), \
+             attempts = attempts + (?3 = 'running'), next_at = CASE WHEN ?3 = 'pending' THEN ?4 ELSE next_at END \
+             WHERE id = ?1 AND state = ?2",
+        )
+        .bind(id)
+        .bind(from)
+        .bind(to)
+        .bind(now)
+        .bind(approved_by)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Records the end of an attempt: `done`, `failed`, or `pending` again at `next_at` (a retry).
+    pub async fn finish_action(
+        &self,
+        id: i64,
+        state: &str,
+        output: Option<&str>,
+        error: Option<&str>,
+        next_at: i64,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE response_actions SET state = ?, output = coalesce(?, output), error = ?, next_at = ?, updated_at = ? \
+             WHERE id = ?",
+        )
+        .bind(state)
+        .bind(output)
+        .bind(error)
+        .bind(next_at)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// After a restart: actions caught `running` go back to `pending` when running them again is
+    /// harmless (`idempotent`), else to `interrupted`. Returns (requeued, interrupted).
+    pub async fn recover_running(&self, idempotent: &[&str], now: i64) -> Result<(u64, u64)> {
+        let mut requeued = 0;
+        let mut interrupted = 0;
+        let running: Vec<(i64, String)> =
+            sqlx::query_as("SELECT id, action FROM response_actions WHERE state = 'running'")
+                .fetch_all(&self.pool)
+                .await?;
+        for (id, action) in running {
+            if idempotent.contains(&action.as_str()) {
+                self.move_action(id, "running", "pending", None, now)
+                    .await?;
+                requeued += 1;
+            } else {
+                self.finish_action(
+                    id,
+                    "interrupted",
+                    None,
+                    Some(
+                        "the gateway stopped while this ran; not run again (it may have completed)",
+                    ),
+                    now,
+                    now,
+                )
+                .await?;
+                interrupted += 1;
+            }
+        }
+        Ok((requeued, interrupted))
+    }
+
+    pub async fn action(&self, id: i64) -> Result<Option<ActionRow>> {
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {ACTION_COLUMNS} FROM response_actions WHERE id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Actions, newest first.
+    pub async fn actions(&self, f: &ActionFilter) -> Result<Vec<ActionRow>> {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+            "SELECT {ACTION_COLUMNS} FROM response_actions WHERE 1 = 1"
+        ));
+        if let Some(v) = &f.visible_fields {
+            q.push(" AND field_id IN (");
+            let mut sep = q.separated(", ");
+            for id in v {
+                sep.push_bind(id);
+            }
+            sep.push_unseparated(if v.is_empty() { "NULL)" } else { ")" });
+        }
+        if let Some(x) = &f.field {
+            q.push(" AND field_id = ").push_bind(x);
+        }
+        if let Some(x) = &f.device {
+            q.push(" AND device_id = ").push_bind(x);
+        }
+        if let Some(x) = f.decision {
+            q.push(" AND decision_id = ").push_bind(x);
+        }
+        if let Some(x) = &f.state {
+            q.push(" AND state = ").push_bind(x);
+        }
+        if let Some(x) = f.before {
+            q.push(" AND id < ").push_bind(x);
+        }
+        q.push(" ORDER BY id DESC LIMIT ").push_bind(f.limit);
+        Ok(q.build_query_as().fetch_all(&self.pool).await?)
+    }
+
+    /// Links an action to the action that undid it.
+    pub async fn mark_undone(&self, id: i64, by: i64) -> Result<()> {
+        sqlx::query("UPDATE response_actions SET undone_by = ? WHERE id = ?")
+            .bind(by)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Where a field's notifications go (JSON), if set.
+    pub async fn field_notify(&self, field: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT body FROM field_notify WHERE field_id = ?")
+                .bind(field)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn set_field_notify(&self, field: &str, body: &str) -> Result<()> {
+        sqlx::query("INSERT OR REPLACE INTO field_notify (field_id, body) VALUES (?, ?)")
+            .bind(field)
+            .bind(body)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn insert_report(
+        &self,
+        at: i64,
+        field: &str,
+        device: &str,
+        action: Option<i64>,
+        body: &str,
+    ) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO device_reports (at, field_id, device_id, action_id, body) VALUES (?,?,?,?,?) RETURNING id",
+        )
+        .bind(at)
+        .bind(field)
+        .bind(device)
+        .bind(action)
+        .bind(body)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    pub async fn reports(&self, device: &str, limit: i64) -> Result<Vec<ReportRow>> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM device_reports WHERE device_id = ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(device)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn report(&self, id: i64) -> Result<Option<ReportRow>> {
+        Ok(sqlx::query_as("SELECT * FROM device_reports WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// Records an update asked of a device; returns its id.
+    pub async fn request_update(
+        &self,
+        at: i64,
+        field: &str,
+        device: &str,
+        action: Option<i64>,
+        reason: &str,
+    ) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO update_requests (at, field_id, device_id, action_id, reason, state) \
+             VALUES (?,?,?,?,?,'requested') RETURNING id",
+        )
+        .bind(at)
+        .bind(field)
+        .bind(device)
+        .bind(action)
+        .bind(reason)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Update requests still open.
+    pub async fn open_update_requests(&self) -> Result<Vec<UpdateRequestRow>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM update_requests WHERE state = 'requested' ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Closes a device's open update requests (`done` or `cancelled`); returns how many.
+    pub async fn close_update_requests(&self, device: &str, state: &str) -> Result<u64> {
+        Ok(sqlx::query(
+            "UPDATE update_requests SET state = ? WHERE device_id = ? AND state = 'requested'",
+        )
+        .bind(state)
+        .bind(device)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+}
+
+async fn insert_action(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    decision: Option<i64>,
+    a: &NewAction,
+    at: i64,
+) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO response_actions (decision_id, field_id, device_id, action, state, trigger, input, next_at, \
+         created_at, updated_at, undo_of) VALUES (?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
+    )
+    .bind(decision)
+    .bind(&a.field_id)
+    .bind(&a.device_id)
+    .bind(&a.action)
+    .bind(a.state)
+    .bind(&a.trigger)
+    .bind(&a.input)
+    .bind(at)
+    .bind(at)
+    .bind(at)
+    .bind(a.undo_of)
+    .fetch_one(&mut **tx)
+    .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::open_temp;
+
+    fn decision(detection: i64, severity: &str) -> NewDecision {
+        NewDecision {
+            at: 10,
+            detection_id: detection,
+            severity: severity.into(),
+            field_id: "f".into(),
+            device_id: Some("d".into()),
+            threat: "hijacking".into(),
+            rule: "rate.max".into(),
+            decided_by: "actions.hijacking".into(),
+            suppressed_by: None,
+            note: None,
+        }
+    }
+
+    fn action(name: &str, state: &'static str) -> NewAction {
+        NewAction {
+            field_id: "f".into(),
+            device_id: Some("d".into()),
+            action: name.into(),
+            state,
+            trigger: "response:1".into(),
+            input: None,
+            undo_of: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_detection_is_decided_once_and_actions_run_once() {
+        let (store, _dir) = open_temp("response").await;
+        let acts = [
+            action("stop_auth", "pending"),
+            action("notify_admin", "pending"),
+        ];
+        let id = store.decide(&decision(1, "high"), &acts).await.unwrap();
+        assert!(id.is_some());
+        assert_eq!(
+            store.decide(&decision(1, "high"), &acts).await.unwrap(),
+            None
+        );
+        assert!(
+            store
+                .decide(&decision(1, "critical"), &[])
+                .await
+                .unwrap()
+                .is_some()
+        );
+
+        // The mail waits for the decision's other actions, at most the hold time.
+        let held = store.due_actions(10, 30_000, 10).await.unwrap();
+        assert_eq!(held.len(), 1, "{held:?}");
+        assert_eq!(held[0].action, "stop_auth");
+        let due = store.due_actions(10, 0, 10).await.unwrap();
+        assert_eq!(due.len(), 2);
+        // Claiming is exclusive.
+        assert!(
+            store
+                .move_action(due[0].id, "pending", "running", None, 11)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .move_action(due[0].id, "pending", "running", None, 11)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .move_action(due[1].id, "pending", "running", None, 11)
+                .await
+                .unwrap()
+        );
+        // A restart while both run: the idempotent one runs again, the mail is never sent twice.
+        let (requeued, interrupted) = store.recover_running(&["stop_auth"], 12).await.unwrap();
+        assert_eq!((requeued, interrupted), (1, 1));
+        let a = store.action(due[1].id).await.unwrap().unwrap();
+        assert_eq!((a.state.as_str(), a.attempts), ("interrupted", 1));
+        assert_eq!(store.due_actions(12, 0, 10).await.unwrap().len(), 1);
+        assert!(store.undecided_detections(0, 10).await.unwrap().is_empty());
+    }
+}
