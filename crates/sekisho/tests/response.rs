@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::mfa::{enrol, send};
 use common::smtp::{PASSWORD, SmtpServer, SmtpTls, USER};
 use common::{Admin, Device, Gateway, TempDir, eventually};
 use reqwest::Method;
@@ -416,13 +417,19 @@ async fn a_critical_device_is_never_cut_off_without_approval() {
         )
         .await;
     assert_eq!((s, v["state"].as_str()), (200, Some("rejected")), "{v}");
-    let (s, v) = e
-        .admin
-        .post(
-            &format!("/api/v1/response/actions/{}/approve", id_of("stop_auth")),
-            json!({}),
-        )
-        .await;
+    // Approving cuts the device off: a person's disruptive action, so it needs the second factor
+    // once the approver has one.
+    let mut authenticator = enrol(&e.admin).await;
+    let approve = format!("/api/v1/response/actions/{}/approve", id_of("stop_auth"));
+    let (s, v) = send(&e.admin, Method::POST, &approve, None).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (403, Some("second_factor_required")),
+        "{v}"
+    );
+    assert_eq!(dev.send(json!({"seq": 3})).await.0, 202, "not approved yet");
+    let code = authenticator.accepted().await;
+    let (s, v) = send(&e.admin, Method::POST, &approve, Some(&code)).await;
     assert_eq!(
         (s, v["approved_by"].as_str()),
         (200, Some("user:admin")),
@@ -436,7 +443,7 @@ async fn a_critical_device_is_never_cut_off_without_approval() {
         "{st:?}"
     );
     assert_eq!(
-        dev.send(json!({"seq": 3})).await.0,
+        dev.send(json!({"seq": 4})).await.0,
         401,
         "approved: the device is stopped"
     );

@@ -4,6 +4,7 @@
 
 pub mod carrier;
 pub mod cloud;
+pub mod mfa;
 pub mod smtp;
 
 use serde_json::{Value, json};
