@@ -544,3 +544,94 @@ async fn detections_are_listed_with_their_threat_in_both_languages() {
         .await;
     assert_eq!(p.status, 404);
 }
+
+#[tokio::test]
+async fn approvals_are_decided_and_actions_undone_from_the_console() {
+    let dir = TempDir::new("console-response");
+    let gw = Gateway::start_in(&dir.0);
+    let api = gw.admin().await;
+    let field = api.field("pumps").await;
+    let fid = field["id"].as_str().unwrap().to_owned();
+    let (_, mut t) = api.get("/api/v1/templates/generic").await;
+    t["actions"] = serde_json::json!({"hijacking": ["stop_auth"]});
+    let (s, v) = api
+        .req(
+            reqwest::Method::PUT,
+            &format!("/api/v1/fields/{fid}/template"),
+            Some(t),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, reg) = api
+        .post(
+            &format!("/api/v1/fields/{fid}/devices"),
+            serde_json::json!({"unique_id": "PUMP-1", "critical": true}),
+        )
+        .await;
+    assert_eq!(s, 201, "{reg}");
+    let mut dev = common::Device::new(&gw, &reg, "PUMP-1");
+    dev.auth().await;
+    assert_eq!(
+        dev.send_raw("/v1/telemetry", "application/json", "{broken")
+            .await
+            .0,
+        400
+    );
+    let waiting = common::eventually(20, || async {
+        let (_, v) = api.get("/api/v1/response/approvals").await;
+        v["items"].as_array()?.first().cloned()
+    })
+    .await
+    .expect("the critical device's stop waits for approval");
+    let id = waiting["id"].as_i64().unwrap();
+
+    let mut c = Console::admin(&gw).await;
+    c.cookie.push_str("; lang=ja");
+    let p = c.get("/console/response").await;
+    assert_eq!(p.status, 200);
+    assert!(
+        p.body.contains(&format!("id=\"action-{id}\"")),
+        "{}",
+        p.body
+    );
+    assert!(
+        p.body.contains("承認待ち") && p.body.contains("認証停止"),
+        "{}",
+        p.body
+    );
+    let p = c
+        .post(&format!("/console/response/{id}/approve"), &[])
+        .await;
+    assert_eq!((p.status, p.header("location")), (303, "/console/response"));
+    let done = common::eventually(20, || async {
+        let (_, a) = api
+            .get(&format!(
+                "/api/v1/response/actions?device={}",
+                reg["id"].as_str().unwrap()
+            ))
+            .await;
+        a["items"]
+            .as_array()?
+            .iter()
+            .find(|a| a["id"] == id && a["state"] == "done")
+            .cloned()
+    })
+    .await;
+    assert!(done.is_some(), "approved from the console: it ran");
+    assert_eq!(dev.send(serde_json::json!({"seq": 1})).await.0, 401);
+    let p = c.get("/console/response").await;
+    assert!(p.body.contains("no-approvals"), "{}", p.body);
+    assert!(
+        p.body.contains(&format!("/console/response/{id}/undo")),
+        "{}",
+        p.body
+    );
+    let p = c.post(&format!("/console/response/{id}/undo"), &[]).await;
+    assert_eq!(p.status, 303);
+    dev.auth().await;
+    assert_eq!(
+        dev.send(serde_json::json!({"seq": 2})).await.0,
+        202,
+        "undone"
+    );
+}

@@ -247,23 +247,7 @@ pub(crate) async fn set_status(
 ) -> ApiResult<Device> {
     let f = caller.managed_field(app, field)?;
     let entry = device_in(app, &f, device)?;
-    let now = now_ms();
-    if !app
-        .store
-        .set_device_status(&entry.device.id, status, now)
-        .await?
-    {
-        return Err(ApiError::not_found("device in this field"));
-    }
-    if status != DeviceStatus::Active {
-        app.store.revoke_tokens(&entry.device.id).await?;
-        app.registry.revoke_tokens(&entry.device.id);
-    }
-    let mut d = entry.device.clone();
-    d.status = status;
-    d.updated_at = now;
-    app.registry
-        .put_device(d.clone(), entry.secret_hash.clone());
+    let d = crate::response::actions::apply_status(app, &entry, status).await?;
     let action = match status {
         DeviceStatus::Active => "device_enable",
         DeviceStatus::Disabled => "device_disable",

@@ -277,11 +277,23 @@ pub async fn approve(
     headers: HeaderMap,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<ActionRow>> {
-    let a = managed_action(&app, &caller, id).await?;
+    let code = crate::admin::mfa::header_code(&headers);
+    Ok(Json(approve_action(&app, &caller, id, code).await?))
+}
+
+/// Approves an action awaiting approval (the caller's second factor first). Shared by the API and the
+/// console.
+pub(crate) async fn approve_action(
+    app: &App,
+    caller: &Caller,
+    id: i64,
+    code: Option<&str>,
+) -> ApiResult<ActionRow> {
+    let a = managed_action(app, caller, id).await?;
     if a.state != "awaiting_approval" {
         return Err(state_conflict(&a, "approved"));
     }
-    caller.second_factor(&app, &headers).await?;
+    caller.second_factor_code(app, code).await?;
     let by = format!("user:{}", caller.user.username);
     if !app
         .store
@@ -292,14 +304,14 @@ pub async fn approve(
     }
     caller
         .log(
-            &app,
+            app,
             "action_approve",
             Some(&id.to_string()),
             Some(&a.action),
         )
         .await;
     app.response_wake.now();
-    Ok(Json(app.store.action(id).await?.unwrap_or(a)))
+    Ok(app.store.action(id).await?.unwrap_or(a))
 }
 
 /// Reject an action waiting for approval: it never runs.
@@ -310,7 +322,12 @@ pub async fn reject(
     caller: Caller,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<ActionRow>> {
-    let a = managed_action(&app, &caller, id).await?;
+    Ok(Json(reject_action(&app, &caller, id).await?))
+}
+
+/// Rejects an action awaiting approval. Shared by the API and the console.
+pub(crate) async fn reject_action(app: &App, caller: &Caller, id: i64) -> ApiResult<ActionRow> {
+    let a = managed_action(app, caller, id).await?;
     let by = format!("user:{}", caller.user.username);
     if !app
         .store
@@ -320,14 +337,9 @@ pub async fn reject(
         return Err(state_conflict(&a, "rejected"));
     }
     caller
-        .log(
-            &app,
-            "action_reject",
-            Some(&id.to_string()),
-            Some(&a.action),
-        )
+        .log(app, "action_reject", Some(&id.to_string()), Some(&a.action))
         .await;
-    Ok(Json(app.store.action(id).await?.unwrap_or(a)))
+    Ok(app.store.action(id).await?.unwrap_or(a))
 }
 
 /// Runs an action a person started, now, and records it like any other.
@@ -384,7 +396,12 @@ pub async fn undo(
     caller: Caller,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<ActionRow>> {
-    let a = managed_action(&app, &caller, id).await?;
+    Ok(Json(undo_action(&app, &caller, id).await?))
+}
+
+/// Undoes a done disruptive action (once). Shared by the API and the console.
+pub(crate) async fn undo_action(app: &App, caller: &Caller, id: i64) -> ApiResult<ActionRow> {
+    let a = managed_action(app, caller, id).await?;
     let Some(inverse) = undo_of(&a.action) else {
         return Err(ApiError::new(
             ErrorCode::Conflict,
@@ -405,17 +422,15 @@ pub async fn undo(
             ),
         ));
     }
-    Ok(Json(
-        run_now(
-            &app,
-            &caller,
-            &a.field_id,
-            a.device_id.as_deref(),
-            inverse,
-            Some(id),
-        )
-        .await?,
-    ))
+    run_now(
+        app,
+        caller,
+        &a.field_id,
+        a.device_id.as_deref(),
+        inverse,
+        Some(id),
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

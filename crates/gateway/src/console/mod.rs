@@ -17,6 +17,7 @@ mod detections;
 mod field;
 mod i18n;
 mod pages;
+mod response;
 mod security;
 mod view;
 
@@ -67,6 +68,8 @@ pub(crate) fn router() -> Router<Arc<App>> {
         .route("/console/security/disable", post(security::disable))
         .route("/console/history", get(pages::history))
         .route("/console/detections", get(detections::page))
+        .route("/console/response", get(response::page))
+        .route("/console/response/{id}/{what}", post(response::decide))
         .route("/console/assets/htmx.min.js", get(assets::htmx))
         .route("/console/assets/console.css", get(assets::css))
         .route("/console/{*rest}", any(not_found))
@@ -248,7 +251,8 @@ pub(crate) struct Chrome {
     pub t: &'static Text,
     pub lang: &'static str,
     pub title: String,
-    /// The active navigation entry: `dashboard`, `fields`, `history`, `security` or empty.
+    /// The active navigation entry: `dashboard`, `fields`, `detections`, `response`, `history`,
+    /// `security` or empty.
     pub nav: &'static str,
     pub here: String,
     pub user: Option<UserBadge>,

@@ -102,7 +102,7 @@ impl DeviceRow {
 }
 
 /// Names for ids in history rows: the field's name, the device's unique ID (while it is registered).
-fn field_name(app: &App, id: Option<&str>) -> String {
+pub fn field_name(app: &App, id: Option<&str>) -> String {
     id.map(|id| {
         app.registry
             .field(&FieldId(id.to_owned()))
@@ -111,7 +111,7 @@ fn field_name(app: &App, id: Option<&str>) -> String {
     .unwrap_or_default()
 }
 
-fn device_label(app: &App, id: Option<&str>, unique_id: Option<&str>) -> String {
+pub fn device_label(app: &App, id: Option<&str>, unique_id: Option<&str>) -> String {
     match (id, unique_id) {
         (_, Some(u)) => u.to_owned(),
         (Some(id), None) => app

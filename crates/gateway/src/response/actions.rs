@@ -4,6 +4,7 @@
 use super::{backoff, notify};
 use crate::app::App;
 use crate::carrier::control;
+use crate::registry::DeviceEntry;
 use sekisho_core::{Device, DeviceId, DeviceStatus};
 use sekisho_store::history::Filter;
 use sekisho_store::now_ms;
@@ -192,19 +193,33 @@ pub async fn set_status(
         return Err(ActionError::fatal("the device is no longer registered"));
     };
     let was = entry.device.status;
+    apply_status(app, &entry, status).await?;
+    Ok(json!({"status": status.as_str(), "was": was.as_str()}))
+}
+
+/// Stores a device's new status and applies it at once: any status but active revokes its tokens
+/// (store and memory). Shared by the response and the admin API.
+pub async fn apply_status(
+    app: &App,
+    entry: &DeviceEntry,
+    status: DeviceStatus,
+) -> sekisho_store::Result<Device> {
     let now = now_ms();
-    if was != status {
-        app.store.set_device_status(&device.id, status, now).await?;
+    if entry.device.status != status {
+        app.store
+            .set_device_status(&entry.device.id, status, now)
+            .await?;
     }
     if status != DeviceStatus::Active {
-        app.store.revoke_tokens(&device.id).await?;
-        app.registry.revoke_tokens(&device.id);
+        app.store.revoke_tokens(&entry.device.id).await?;
+        app.registry.revoke_tokens(&entry.device.id);
     }
     let mut d = entry.device.clone();
     d.status = status;
     d.updated_at = now;
-    app.registry.put_device(d, entry.secret_hash.clone());
-    Ok(json!({"status": status.as_str(), "was": was.as_str()}))
+    app.registry
+        .put_device(d.clone(), entry.secret_hash.clone());
+    Ok(d)
 }
 
 /// The device information an administrator needs to judge an incident (V29): its registration, the

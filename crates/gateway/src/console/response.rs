@@ -1,0 +1,120 @@
+//! The response page: disruptive actions waiting for approval (approve with the second factor when
+//! the user has one, or reject), and the latest actions with their state and undo. It calls the same
+//! functions as the admin API (roles, scoping, second factor, admin log).
+
+use super::view::{device_label, field_name, when};
+use super::{Ctx, Failure, render, see_other};
+use crate::admin::response::{approve_action, reject_action, undo_action};
+use crate::app::App;
+use crate::response::actions::undo_of;
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use http::StatusCode;
+use sekisho_store::response::{ActionFilter, ActionRow};
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// One action as the page shows it.
+pub struct ActionLine {
+    pub id: i64,
+    pub when: String,
+    pub field: String,
+    pub device: String,
+    pub action: String,
+    pub action_label: String,
+    pub state: String,
+    pub state_label: String,
+    pub trigger: String,
+    pub error: String,
+    pub can_manage: bool,
+    pub can_undo: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console/response.html")]
+struct ResponsePage {
+    c: super::Chrome,
+    waiting: Vec<ActionLine>,
+    recent: Vec<ActionLine>,
+    totp: bool,
+}
+
+fn line(app: &App, ctx: &Ctx, a: &ActionRow) -> ActionLine {
+    let t = ctx.t();
+    let can_manage = ctx
+        .caller
+        .manages(&sekisho_core::FieldId(a.field_id.clone()));
+    ActionLine {
+        id: a.id,
+        when: when(a.updated_at),
+        field: field_name(app, Some(&a.field_id)),
+        device: device_label(app, a.device_id.as_deref(), None),
+        action: a.action.clone(),
+        action_label: t.word(&a.action),
+        state: a.state.clone(),
+        state_label: t.word(&a.state),
+        trigger: a.trigger.clone(),
+        error: a.error.clone().unwrap_or_default(),
+        can_manage,
+        can_undo: can_manage
+            && a.state == "done"
+            && a.undone_by.is_none()
+            && undo_of(&a.action).is_some(),
+    }
+}
+
+pub async fn page(State(app): State<Arc<App>>, ctx: Ctx) -> Result<Response, Failure> {
+    let visible = ctx.caller.visible_fields();
+    let search = |state: Option<&str>, limit| ActionFilter {
+        visible_fields: visible.clone(),
+        state: state.map(str::to_owned),
+        limit,
+        ..Default::default()
+    };
+    let fail = |e: sekisho_store::StoreError| ctx.fail(e.into());
+    let waiting = app
+        .store
+        .actions(&search(Some("awaiting_approval"), 200))
+        .await
+        .map_err(fail)?;
+    let recent = app.store.actions(&search(None, 50)).await.map_err(fail)?;
+    let page = ResponsePage {
+        c: ctx.chrome("response", ctx.t().response),
+        waiting: waiting.iter().map(|a| line(&app, &ctx, a)).collect(),
+        recent: recent.iter().map(|a| line(&app, &ctx, a)).collect(),
+        totp: ctx.caller.user.mfa_enabled,
+    };
+    Ok(render(StatusCode::OK, &page))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct DecideForm {
+    #[serde(default)]
+    totp: Option<String>,
+}
+
+/// Approve, reject or undo one action, then back to the page.
+pub async fn decide(
+    State(app): State<Arc<App>>,
+    ctx: Ctx,
+    Path((id, what)): Path<(i64, String)>,
+    form: Result<Form<DecideForm>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, Failure> {
+    let form = form.map(|f| f.0).unwrap_or_default();
+    let done = match what.as_str() {
+        "approve" => approve_action(&app, &ctx.caller, id, form.totp.as_deref()).await,
+        "reject" => reject_action(&app, &ctx.caller, id).await,
+        "undo" => undo_action(&app, &ctx.caller, id).await,
+        _ => {
+            return Err(Failure::new(
+                ctx.lang,
+                StatusCode::NOT_FOUND,
+                ctx.t().err_not_found,
+            ));
+        }
+    };
+    done.map_err(|e| ctx.fail(e))?;
+    Ok(see_other("/console/response"))
+}
