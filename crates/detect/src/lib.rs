@@ -7,6 +7,7 @@
 //! drive time by hand; the gateway owns threads, storage and the bus.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod finding;
 pub mod rules;
 pub mod silence;

@@ -13,6 +13,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod audit;
 pub mod bus;
 pub mod carrier;
 pub mod cloud;
@@ -194,6 +195,7 @@ pub async fn run(
     tokio::spawn(detection::silence_worker(app.clone(), stopped.clone()));
     tokio::spawn(housekeeping(app.clone(), stopped.clone()));
     response::spawn(app.clone(), stopped.clone());
+    tokio::spawn(audit::silence_worker(app.clone(), stopped.clone()));
 
     let c = &app.config;
     let device_spec = ListenerSpec {

@@ -150,6 +150,7 @@ impl Store {
             "DELETE FROM security_events WHERE at < ?1",
             "DELETE FROM accounting WHERE at < ?1",
             "DELETE FROM sim_actions WHERE at < ?1",
+            "DELETE FROM audit_runs WHERE at < ?1",
         ] {
             n += sqlx::query(sql)
                 .bind(cutoff)

@@ -5,6 +5,7 @@
 //! Architecture invariant: this crate knows tables and rows, not HTTP or TLS. It never logs the key, a
 //! secret or a message body.
 
+pub mod audit;
 pub mod carrier;
 pub mod detections;
 pub mod history;
@@ -148,6 +149,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_carrier.sql"),
     include_str!("migrations/0004_response.sql"),
     include_str!("migrations/0005_mfa.sql"),
+    include_str!("migrations/0006_audit.sql"),
 ];
 
 /// Opens (creating if needed) the encrypted store at `path`, checks the key, applies migrations and

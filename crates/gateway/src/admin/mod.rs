@@ -5,6 +5,7 @@
 //! fields; an analyst reads every field and changes nothing. Every change is written to the admin log.
 //! The browser console ([`crate::console`]) is served on the same listener and calls the same functions.
 
+pub(crate) mod audit;
 pub(crate) mod devices;
 pub(crate) mod fields;
 pub(crate) mod history;
@@ -56,6 +57,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = AdminApi::openapi();
     doc.merge(mfa::MfaApi::openapi());
     doc.merge(response::ResponseApi::openapi());
+    doc.merge(audit::AuditApi::openapi());
     doc
 }
 
@@ -169,6 +171,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(system::metrics))
         .merge(mfa::router())
         .merge(response::router())
+        .merge(audit::router())
         .merge(crate::console::router())
         .fallback(|| async {
             ApiError::new(ErrorCode::NotFound, "no such endpoint in the admin API")

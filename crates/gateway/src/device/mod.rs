@@ -5,6 +5,7 @@
 //! metadata) before it is answered, and `202` is sent only after the message is committed to the store.
 
 mod auth;
+mod state;
 mod telemetry;
 
 use crate::app::App;
@@ -25,7 +26,7 @@ pub use telemetry::{Accepted, BatchAccepted};
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Sekisho device protocol", version = "1", description = "What devices speak to the gateway: HTTPS + JSON. Errors are `{\"error\": code, \"message\": text}`."),
-    paths(auth::token, telemetry::single, telemetry::batch),
+    paths(auth::token, telemetry::single, telemetry::batch, state::report),
     tags((name = "device", description = "Device protocol v1"))
 )]
 pub struct DeviceApi;
@@ -35,6 +36,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/auth/token", post(auth::token))
         .route("/v1/telemetry", post(telemetry::single))
         .route("/v1/telemetry/batch", post(telemetry::batch))
+        .route("/v1/device/state", post(state::report))
         .route(
             "/v1/openapi.json",
             get(|| async { axum::Json(DeviceApi::openapi()) }),

@@ -93,17 +93,19 @@ pub async fn batch(
     ingest(app, conn, req, true).await
 }
 
-struct Authed {
-    device: Arc<DeviceEntry>,
-    field: Arc<Field>,
+pub(super) struct Authed {
+    pub device: Arc<DeviceEntry>,
+    pub field: Arc<Field>,
 }
 
 /// Checks the bearer token and `Device-Id`. On failure, also returns the device the token belonged to.
-fn authenticate(
+/// `quarantine_open`: the endpoint stays open to a quarantined device (state reports, updates).
+pub(super) fn authenticate(
     app: &App,
     conn: &ConnInfo,
     headers: &HeaderMap,
     now: i64,
+    quarantine_open: bool,
 ) -> Result<Authed, (ApiError, Option<DeviceId>)> {
     let invalid = |msg: &str| ApiError::new(ErrorCode::InvalidToken, msg);
     let token = headers
@@ -144,6 +146,7 @@ fn authenticate(
                 "this device's authentication has been stopped",
             );
         }
+        DeviceStatus::Quarantined if quarantine_open => {}
         DeviceStatus::Quarantined => {
             return refuse(
                 ErrorCode::DeviceQuarantined,
@@ -198,7 +201,7 @@ async fn ingest(app: Arc<App>, conn: ConnInfo, req: Request, is_batch: bool) -> 
         buffered: false,
         body: None,
     };
-    let authed = match authenticate(&app, &conn, &parts.headers, now) {
+    let authed = match authenticate(&app, &conn, &parts.headers, now, false) {
         Ok(a) => a,
         Err((e, device)) => {
             base.device_id = device.map(|d| d.0);

@@ -197,8 +197,8 @@ pub async fn set_status(
     Ok(json!({"status": status.as_str(), "was": was.as_str()}))
 }
 
-/// Stores a device's new status and applies it at once: any status but active revokes its tokens
-/// (store and memory). Shared by the response and the admin API.
+/// Stores a device's new status and applies it at once (store and memory). Shared by the response and
+/// the admin API.
 pub async fn apply_status(
     app: &App,
     entry: &DeviceEntry,
@@ -210,7 +210,9 @@ pub async fn apply_status(
             .set_device_status(&entry.device.id, status, now)
             .await?;
     }
-    if status != DeviceStatus::Active {
+    // Stopped or deleted: its tokens die at once. Quarantined: it keeps them, for the endpoints that
+    // stay open to it (state reports, updates); its data is refused.
+    if matches!(status, DeviceStatus::Disabled | DeviceStatus::Deleted) {
         app.store.revoke_tokens(&entry.device.id).await?;
         app.registry.revoke_tokens(&entry.device.id);
     }
@@ -249,6 +251,17 @@ pub async fn collect(app: &App, device: &Device) -> Result<Value, ActionError> {
             ..Default::default()
         })
         .await?;
+    let self_report = app
+        .store
+        .states(&device.id.0, 1)
+        .await?
+        .into_iter()
+        .next()
+        .map(|s| {
+            json!({"at": sekisho_core::time::rfc3339(s.at),
+                "report": serde_json::from_str::<Value>(&s.body).unwrap_or(Value::Null),
+                "changed": serde_json::from_str::<Value>(&s.changed).unwrap_or(Value::Null)})
+        });
     let sim = device
         .sim
         .as_ref()
@@ -260,7 +273,7 @@ pub async fn collect(app: &App, device: &Device) -> Result<Value, ActionError> {
             "created_at": sekisho_core::time::rfc3339(device.created_at),
             "certificate_sha256": device.cert_sha256},
         "sim": sim,
-        "self_report": Value::Null,
+        "self_report": self_report,
         "recent_messages": messages,
         "recent_auth_attempts": auth,
         "detections": detections,

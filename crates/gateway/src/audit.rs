@@ -1,0 +1,178 @@
+//! Device audit (subsystem ⑤): each self-report is stored with what changed since the previous one and
+//! judged against the device's baseline (the field's, with the device's own entries on top); findings
+//! go to the detection sink like any other (grouped, stored, published to the response). During a
+//! field's learning period reports are recorded but not judged; the administrator then approves the
+//! proposed baseline in one action (※5). A periodic pass finds devices that stopped reporting.
+//! Every audit is recorded (`audit_runs`).
+
+use crate::app::App;
+use crate::detection::Found;
+use sekisho_core::{Device, DeviceId, FieldId};
+use sekisho_detect::audit::{self, Baseline, SelfReport};
+use sekisho_store::now_ms;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The baseline that applies to a device: the field's, with the device's own entries on top (none
+/// when neither is set).
+pub async fn baseline_of(
+    app: &App,
+    field: &str,
+    device: &str,
+) -> sekisho_store::Result<Option<Baseline>> {
+    let parse = |b: Option<sekisho_store::audit::BaselineRow>| {
+        b.and_then(|r| serde_json::from_str::<Baseline>(&r.body).ok())
+    };
+    let f = parse(app.store.baseline(field, "").await?);
+    let d = parse(app.store.baseline(field, device).await?);
+    Ok(match (f, d) {
+        (None, None) => None,
+        (f, d) => Some(f.unwrap_or_default().with(&d.unwrap_or_default())),
+    })
+}
+
+/// What differs between two reports.
+fn changes(prev: Option<&SelfReport>, now: &SelfReport) -> Vec<String> {
+    let Some(p) = prev else {
+        return vec!["first_report".into()];
+    };
+    let mut out = Vec::new();
+    if p.firmware_version != now.firmware_version {
+        out.push("firmware_version".into());
+    }
+    if p.config_hash != now.config_hash {
+        out.push("config_hash".into());
+    }
+    if p.processes != now.processes {
+        out.push("processes".into());
+    }
+    if p.software != now.software {
+        out.push("software".into());
+    }
+    if p.facts != now.facts {
+        out.push("facts".into());
+    }
+    out
+}
+
+/// Stores a self-report and audits it. Returns the report's id and what changed.
+pub async fn on_report(
+    app: &App,
+    device: &Device,
+    report: &SelfReport,
+    now: i64,
+) -> sekisho_store::Result<(i64, Vec<String>)> {
+    let (field, dev) = (device.field_id.0.as_str(), device.id.0.as_str());
+    let prev = app
+        .store
+        .states(dev, 1)
+        .await?
+        .into_iter()
+        .next()
+        .and_then(|s| serde_json::from_str::<SelfReport>(&s.body).ok());
+    let changed = changes(prev.as_ref(), report);
+    let body = serde_json::to_string(report).unwrap_or_default();
+    let changed_json = serde_json::to_string(&changed).unwrap_or_default();
+    let id = app
+        .store
+        .insert_state(now, field, dev, &body, &changed_json)
+        .await?;
+    let learning = app
+        .store
+        .learning(field)
+        .await?
+        .is_some_and(|(_, until)| now < until);
+    let (outcome, rules) = if learning {
+        ("learning", Vec::new())
+    } else {
+        match baseline_of(app, field, dev).await? {
+            None => ("no_baseline", Vec::new()),
+            Some(b) => {
+                let findings = audit::audit(&b, report);
+                let rules: Vec<String> = findings.iter().map(|f| f.rule.clone()).collect();
+                for finding in findings {
+                    app.detector.emit_found(Found {
+                        field: device.field_id.clone(),
+                        device: Some(device.id.clone()),
+                        finding,
+                        at: now,
+                    });
+                }
+                (
+                    if rules.is_empty() {
+                        "clean"
+                    } else {
+                        "findings"
+                    },
+                    rules,
+                )
+            }
+        }
+    };
+    app.store
+        .insert_audit_run(
+            now,
+            field,
+            dev,
+            "report",
+            outcome,
+            &serde_json::to_string(&rules).unwrap_or_default(),
+        )
+        .await?;
+    Ok((id, changed))
+}
+
+/// Once a minute: devices whose baseline expects reports and that stopped sending them. Each silence
+/// is reported once (until the device reports again).
+pub async fn silence_worker(app: Arc<App>, mut stopped: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    let mut reported: HashMap<DeviceId, i64> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopped.changed() => return,
+        }
+        if let Err(e) = check_silence(&app, &mut reported).await {
+            tracing::warn!(error = %e, "the audit's silence check failed");
+        }
+    }
+}
+
+async fn check_silence(
+    app: &App,
+    reported: &mut HashMap<DeviceId, i64>,
+) -> sekisho_store::Result<()> {
+    let now = now_ms();
+    for (field, device, last) in app.store.last_reports().await? {
+        let id = DeviceId(device.clone());
+        if reported.get(&id) == Some(&last) || app.registry.device(&id).is_none() {
+            continue;
+        }
+        let Some(b) = baseline_of(app, &field, &device).await? else {
+            continue;
+        };
+        if let Some(finding) = audit::silent(&b, Some(last), now) {
+            reported.insert(id.clone(), last);
+            let rule = finding.rule.clone();
+            app.detector.emit_found(Found {
+                field: FieldId(field.clone()),
+                device: Some(id),
+                finding,
+                at: now,
+            });
+            app.store
+                .insert_audit_run(
+                    now,
+                    &field,
+                    &device,
+                    "periodic",
+                    "findings",
+                    &format!("[\"{rule}\"]"),
+                )
+                .await?;
+        }
+    }
+    Ok(())
+}

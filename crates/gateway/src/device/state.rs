@@ -1,0 +1,88 @@
+//! The device's self-report (`POST /v1/device/state`, SYSTEM §3): firmware version, configuration
+//! hash, running processes, software, free-form facts. Stored with what changed since the previous
+//! report, then audited against the device's baseline ([`crate::audit`]). Open to quarantined devices.
+
+use super::telemetry::authenticate;
+use super::{is_json, read_body};
+use crate::app::App;
+use crate::error::ApiError;
+use crate::listener::ConnInfo;
+use axum::Json;
+use axum::extract::{Extension, Request, State};
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use sekisho_core::ErrorCode;
+use sekisho_detect::audit::SelfReport;
+use sekisho_store::now_ms;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+use utoipa::ToSchema;
+
+/// The answer to a stored self-report.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StateAccepted {
+    pub id: i64,
+    /// What differs from the previous report (`firmware_version`, `config_hash`, `processes`, …).
+    pub changed: Vec<String>,
+    /// Pending commands for the device, as on telemetry responses.
+    pub commands: Vec<serde_json::Value>,
+}
+
+/// Report the device's state for audit: firmware version, configuration hash, processes, software.
+#[utoipa::path(post, path = "/v1/device/state", tag = "device", request_body = SelfReport,
+    params(("Device-Id" = String, Header, description = "The `device_id` from the token response")),
+    responses((status = 202, body = StateAccepted), (status = 400, body = sekisho_core::ErrorBody),
+        (status = 401, body = sekisho_core::ErrorBody), (status = 403, body = sekisho_core::ErrorBody),
+        (status = 413, body = sekisho_core::ErrorBody), (status = 415, body = sekisho_core::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn report(
+    State(app): State<Arc<App>>,
+    Extension(conn): Extension<ConnInfo>,
+    req: Request,
+) -> Response {
+    let now = now_ms();
+    let (parts, body) = req.into_parts();
+    let authed = match authenticate(&app, &conn, &parts.headers, now, true) {
+        Ok(a) => a,
+        Err((e, _)) => return e.into_response(),
+    };
+    if !is_json(&parts.headers) {
+        return ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "send the state as application/json",
+        )
+        .into_response();
+    }
+    let limit = authed.field.limits.max_body_bytes as usize;
+    let bytes = match read_body(
+        body,
+        limit,
+        Duration::from_secs(app.config.device.body_timeout_secs),
+    )
+    .await
+    {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let report: SelfReport = match serde_json::from_slice(&bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            return ApiError::new(ErrorCode::MalformedJson, format!("the state report: {e}"))
+                .into_response();
+        }
+    };
+    let device = &authed.device.device;
+    match crate::audit::on_report(&app, device, &report, now).await {
+        Ok((id, changed)) => (
+            StatusCode::ACCEPTED,
+            Json(StateAccepted {
+                id,
+                changed,
+                commands: app.commands.for_device(&device.id),
+            }),
+        )
+            .into_response(),
+        Err(e) => ApiError::store(e).into_response(),
+    }
+}

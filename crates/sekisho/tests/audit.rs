@@ -1,0 +1,266 @@
+//! Device audit end to end: devices report their state, a baseline is learned from healthy ones and
+//! approved in one action (※5), then an altered configuration (V27), an unknown process (V28) and a
+//! downgraded firmware (V30) are detected and the administrator is mailed (a real aiosmtpd), with the
+//! device's self-report in the collected information (V29).
+
+mod common;
+
+use common::smtp::{PASSWORD, SmtpServer, SmtpTls, USER};
+use common::{Admin, Device, Gateway, TempDir, eventually};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+async fn report(d: &Device, state: Value) -> (u16, Value) {
+    d.send_raw("/v1/device/state", "application/json", state.to_string())
+        .await
+}
+
+fn state(fw: &str, cfg: &str, procs: Value) -> Value {
+    json!({"firmware_version": fw, "config_hash": cfg, "processes": procs,
+           "software": [{"name": "openssl", "version": "3.0.11"}], "facts": {"uptime": 100}})
+}
+
+async fn detections(admin: &Admin, fid: &str) -> Vec<Value> {
+    let (_, v) = admin
+        .get(&format!("/api/v1/fields/{fid}/detections?limit=100"))
+        .await;
+    v["items"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_learned_baseline_catches_altered_config_unknown_processes_and_downgrades() {
+    let tls = SmtpTls::new();
+    let smtp = SmtpServer::start(&tls, None);
+    let dir = TempDir::new("audit");
+    common::init(&dir.0);
+    std::fs::write(dir.0.join("smtp.password"), PASSWORD).unwrap();
+    let smtp_cfg: toml::Table = toml::from_str(&format!(
+        "host = \"127.0.0.1\"\nport = {}\nsecurity = \"starttls\"\nusername = \"{USER}\"\nca_file = \"{}\"\nfrom = \"Sekisho <gw@gateway.test>\"\n",
+        smtp.port,
+        tls.ca.display()
+    ))
+    .unwrap();
+    common::configure(
+        &dir.0,
+        &[("response", "smtp", toml::Value::Table(smtp_cfg))],
+    );
+    let gw = Gateway::start_in(&dir.0);
+    let admin = gw.admin().await;
+    let field = admin.field("homes").await;
+    let fid = field["id"].as_str().unwrap().to_owned();
+    let (_, mut t) = admin.get("/api/v1/templates/generic").await;
+    t["actions"] = json!({"hijacking": ["notify_admin", "collect_info"]});
+    let (s, v) = admin
+        .req(
+            Method::PUT,
+            &format!("/api/v1/fields/{fid}/template"),
+            Some(t),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, _) = admin
+        .req(
+            Method::PUT,
+            &format!("/api/v1/fields/{fid}/notify"),
+            Some(json!({"admin_emails": ["ops@example.jp"], "language": "en"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let mut devices = Vec::new();
+    for name in ["hub-1", "hub-2", "hub-3"] {
+        let reg = admin.device(&field, name).await;
+        let mut d = Device::new(&gw, &reg, name);
+        d.auth().await;
+        devices.push((reg, d));
+    }
+
+    // Without a baseline, reports are stored and audited as such.
+    let (s, v) = report(
+        &devices[0].1,
+        state("1.4.2", "sha256:aa", json!(["sensord"])),
+    )
+    .await;
+    assert_eq!(
+        (s, v["changed"].clone()),
+        (202, json!(["first_report"])),
+        "{v}"
+    );
+
+    // ※5: learn from healthy devices, then approve the proposal in one action.
+    let (s, l) = admin
+        .post(
+            &format!("/api/v1/fields/{fid}/baseline/learn"),
+            json!({"duration": "1h"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{l}");
+    let healthy = [
+        state("1.4.2", "sha256:aa", json!(["sensord", "uplinkd"])),
+        state(
+            "1.4.2",
+            "sha256:aa",
+            json!(["sensord", {"name": "ntpd", "publisher": "Acme"}]),
+        ),
+        state("1.4.2", "sha256:aa", json!(["sensord", "uplinkd"])),
+    ];
+    for ((_, d), s) in devices.iter().zip(&healthy) {
+        assert_eq!(report(d, s.clone()).await.0, 202);
+    }
+    let (_, p) = admin
+        .get(&format!("/api/v1/fields/{fid}/baseline/proposal"))
+        .await;
+    assert_eq!(p["devices"], 3, "{p}");
+    assert_eq!(
+        p["proposal"]["processes"],
+        json!(["ntpd", "sensord", "uplinkd"]),
+        "{p}"
+    );
+    assert_eq!(p["proposal"]["publishers"], json!(["Acme"]));
+    assert_eq!(p["proposal"]["config_hash"], "sha256:aa");
+    let (s, b) = admin
+        .post(
+            &format!("/api/v1/fields/{fid}/baseline/proposal/approve"),
+            json!({}),
+        )
+        .await;
+    assert_eq!((s, b["version"].as_i64()), (200, Some(1)), "{b}");
+    assert!(
+        detections(&admin, &fid).await.is_empty(),
+        "learning judges nothing"
+    );
+
+    // V27, V28 (and the lower finding for a trusted publisher), V30.
+    let (s, v) = report(
+        &devices[0].1,
+        state("1.4.2", "sha256:EVIL", json!(["sensord", "uplinkd"])),
+    )
+    .await;
+    assert_eq!(
+        (s, v["changed"].clone()),
+        (202, json!(["config_hash"])),
+        "{v}"
+    );
+    report(
+        &devices[1].1,
+        state(
+            "1.4.2",
+            "sha256:aa",
+            json!(["sensord", "xmrig", {"name": "acme-agent", "publisher": "Acme"}]),
+        ),
+    )
+    .await;
+    report(
+        &devices[2].1,
+        state("1.3.0", "sha256:aa", json!(["sensord"])),
+    )
+    .await;
+    let found = eventually(20, || async {
+        let d = detections(&admin, &fid).await;
+        (d.len() >= 4).then_some(d)
+    })
+    .await
+    .expect("four audit findings");
+    let by = |rule: &str| {
+        found
+            .iter()
+            .find(|d| d["rule"] == rule)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let id = |i: usize| devices[i].0["id"].clone();
+    assert_eq!(
+        (
+            by("audit.config_mismatch")["device_id"].clone(),
+            by("audit.config_mismatch")["severity"].clone()
+        ),
+        (id(0), json!("high"))
+    );
+    assert_eq!(by("audit.unknown_process")["device_id"], id(1));
+    assert!(
+        by("audit.unknown_process")["summary"]
+            .as_str()
+            .unwrap()
+            .contains("xmrig")
+    );
+    assert_eq!(by("audit.unlisted_signed_process")["severity"], "low");
+    assert_eq!(by("audit.firmware_downgrade")["device_id"], id(2));
+    assert!(found.iter().all(|d| d["threat"] == "hijacking"));
+
+    // The administrator is notified — once per device and incident: hub-2's two findings are one
+    // incident — with the device's information collected (V29).
+    let mails = eventually(30, || async { Some(smtp.mails()).filter(|m| m.len() >= 3) })
+        .await
+        .expect("a mail per device");
+    assert!(mails.iter().any(|m| {
+        m["text"]
+            .as_str()
+            .unwrap()
+            .contains("audit.config_mismatch")
+    }));
+    let dev0 = id(0);
+    let rpath = format!(
+        "/api/v1/fields/{fid}/devices/{}/reports",
+        dev0.as_str().unwrap()
+    );
+    let rid = eventually(20, || async {
+        let (_, r) = admin.get(&rpath).await;
+        r.as_array()?.first()?["id"].as_i64()
+    })
+    .await
+    .unwrap();
+    let (_, r) = admin.get(&format!("{rpath}/{rid}")).await;
+    assert_eq!(
+        r["self_report"]["report"]["config_hash"], "sha256:EVIL",
+        "{r}"
+    );
+
+    // History: every report with what changed, every audit run.
+    let (_, h) = admin
+        .get(&format!(
+            "/api/v1/fields/{fid}/devices/{}/state",
+            dev0.as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(h.as_array().unwrap().len(), 3, "{h}");
+    let (_, runs) = admin.get(&format!("/api/v1/fields/{fid}/audit-runs")).await;
+    let outcomes: Vec<&str> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == "learning").count(),
+        3,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == "findings").count(),
+        3,
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes.last(), Some(&"no_baseline"));
+
+    // A quarantined device still reports its state; its data is refused.
+    let (s, v) = admin
+        .post(
+            &format!(
+                "/api/v1/fields/{fid}/devices/{}/actions",
+                dev0.as_str().unwrap()
+            ),
+            json!({"action": "quarantine"}),
+        )
+        .await;
+    assert_eq!((s, v["state"].as_str()), (200, Some("done")), "{v}");
+    let d0 = &devices[0].1;
+    assert_eq!(
+        d0.send(json!({"seq": 1})).await.1["error"],
+        "device_quarantined"
+    );
+    assert_eq!(
+        report(d0, state("1.4.2", "sha256:aa", json!(["sensord"])))
+            .await
+            .0,
+        202
+    );
+}

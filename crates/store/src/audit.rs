@@ -1,0 +1,204 @@
+//! Device-audit storage (subsystem ⑤): self-reports with their changes, baselines (versioned, per
+//! field and per device), learning periods and audit runs.
+
+use crate::{Result, Store};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// One stored self-report.
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
+pub struct StateRow {
+    pub id: i64,
+    pub at: i64,
+    pub field_id: String,
+    pub device_id: String,
+    /// JSON self-report.
+    pub body: String,
+    /// JSON list of what differs from the previous report.
+    pub changed: String,
+}
+
+/// One audit run.
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
+pub struct AuditRunRow {
+    pub id: i64,
+    pub at: i64,
+    pub field_id: String,
+    pub device_id: String,
+    /// `report` or `periodic`.
+    pub trigger: String,
+    /// `clean`, `findings`, `learning` or `no_baseline`.
+    pub outcome: String,
+    /// JSON list of the rules that fired.
+    pub rules: String,
+}
+
+/// A baseline version.
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
+pub struct BaselineRow {
+    pub field_id: String,
+    /// Empty for the field's own baseline.
+    pub device_id: String,
+    pub version: i64,
+    pub at: i64,
+    pub by: String,
+    /// JSON baseline.
+    pub body: String,
+}
+
+impl Store {
+    pub async fn insert_state(
+        &self,
+        at: i64,
+        field: &str,
+        device: &str,
+        body: &str,
+        changed: &str,
+    ) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO device_states (at, field_id, device_id, body, changed) VALUES (?,?,?,?,?) RETURNING id",
+        )
+        .bind(at)
+        .bind(field)
+        .bind(device)
+        .bind(body)
+        .bind(changed)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// A device's self-reports, newest first.
+    pub async fn states(&self, device: &str, limit: i64) -> Result<Vec<StateRow>> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM device_states WHERE device_id = ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(device)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The latest self-report of every device of a field made at or after `since`.
+    pub async fn latest_states_since(&self, field: &str, since: i64) -> Result<Vec<StateRow>> {
+        Ok(sqlx::query_as(
+            "SELECT s.* FROM device_states s JOIN (SELECT device_id, max(id) AS id FROM device_states \
+             WHERE field_id = ?1 AND at >= ?2 GROUP BY device_id) m ON s.id = m.id ORDER BY s.device_id",
+        )
+        .bind(field)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Every device's latest report time: (field, device, at).
+    pub async fn last_reports(&self) -> Result<Vec<(String, String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT field_id, device_id, max(at) FROM device_states GROUP BY field_id, device_id",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Stores a new version of a baseline (`device` empty: the field's); returns the version.
+    pub async fn put_baseline(
+        &self,
+        field: &str,
+        device: &str,
+        by: &str,
+        body: &str,
+        at: i64,
+    ) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO baselines (field_id, device_id, version, at, by, body) VALUES (?1, ?2, \
+             (SELECT coalesce(max(version), 0) + 1 FROM baselines WHERE field_id = ?1 AND device_id = ?2), ?3, ?4, ?5) \
+             RETURNING version",
+        )
+        .bind(field)
+        .bind(device)
+        .bind(at)
+        .bind(by)
+        .bind(body)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// The current baseline (`device` empty: the field's).
+    pub async fn baseline(&self, field: &str, device: &str) -> Result<Option<BaselineRow>> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM baselines WHERE field_id = ? AND device_id = ? ORDER BY version DESC LIMIT 1",
+        )
+        .bind(field)
+        .bind(device)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub async fn set_learning(
+        &self,
+        field: &str,
+        started: i64,
+        until: i64,
+        by: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT OR REPLACE INTO learning (field_id, started_at, until_at, by) VALUES (?,?,?,?)",
+        )
+        .bind(field)
+        .bind(started)
+        .bind(until)
+        .bind(by)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The field's learning period (started, until), if one was set.
+    pub async fn learning(&self, field: &str) -> Result<Option<(i64, i64)>> {
+        Ok(
+            sqlx::query_as("SELECT started_at, until_at FROM learning WHERE field_id = ?")
+                .bind(field)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn end_learning(&self, field: &str) -> Result<()> {
+        sqlx::query("DELETE FROM learning WHERE field_id = ?")
+            .bind(field)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn insert_audit_run(
+        &self,
+        at: i64,
+        field: &str,
+        device: &str,
+        trigger: &str,
+        outcome: &str,
+        rules: &str,
+    ) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO audit_runs (at, field_id, device_id, trigger, outcome, rules) VALUES (?,?,?,?,?,?) RETURNING id",
+        )
+        .bind(at)
+        .bind(field)
+        .bind(device)
+        .bind(trigger)
+        .bind(outcome)
+        .bind(rules)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    pub async fn audit_runs(&self, field: &str, limit: i64) -> Result<Vec<AuditRunRow>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM audit_runs WHERE field_id = ? ORDER BY id DESC LIMIT ?")
+                .bind(field)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+}
