@@ -185,25 +185,21 @@ impl DeviceClient {
             .await?;
         let status = resp.status().as_u16();
         let resp = expect(resp, &[StatusCode::ACCEPTED, StatusCode::OK]).await?;
-        let answer: Value = read_json(resp).await?;
-        let commands = answer
-            .get("commands")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        Ok((status, commands))
+        let bytes = read_limited(resp, API_BODY_LIMIT).await?;
+        Ok((status, commands_of(&bytes)))
     }
 
-    /// `POST /v1/device/state`.
-    pub async fn report_state(&mut self, state: &DeviceState) -> Result<(), UpdateError> {
+    /// `POST /v1/device/state`: the pending commands the answer carries (none when it has no
+    /// `commands`).
+    pub async fn report_state(&mut self, state: &DeviceState) -> Result<Vec<Value>, UpdateError> {
         let url = self.url("/v1/device/state")?;
         let body = serde_json::to_value(state).unwrap_or_default();
         let resp = self
             .authed(Method::POST, url, Some(&body), self.cfg.timeout)
             .await?;
-        expect(resp, &[StatusCode::ACCEPTED, StatusCode::OK])
-            .await
-            .map(drop)
+        let resp = expect(resp, &[StatusCode::ACCEPTED, StatusCode::OK]).await?;
+        let bytes = read_limited(resp, API_BODY_LIMIT).await?;
+        Ok(commands_of(&bytes))
     }
 
     /// `GET /v1/device/update`: the signed manifest offered, `None` on `204` (device current).
@@ -387,6 +383,21 @@ impl DeviceClient {
             code: "invalid_token".into(),
         })
     }
+}
+
+/// The `commands` array of an answer; none when the body is not JSON or has none.
+fn commands_of(body: &[u8]) -> Vec<Value> {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("commands").and_then(Value::as_array).cloned())
+        .unwrap_or_default()
+}
+
+/// `true` when `commands` holds `{"type": "update", …}`.
+pub fn wants_update(commands: &[Value]) -> bool {
+    commands
+        .iter()
+        .any(|c| c.get("type").and_then(Value::as_str) == Some("update"))
 }
 
 /// The sequence and version an (unverified) payload claims, for a rejection report.

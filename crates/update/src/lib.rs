@@ -48,7 +48,9 @@
 //! **`POST /v1/device/state`** (same headers)
 //! `{"firmware_version": "1.4.2", "config_hash": "sha256:<hex>", "processes": [{"name": "sensord",
 //! "path": "/usr/bin/sensord", "sha256": "<hex>"?, "publisher": "Acme"?}, …], "software": [{"name":
-//! "openssl", "version": "3.0.11", "publisher": "…"?}, …], "facts": {…}}` → `202`.
+//! "openssl", "version": "3.0.11", "publisher": "…"?}, …], "facts": {…}}` → `202` (the gateway's
+//! answer may carry `commands` as telemetry's does). `firmware_version` and `config_hash` are left
+//! out when the device does not know them, never sent empty.
 //!
 //! **Auth and telemetry** as SYSTEM §3: `POST /v1/auth/token {"auth_id", "auth_secret",
 //! "unique_id"}` → `200 {"access_token", "token_type", "expires_in", "device_id"}`; `POST
@@ -71,7 +73,9 @@ pub mod keys;
 pub mod manifest;
 pub mod state;
 
-pub use client::{Applied, ClientConfig, Credentials, DeviceClient, TokenInfo, UpdateResult};
+pub use client::{
+    Applied, ClientConfig, Credentials, DeviceClient, TokenInfo, UpdateResult, wants_update,
+};
 pub use error::UpdateError;
 pub use keys::{PublicKey, SigningKey};
 pub use manifest::{

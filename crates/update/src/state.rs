@@ -107,11 +107,12 @@ pub struct Software {
 /// `POST /v1/device/state`'s body: the device's self-report for audit (SYSTEM §5.5).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceState {
-    #[serde(default)]
-    pub firmware_version: String,
-    /// `sha256:<hex>`.
-    #[serde(default)]
-    pub config_hash: String,
+    /// Left out when unknown (never sent empty: an empty version would compare as "older").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firmware_version: Option<String>,
+    /// `sha256:<hex>`; left out when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
     #[serde(default)]
     pub processes: Vec<Process>,
     #[serde(default)]
@@ -138,11 +139,11 @@ impl DeviceState {
                 )));
             }
         };
-        if state.firmware_version.is_empty() {
-            state.firmware_version = local.version.clone().unwrap_or_default();
+        if state.firmware_version.is_none() {
+            state.firmware_version.clone_from(&local.version);
         }
-        if state.config_hash.is_empty() {
-            state.config_hash = local.config_hash.clone().unwrap_or_default();
+        if state.config_hash.is_none() {
+            state.config_hash.clone_from(&local.config_hash);
         }
         Ok(state)
     }
@@ -199,8 +200,17 @@ mod tests {
         };
         let empty = DeviceState::from_dir(&dir, &local).expect("report");
         assert_eq!(
-            (empty.firmware_version.as_str(), empty.config_hash.as_str()),
-            ("1.4.2", "sha256:00")
+            (
+                empty.firmware_version.as_deref(),
+                empty.config_hash.as_deref()
+            ),
+            (Some("1.4.2"), Some("sha256:00"))
+        );
+        let unknown = DeviceState::from_dir(&dir, &LocalState::default()).expect("report");
+        let v = serde_json::to_value(&unknown).expect("json");
+        assert!(
+            v.get("firmware_version").is_none() && v.get("config_hash").is_none(),
+            "{v}"
         );
         std::fs::write(
             dir.join(DEVICE_FILE),
@@ -209,7 +219,7 @@ mod tests {
         )
         .expect("write");
         let r = DeviceState::from_dir(&dir, &local).expect("report");
-        assert_eq!(r.firmware_version, "1.4.2");
+        assert_eq!(r.firmware_version.as_deref(), Some("1.4.2"));
         assert_eq!(r.processes[0].publisher.as_deref(), Some("Acme"));
         let v = serde_json::to_value(&r).expect("json");
         assert!(v["processes"][0].get("sha256").is_none());

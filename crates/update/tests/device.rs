@@ -332,8 +332,8 @@ async fn telemetry_and_state_report_reach_the_gateway() {
         .expect("sent");
     assert_eq!((status, commands), (202, vec![json!({"type": "update"})]));
     let state = DeviceState {
-        firmware_version: "1.4.2".into(),
-        config_hash: format!("sha256:{}", "0".repeat(64)),
+        firmware_version: Some("1.4.2".into()),
+        config_hash: Some(format!("sha256:{}", "0".repeat(64))),
         processes: vec![Process {
             name: "sensord".into(),
             path: "/usr/bin/sensord".into(),
@@ -341,13 +341,31 @@ async fn telemetry_and_state_report_reach_the_gateway() {
         }],
         ..Default::default()
     };
-    c.report_state(&state).await.expect("reported");
+    gw.with(|g| g.commands.push(json!({"type": "reauth"})));
+    let commands = c.report_state(&state).await.expect("reported");
+    assert_eq!(commands, vec![json!({"type": "reauth"})]);
     let (telemetry, states) = gw.with(|g| (g.telemetry.clone(), g.states.clone()));
     assert_eq!(telemetry, vec![json!({"temp": 21.5, "seq": 1})]);
     assert_eq!(states[0]["firmware_version"], "1.4.2");
     assert_eq!(
         states[0]["processes"][0],
         json!({"name": "sensord", "path": "/usr/bin/sensord"})
+    );
+}
+
+#[tokio::test]
+async fn a_refused_token_is_renewed_once() {
+    let gw = common::start().await;
+    let dir = Scratch::new("renew");
+    let mut c = client(&gw, &dir);
+    c.send_telemetry(&json!({"seq": 1})).await.expect("sent");
+    gw.with(|g| g.revoke_next = true);
+    c.send_telemetry(&json!({"seq": 2}))
+        .await
+        .expect("sent after renewal");
+    assert_eq!(
+        gw.with(|g| (g.tokens_issued, g.unauthorized, g.telemetry.len())),
+        (2, 1, 2)
     );
 }
 
@@ -455,8 +473,27 @@ async fn cli_updates_refuses_and_reports_exit_codes() {
 
     let (code, _) = cli(&gw, &dir, &[&pub_path], &["update"]).await;
     assert_eq!(code, 0, "current");
+    // The publisher signs a manifest file with the CLI; the envelope verifies with the library.
     let m = manifest(FIRMWARE, "1.4.3", 42);
-    offer(&gw, &sign(&m, &publisher), &m.artifact.sha256, FIRMWARE);
+    let manifest_path = dir.0.join("manifest.json");
+    std::fs::write(
+        &manifest_path,
+        serde_json::to_string_pretty(&m).expect("json"),
+    )
+    .expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sekisho-device"))
+        .args(["sign", "--key"])
+        .arg(&key_path)
+        .arg(&manifest_path)
+        .output()
+        .expect("sign");
+    assert!(out.status.success(), "{out:?}");
+    let envelope: SignedManifest = serde_json::from_slice(&out.stdout).expect("envelope");
+    assert_eq!(
+        sekisho_update::verify(&envelope, &[publisher.public_key()]),
+        Ok(m.clone())
+    );
+    offer(&gw, &envelope, &m.artifact.sha256, FIRMWARE);
     let (code, stdout) = cli(&gw, &dir, &[&pub_path], &["update"]).await;
     assert_eq!(code, 0, "{stdout}");
     let shown: Value = serde_json::from_str(stdout.trim()).expect("update output");
@@ -491,14 +528,10 @@ async fn cli_run_updates_when_telemetry_carries_an_update_command() {
     let dir = Scratch::new("run");
     let pub_path = dir.0.join("trust.pub");
     std::fs::write(&pub_path, key(1).public_key().to_base64()).expect("pub");
-    gw.with(|g| {
-        g.commands
-            .push(json!({"type": "update", "reason": "approved version changed"}))
-    });
     let m = manifest(FIRMWARE, "1.4.3", 42);
     let signed = sign(&m, &key(1));
-    // The update is approved only once the device is running: the start-up check sees 204, the
-    // command on the telemetry answer triggers a second check.
+    // The update is approved only once the device is running: the start-up check sees 204; the
+    // command on the first telemetry answer triggers a check in the second round.
     gw.with(|g| {
         g.offer_after_telemetry = Some(serde_json::to_value(&signed).expect("json"));
         g.artifacts
@@ -513,7 +546,7 @@ async fn cli_run_updates_when_telemetry_carries_an_update_command() {
             "--every",
             "1",
             "--iterations",
-            "1",
+            "2",
             "--telemetry",
             r#"{"temp": 20}"#,
         ],

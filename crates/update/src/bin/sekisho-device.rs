@@ -6,7 +6,7 @@
 use clap::{Parser, Subcommand};
 use sekisho_update::{
     ClientConfig, Credentials, DeviceClient, DeviceState, LocalState, Manifest, PublicKey,
-    SigningKey, UpdateError, sign_payload,
+    SigningKey, UpdateError, sign_payload, wants_update,
 };
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -132,25 +132,39 @@ async fn run(cli: Cli) -> u8 {
     };
     let outcome = match cli.command {
         Command::Token => client.auth().await.map(|t| {
-            print(&json!({"access_token": t.access_token, "device_id": t.device_id, "expires_in": t.expires_in}));
+            print(&json!(t));
             0
         }),
         Command::Send { json } => match serde_json::from_str::<Value>(&json) {
-            Ok(body) => client.send_telemetry(&body).await.map(|(status, commands)| {
-                print(&json!({"status": status, "commands": commands}));
-                0
-            }),
+            Ok(body) => client
+                .send_telemetry(&body)
+                .await
+                .map(|(status, commands)| {
+                    print(&json!({"status": status, "commands": commands}));
+                    0
+                }),
             Err(e) => {
                 eprintln!("sekisho-device: send: not JSON: {e}");
                 return EXIT_USAGE;
             }
         },
-        Command::Report { firmware_version, config_hash } => {
-            report(&mut client, firmware_version, config_hash).await.map(|()| 0)
-        }
+        Command::Report {
+            firmware_version,
+            config_hash,
+        } => report(&mut client, firmware_version, config_hash)
+            .await
+            .map(|_| 0),
         Command::Update => update(&mut client, &trusted).await.map(|_| 0),
-        Command::Run { every, telemetry, iterations } => {
-            let body = match telemetry.as_deref().map(serde_json::from_str::<Value>).transpose() {
+        Command::Run {
+            every,
+            telemetry,
+            iterations,
+        } => {
+            let body = match telemetry
+                .as_deref()
+                .map(serde_json::from_str::<Value>)
+                .transpose()
+            {
                 Ok(b) => b.unwrap_or_else(|| json!({})),
                 Err(e) => {
                     eprintln!("sekisho-device: --telemetry: not JSON: {e}");
@@ -227,20 +241,21 @@ async fn report(
     client: &mut DeviceClient,
     firmware_version: Option<String>,
     config_hash: Option<String>,
-) -> Result<(), UpdateError> {
+) -> Result<Vec<Value>, UpdateError> {
     let local = LocalState::load(client.state_dir())?;
     let mut state = DeviceState::from_dir(client.state_dir(), &local)?;
-    if let Some(v) = firmware_version {
-        state.firmware_version = v;
+    if firmware_version.is_some() {
+        state.firmware_version = firmware_version;
     }
-    if let Some(h) = config_hash {
-        state.config_hash = h;
+    if config_hash.is_some() {
+        state.config_hash = config_hash;
     }
-    client.report_state(&state).await?;
-    print(
-        &json!({"reported": {"firmware_version": state.firmware_version, "config_hash": state.config_hash}}),
-    );
-    Ok(())
+    let commands = client.report_state(&state).await?;
+    print(&json!({
+        "reported": {"firmware_version": state.firmware_version, "config_hash": state.config_hash},
+        "commands": commands,
+    }));
+    Ok(commands)
 }
 
 /// Check and apply once: `true` when an update was applied, `false` when the device is current.
@@ -262,6 +277,10 @@ async fn update(client: &mut DeviceClient, trusted: &[PublicKey]) -> Result<bool
     Ok(true)
 }
 
+/// Reports the state, checks for an update at start-up, then every `every` seconds sends
+/// telemetry; an update command on an answer (telemetry or state) makes the next round check for
+/// an update. Commands stay pending on the gateway until done, so a round never repeats without
+/// its pause.
 async fn run_loop(
     client: &mut DeviceClient,
     trusted: &[PublicKey],
@@ -269,15 +288,14 @@ async fn run_loop(
     body: Value,
     iterations: Option<u64>,
 ) -> Result<u8, UpdateError> {
-    warn(report(client, None, None).await);
+    report_quietly(client).await;
     let mut check = true;
     let mut round = 0u64;
     loop {
         round += 1;
-        if check {
-            check = false;
+        if std::mem::take(&mut check) {
             match update(client, trusted).await {
-                Ok(true) => warn(report(client, None, None).await),
+                Ok(true) => check |= report_quietly(client).await,
                 Ok(false) => {}
                 Err(e) => eprintln!("sekisho-device: update: {e} ({})", e.code()),
             }
@@ -287,28 +305,27 @@ async fn run_loop(
             obj.entry("seq").or_insert(json!(round));
         }
         match client.send_telemetry(&msg).await {
-            Ok((_, commands)) => {
-                check = commands
-                    .iter()
-                    .any(|c| c.get("type").and_then(Value::as_str) == Some("update"));
-            }
+            Ok((_, commands)) => check |= wants_update(&commands),
             Err(e) => eprintln!("sekisho-device: telemetry: {e}"),
         }
-        if iterations.is_some_and(|n| round >= n) && !check {
+        if iterations.is_some_and(|n| round >= n) {
             return Ok(0);
         }
-        if !check {
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(every)) => {}
-                _ = tokio::signal::ctrl_c() => return Ok(0),
-            }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(every)) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(0),
         }
     }
 }
 
-fn warn(r: Result<(), UpdateError>) {
-    if let Err(e) = r {
-        eprintln!("sekisho-device: {e}");
+/// The state report; `true` when its answer asks for an update. Failures are printed, not fatal.
+async fn report_quietly(client: &mut DeviceClient) -> bool {
+    match report(client, None, None).await {
+        Ok(commands) => wants_update(&commands),
+        Err(e) => {
+            eprintln!("sekisho-device: report: {e}");
+            false
+        }
     }
 }
 

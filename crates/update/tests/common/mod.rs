@@ -36,7 +36,8 @@ pub struct Shared {
     pub offer: Option<Value>,
     /// Artifacts by the hash in their URL (a test may serve wrong bytes under a hash).
     pub artifacts: HashMap<String, Vec<u8>>,
-    /// Becomes `offer` when the next telemetry message arrives (an approval landing mid-run).
+    /// Becomes `offer` when the next telemetry message arrives, whose answer then carries an
+    /// update command (an approval landing mid-run).
     pub offer_after_telemetry: Option<Value>,
     /// Commands returned with the next telemetry answer.
     pub commands: Vec<Value>,
@@ -47,6 +48,8 @@ pub struct Shared {
     /// Hashes of the artifacts requested.
     pub downloads: Vec<String>,
     pub tokens_issued: u32,
+    /// Refuse the next authenticated request with `401` (a revoked or expired token).
+    pub revoke_next: bool,
     /// Requests refused for a missing or wrong bearer token / Device-Id.
     pub unauthorized: u32,
 }
@@ -92,7 +95,8 @@ async fn device_auth(
             .unwrap_or("")
             .to_owned()
     };
-    if h("authorization") != format!("Bearer {TOKEN}") || h("device-id") != DEVICE_ID {
+    let revoked = std::mem::take(&mut gw.lock().expect("gw").revoke_next);
+    if revoked || h("authorization") != format!("Bearer {TOKEN}") || h("device-id") != DEVICE_ID {
         gw.lock().expect("gw").unauthorized += 1;
         let err = json!({"error": "invalid_token", "message": "no valid token"});
         return (StatusCode::UNAUTHORIZED, Json(err)).into_response();
@@ -105,6 +109,8 @@ async fn telemetry(State(gw): State<Gw>, Json(body): Json<Value>) -> Response {
     g.telemetry.push(body);
     if let Some(offer) = g.offer_after_telemetry.take() {
         g.offer = Some(offer);
+        g.commands
+            .push(json!({"type": "update", "reason": "approved version changed"}));
     }
     let commands = std::mem::take(&mut g.commands);
     let id = format!("m-{}", g.telemetry.len());
@@ -115,9 +121,12 @@ async fn telemetry(State(gw): State<Gw>, Json(body): Json<Value>) -> Response {
         .into_response()
 }
 
-async fn state(State(gw): State<Gw>, Json(body): Json<Value>) -> StatusCode {
-    gw.lock().expect("gw").states.push(body);
-    StatusCode::ACCEPTED
+async fn state(State(gw): State<Gw>, Json(body): Json<Value>) -> Response {
+    let mut g = gw.lock().expect("gw");
+    g.states.push(body);
+    let commands = std::mem::take(&mut g.commands);
+    let answer = json!({"id": g.states.len(), "changed": [], "commands": commands});
+    (StatusCode::ACCEPTED, Json(answer)).into_response()
 }
 
 async fn update(State(gw): State<Gw>) -> Response {
