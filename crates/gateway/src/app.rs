@@ -49,6 +49,8 @@ pub struct App {
     pub response_wake: crate::response::Wake,
     /// The admin listener's address, for links.
     pub admin_addr: std::sync::OnceLock<std::net::SocketAddr>,
+    /// The update manifests' signing keys.
+    pub update_keys: crate::update::Keys,
 }
 
 /// What `App::new` wires in besides the configuration and the store.
@@ -62,6 +64,7 @@ pub struct Parts {
     pub sims: Arc<crate::carrier::Sims>,
     pub sim_api: Arc<dyn sekisho_carrier::SimControl>,
     pub mailer: sekisho_notify::Mailer,
+    pub update_keys: crate::update::Keys,
 }
 
 #[derive(Default)]
@@ -89,6 +92,7 @@ impl App {
             sims,
             sim_api,
             mailer,
+            update_keys,
         } = parts;
         let login_window = (config.admin.login_lockout_secs.max(1) * 1000) as i64;
         Self {
@@ -114,6 +118,7 @@ impl App {
             response_stats: Default::default(),
             response_wake: Default::default(),
             admin_addr: Default::default(),
+            update_keys,
         }
     }
 

@@ -79,6 +79,7 @@ pub async fn on_report(
         .store
         .insert_state(now, field, dev, &body, &changed_json)
         .await?;
+    crate::update::on_report(app, field, dev, report.firmware_version.as_deref()).await?;
     let learning = app
         .store
         .learning(field)

@@ -33,6 +33,7 @@ pub struct Config {
     pub detection: DetectionConfig,
     pub carrier: CarrierConfig,
     pub response: ResponseConfig,
+    pub update: UpdateConfig,
     pub log: LogConfig,
 }
 
@@ -177,6 +178,31 @@ impl Default for ResponseConfig {
             webhook_timeout_ms: 10_000,
             catch_up_hours: 24,
             smtp: sekisho_notify::SmtpConfig::default(),
+        }
+    }
+}
+
+/// Update management: the manifest signing key and the artifact store.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpdateConfig {
+    /// The Ed25519 key that signs update manifests (PKCS#8 PEM, 0600); created by `init` or the first
+    /// start when missing.
+    pub key_file: PathBuf,
+    /// Public keys of earlier signing keys, still published while devices move to the new one.
+    pub previous_keys_file: PathBuf,
+    /// Artifacts, stored as files named by their SHA-256.
+    pub artifact_dir: PathBuf,
+    pub max_artifact_bytes: u64,
+}
+
+impl Default for UpdateConfig {
+    fn default() -> Self {
+        Self {
+            key_file: "update.key".into(),
+            previous_keys_file: "update-previous.pub".into(),
+            artifact_dir: "artifacts".into(),
+            max_artifact_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -330,6 +356,9 @@ impl Config {
         }
         self.carrier.api.resolve_paths(data_dir);
         self.response.smtp.resolve_paths(data_dir);
+        fix(&mut self.update.key_file);
+        fix(&mut self.update.previous_keys_file);
+        fix(&mut self.update.artifact_dir);
     }
 
     /// Every problem with the configuration (empty when it is usable). Files are checked too.
@@ -410,6 +439,7 @@ impl Config {
             "detection.script_memory_mib",
             self.detection.script_memory_mib as u64,
         );
+        positive("update.max_artifact_bytes", self.update.max_artifact_bytes);
         positive("response.concurrency", self.response.concurrency as u64);
         positive("response.max_attempts", self.response.max_attempts as u64);
         positive(

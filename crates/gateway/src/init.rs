@@ -52,6 +52,11 @@ pub async fn init(
         true,
     )?;
     pki::init_tls(&data_dir.join("tls"), extra_names)?;
+    // The update manifests' signing key (its public half goes to devices).
+    crate::update::Keys::load(
+        &data_dir.join("update.key"),
+        &data_dir.join("update-previous.pub"),
+    )?;
     let store =
         sekisho_store::open(&data_dir.join("sekisho.db"), &key, StoreOptions::default()).await?;
     let pw = password.clone();

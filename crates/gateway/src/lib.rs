@@ -30,6 +30,7 @@ pub mod registry;
 pub mod response;
 pub mod throttle;
 pub mod totp;
+pub mod update;
 
 use app::App;
 use config::Config;
@@ -155,6 +156,9 @@ pub async fn run(
         .map_err(|p| anyhow::anyhow!("carrier.api: {}", p.join("; ")))?;
     let mailer = sekisho_notify::Mailer::new(&config.response.smtp)
         .map_err(|p| anyhow::anyhow!("response.smtp: {}", p.join("; ")))?;
+    let update_keys =
+        update::Keys::load(&config.update.key_file, &config.update.previous_keys_file)?;
+    std::fs::create_dir_all(&config.update.artifact_dir)?;
     let (detector, found) = detection::start(&config, &store, sims.clone()).await?;
     let detector = Arc::new(detector);
     let group_window_ms = config.detection.group_window_secs as i64 * 1000;
@@ -180,6 +184,7 @@ pub async fn run(
         sims: sims.clone(),
         sim_api,
         mailer,
+        update_keys,
     };
     let app = Arc::new(App::new(config, store, parts));
     let _ = app.admin_addr.set(listeners.admin.local_addr()?);
@@ -188,6 +193,13 @@ pub async fn run(
             &sekisho_core::DeviceId(r.device_id.clone()),
             serde_json::json!({"type": "update", "request": r.id, "reason": r.reason}),
         );
+    }
+    for f in app.registry.fields() {
+        for c in app.store.campaigns(&f.id.0).await? {
+            if c.status == "active" {
+                update::announce(&app, &c);
+            }
+        }
     }
     let (stop, stopped) = watch::channel(false);
 

@@ -13,6 +13,7 @@ pub mod outbox;
 pub mod records;
 pub mod registry;
 pub mod response;
+pub mod update;
 pub mod users;
 pub mod writer;
 
@@ -150,6 +151,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_response.sql"),
     include_str!("migrations/0005_mfa.sql"),
     include_str!("migrations/0006_audit.sql"),
+    include_str!("migrations/0007_update.sql"),
 ];
 
 /// Opens (creating if needed) the encrypted store at `path`, checks the key, applies migrations and

@@ -15,6 +15,7 @@ pub(crate) mod session;
 pub(crate) mod sims;
 pub(crate) mod system;
 pub(crate) mod templates;
+pub(crate) mod update;
 
 pub use system::user_problems as system_user_problems;
 
@@ -58,6 +59,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(mfa::MfaApi::openapi());
     doc.merge(response::ResponseApi::openapi());
     doc.merge(audit::AuditApi::openapi());
+    doc.merge(update::UpdateApi::openapi());
     doc
 }
 
@@ -172,6 +174,9 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(mfa::router())
         .merge(response::router())
         .merge(audit::router())
+        .merge(update::router(
+            app.config.update.max_artifact_bytes as usize,
+        ))
         .merge(crate::console::router())
         .fallback(|| async {
             ApiError::new(ErrorCode::NotFound, "no such endpoint in the admin API")

@@ -7,6 +7,7 @@
 mod auth;
 mod state;
 mod telemetry;
+mod update;
 
 use crate::app::App;
 use crate::error::ApiError;
@@ -26,7 +27,7 @@ pub use telemetry::{Accepted, BatchAccepted};
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Sekisho device protocol", version = "1", description = "What devices speak to the gateway: HTTPS + JSON. Errors are `{\"error\": code, \"message\": text}`."),
-    paths(auth::token, telemetry::single, telemetry::batch, state::report),
+    paths(auth::token, telemetry::single, telemetry::batch, state::report, update::check, update::artifact, update::result),
     tags((name = "device", description = "Device protocol v1"))
 )]
 pub struct DeviceApi;
@@ -37,6 +38,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/telemetry", post(telemetry::single))
         .route("/v1/telemetry/batch", post(telemetry::batch))
         .route("/v1/device/state", post(state::report))
+        .route("/v1/device/update", get(update::check))
+        .route("/v1/device/update/result", post(update::result))
+        .route("/v1/device/artifacts/{sha256}", get(update::artifact))
         .route(
             "/v1/openapi.json",
             get(|| async { axum::Json(DeviceApi::openapi()) }),

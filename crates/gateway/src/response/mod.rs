@@ -68,6 +68,21 @@ impl Commands {
         g.entry(device.clone()).or_default().push(command);
     }
 
+    /// Keeps only the device's commands for which `keep` holds.
+    pub fn retain(
+        &self,
+        device: &sekisho_core::DeviceId,
+        keep: impl Fn(&serde_json::Value) -> bool,
+    ) {
+        let mut g = self.0.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = g.get_mut(device) {
+            v.retain(|c| keep(c));
+            if v.is_empty() {
+                g.remove(device);
+            }
+        }
+    }
+
     pub fn clear(&self, device: &sekisho_core::DeviceId) {
         self.0
             .write()
