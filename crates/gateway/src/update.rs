@@ -235,3 +235,26 @@ pub async fn on_report(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::in_stage;
+
+    /// A staged rollout offers the update to about `percent` of the devices, always the same ones, and
+    /// a larger stage keeps the devices of a smaller one.
+    #[test]
+    fn stages_are_stable_shares_of_the_fleet() {
+        let ids: Vec<String> = (0..2000).map(|i| format!("d_{i:020}")).collect();
+        let share = |p| ids.iter().filter(|d| in_stage(d, p)).count();
+        let (ten, fifty) = (share(10), share(50));
+        assert!((150..=250).contains(&ten), "{ten}");
+        assert!((900..=1100).contains(&fifty), "{fifty}");
+        assert_eq!(share(100), ids.len());
+        assert_eq!(share(0), 0);
+        assert!(
+            ids.iter()
+                .filter(|d| in_stage(d, 10))
+                .all(|d| in_stage(d, 50))
+        );
+    }
+}

@@ -1,23 +1,51 @@
-//! Device audit end to end: devices report their state, a baseline is learned from healthy ones and
-//! approved in one action (※5), then an altered configuration (V27), an unknown process (V28) and a
-//! downgraded firmware (V30) are detected and the administrator is mailed (a real aiosmtpd), with the
-//! device's self-report in the collected information (V29).
+//! Device audit end to end: devices report their state with the reference device client
+//! (`sekisho-update`), a baseline is learned from healthy ones and approved in one action (※5), then an
+//! altered configuration (V27), an unknown process (V28) and a downgraded firmware (V30) are detected
+//! and the administrator is mailed (a real aiosmtpd), with the device's self-report in the collected
+//! information (V29).
 
 mod common;
 
 use common::smtp::{PASSWORD, SmtpServer, SmtpTls, USER};
 use common::{Admin, Device, Gateway, TempDir, eventually};
 use reqwest::Method;
+use sekisho_update::{ClientConfig, Credentials, DeviceClient, DeviceState};
 use serde_json::{Value, json};
 
-async fn report(d: &Device, state: Value) -> (u16, Value) {
-    d.send_raw("/v1/device/state", "application/json", state.to_string())
-        .await
+/// Reports `state` with the reference client; `Ok` is the gateway's 202.
+async fn report(c: &mut DeviceClient, state: Value) {
+    let s: DeviceState = serde_json::from_value(state).unwrap();
+    c.report_state(&s).await.unwrap();
 }
 
+/// A self-report; processes given by name run from /usr/bin.
 fn state(fw: &str, cfg: &str, procs: Value) -> Value {
+    let procs: Vec<Value> = procs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| match p {
+            Value::String(n) => json!({"name": n, "path": format!("/usr/bin/{n}")}),
+            other => {
+                let mut o = other.clone();
+                o["path"] = json!(format!("/opt/{}", o["name"].as_str().unwrap()));
+                o
+            }
+        })
+        .collect();
     json!({"firmware_version": fw, "config_hash": cfg, "processes": procs,
            "software": [{"name": "openssl", "version": "3.0.11"}], "facts": {"uptime": 100}})
+}
+
+/// What the device's latest report changed, as the gateway recorded it.
+async fn changed(admin: &Admin, fid: &str, device: &Value) -> Value {
+    let (_, h) = admin
+        .get(&format!(
+            "/api/v1/fields/{fid}/devices/{}/state",
+            device["id"].as_str().unwrap()
+        ))
+        .await;
+    h[0]["changed"].clone()
 }
 
 async fn detections(admin: &Admin, fid: &str) -> Vec<Value> {
@@ -66,24 +94,39 @@ async fn a_learned_baseline_catches_altered_config_unknown_processes_and_downgra
         )
         .await;
     assert_eq!(s, 200);
+    let ca = std::fs::read(gw.dir.join("tls/ca.crt")).unwrap();
     let mut devices = Vec::new();
+    let mut state_dirs = Vec::new();
     for name in ["hub-1", "hub-2", "hub-3"] {
         let reg = admin.device(&field, name).await;
         let mut d = Device::new(&gw, &reg, name);
         d.auth().await;
-        devices.push((reg, d));
+        let dir = TempDir::new(name);
+        let mut cfg = ClientConfig::new(
+            &format!("https://{}", gw.device),
+            Credentials {
+                auth_id: reg["auth_id"].as_str().unwrap().into(),
+                auth_secret: reg["auth_secret"].as_str().unwrap().into(),
+                unique_id: name.into(),
+            },
+            &dir.0,
+        );
+        cfg.ca_pem = Some(ca.clone());
+        let mut client = DeviceClient::new(cfg).unwrap();
+        client.auth().await.unwrap();
+        devices.push((reg, d, client));
+        state_dirs.push(dir);
     }
 
     // Without a baseline, reports are stored and audited as such.
-    let (s, v) = report(
-        &devices[0].1,
+    report(
+        &mut devices[0].2,
         state("1.4.2", "sha256:aa", json!(["sensord"])),
     )
     .await;
     assert_eq!(
-        (s, v["changed"].clone()),
-        (202, json!(["first_report"])),
-        "{v}"
+        changed(&admin, &fid, &devices[0].0).await,
+        json!(["first_report"])
     );
 
     // ※5: learn from healthy devices, then approve the proposal in one action.
@@ -103,8 +146,8 @@ async fn a_learned_baseline_catches_altered_config_unknown_processes_and_downgra
         ),
         state("1.4.2", "sha256:aa", json!(["sensord", "uplinkd"])),
     ];
-    for ((_, d), s) in devices.iter().zip(&healthy) {
-        assert_eq!(report(d, s.clone()).await.0, 202);
+    for ((_, _, c), s) in devices.iter_mut().zip(&healthy) {
+        report(c, s.clone()).await;
     }
     let (_, p) = admin
         .get(&format!("/api/v1/fields/{fid}/baseline/proposal"))
@@ -130,18 +173,17 @@ async fn a_learned_baseline_catches_altered_config_unknown_processes_and_downgra
     );
 
     // V27, V28 (and the lower finding for a trusted publisher), V30.
-    let (s, v) = report(
-        &devices[0].1,
+    report(
+        &mut devices[0].2,
         state("1.4.2", "sha256:EVIL", json!(["sensord", "uplinkd"])),
     )
     .await;
     assert_eq!(
-        (s, v["changed"].clone()),
-        (202, json!(["config_hash"])),
-        "{v}"
+        changed(&admin, &fid, &devices[0].0).await,
+        json!(["config_hash"])
     );
     report(
-        &devices[1].1,
+        &mut devices[1].2,
         state(
             "1.4.2",
             "sha256:aa",
@@ -150,7 +192,7 @@ async fn a_learned_baseline_catches_altered_config_unknown_processes_and_downgra
     )
     .await;
     report(
-        &devices[2].1,
+        &mut devices[2].2,
         state("1.3.0", "sha256:aa", json!(["sensord"])),
     )
     .await;
@@ -168,11 +210,9 @@ async fn a_learned_baseline_catches_altered_config_unknown_processes_and_downgra
             .unwrap_or(Value::Null)
     };
     let id = |i: usize| devices[i].0["id"].clone();
+    let cfg = by("audit.config_mismatch");
     assert_eq!(
-        (
-            by("audit.config_mismatch")["device_id"].clone(),
-            by("audit.config_mismatch")["severity"].clone()
-        ),
+        (cfg["device_id"].clone(), cfg["severity"].clone()),
         (id(0), json!("high"))
     );
     assert_eq!(by("audit.unknown_process")["device_id"], id(1));
@@ -252,15 +292,13 @@ async fn a_learned_baseline_catches_altered_config_unknown_processes_and_downgra
         )
         .await;
     assert_eq!((s, v["state"].as_str()), (200, Some("done")), "{v}");
-    let d0 = &devices[0].1;
     assert_eq!(
-        d0.send(json!({"seq": 1})).await.1["error"],
+        devices[0].1.send(json!({"seq": 1})).await.1["error"],
         "device_quarantined"
     );
-    assert_eq!(
-        report(d0, state("1.4.2", "sha256:aa", json!(["sensord"])))
-            .await
-            .0,
-        202
-    );
+    report(
+        &mut devices[0].2,
+        state("1.4.2", "sha256:aa", json!(["sensord"])),
+    )
+    .await;
 }
