@@ -69,6 +69,9 @@ pub struct Software {
 pub struct SelfReport {
     #[serde(default)]
     pub firmware_version: Option<String>,
+    /// SHA-256 of the firmware image the device runs, when it can measure it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firmware_sha256: Option<String>,
     /// e.g. `sha256:…`.
     #[serde(default)]
     pub config_hash: Option<String>,
@@ -88,6 +91,8 @@ pub struct SelfReport {
 pub struct Baseline {
     /// The approved firmware: a lower version is a detection (V30).
     pub firmware_version: Option<String>,
+    /// The approved firmware image's SHA-256: a device measuring another image is a detection.
+    pub firmware_sha256: Option<String>,
     /// The approved configuration: another hash is a detection (V27).
     pub config_hash: Option<String>,
     /// Processes normal operation uses, by name or path (V28). Empty: processes are not checked.
@@ -109,6 +114,10 @@ impl Baseline {
                 .firmware_version
                 .clone()
                 .or_else(|| self.firmware_version.clone()),
+            firmware_sha256: device
+                .firmware_sha256
+                .clone()
+                .or_else(|| self.firmware_sha256.clone()),
             config_hash: device
                 .config_hash
                 .clone()
@@ -187,6 +196,16 @@ pub fn audit(b: &Baseline, r: &SelfReport) -> Vec<Finding> {
             Severity::High,
             format!("the device runs firmware {v}, older than the approved {approved}"),
             json!({"firmware_version": v, "approved": approved}),
+        ));
+    }
+    if let (Some(approved), Some(hash)) = (&b.firmware_sha256, &r.firmware_sha256)
+        && !approved.eq_ignore_ascii_case(hash)
+    {
+        out.push(finding(
+            "audit.firmware_mismatch",
+            Severity::High,
+            format!("the device runs a firmware image {hash}; the approved one is {approved}"),
+            json!({"firmware_sha256": hash, "approved": approved}),
         ));
     }
     if !b.processes.is_empty() {
@@ -295,6 +314,7 @@ pub fn propose(reports: &[SelfReport]) -> Baseline {
     }
     Baseline {
         firmware_version: most_common(reports.iter().filter_map(|r| r.firmware_version.as_ref())),
+        firmware_sha256: most_common(reports.iter().filter_map(|r| r.firmware_sha256.as_ref())),
         config_hash: most_common(reports.iter().filter_map(|r| r.config_hash.as_ref())),
         processes: processes.into_iter().collect(),
         publishers: publishers.into_iter().collect(),
@@ -369,6 +389,22 @@ mod tests {
             ..Default::default()
         };
         assert!(audit(&b.with(&dev), &report("1.4.2", "sha256:bb", &["sensord"])).is_empty());
+        let pinned = Baseline {
+            firmware_sha256: Some("ab".repeat(32)),
+            ..Default::default()
+        };
+        let mut other_image = report("1.4.2", "sha256:aa", &["sensord"]);
+        other_image.firmware_sha256 = Some("cd".repeat(32));
+        let f = audit(&pinned, &other_image);
+        assert_eq!(
+            f.iter().map(|f| f.rule.as_str()).collect::<Vec<_>>(),
+            ["audit.firmware_mismatch"]
+        );
+        other_image.firmware_sha256 = Some("AB".repeat(32));
+        assert!(
+            audit(&pinned, &other_image).is_empty(),
+            "hex case does not matter"
+        );
         let quiet = Baseline {
             report_every: Some(Span(3600)),
             ..Default::default()

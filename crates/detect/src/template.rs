@@ -281,6 +281,9 @@ pub enum ScriptTrigger {
     /// For every detection the response worker decides on: `on_detection(detection, device, field)`
     /// may add actions with `act("name")`.
     Response,
+    /// For every audit of a device's self-report: `on_report(report, device, baseline)` may `emit`
+    /// findings (the field's own audit logic).
+    Audit,
 }
 
 /// A field's own detection logic in Luau (the trial's detection logic files).

@@ -9,6 +9,7 @@ use crate::app::App;
 use crate::detection::Found;
 use sekisho_core::{Device, DeviceId, FieldId};
 use sekisho_detect::audit::{self, Baseline, SelfReport};
+use sekisho_detect::template::ScriptTrigger;
 use sekisho_store::now_ms;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -80,6 +81,21 @@ pub async fn on_report(
         .insert_state(now, field, dev, &body, &changed_json)
         .await?;
     crate::update::on_report(app, field, dev, report.firmware_version.as_deref()).await?;
+    judge(app, device, report, "report", now).await?;
+    Ok((id, changed))
+}
+
+/// Audits one self-report: the built-in checks against the baseline, then the field's `on = "audit"`
+/// scripts; findings go to the detection sink; the run is recorded. Nothing is judged while the field
+/// is learning.
+async fn judge(
+    app: &App,
+    device: &Device,
+    report: &SelfReport,
+    trigger: &str,
+    now: i64,
+) -> sekisho_store::Result<()> {
+    let (field, dev) = (device.field_id.0.as_str(), device.id.0.as_str());
     let learning = app
         .store
         .learning(field)
@@ -88,41 +104,77 @@ pub async fn on_report(
     let (outcome, rules) = if learning {
         ("learning", Vec::new())
     } else {
-        match baseline_of(app, field, dev).await? {
-            None => ("no_baseline", Vec::new()),
-            Some(b) => {
-                let findings = audit::audit(&b, report);
-                let rules: Vec<String> = findings.iter().map(|f| f.rule.clone()).collect();
-                for finding in findings {
-                    app.detector.emit_found(Found {
-                        field: device.field_id.clone(),
-                        device: Some(device.id.clone()),
-                        finding,
-                        at: now,
-                    });
-                }
-                (
-                    if rules.is_empty() {
-                        "clean"
-                    } else {
-                        "findings"
-                    },
-                    rules,
-                )
+        let baseline = baseline_of(app, field, dev).await?;
+        let mut findings = baseline
+            .as_ref()
+            .map(|b| audit::audit(b, report))
+            .unwrap_or_default();
+        let compiled = app.detector.template(&device.field_id);
+        let args = vec![
+            serde_json::to_value(report).unwrap_or_default(),
+            serde_json::json!({"id": dev, "unique_id": device.unique_id, "name": device.name,
+                "critical": device.critical, "status": device.status.as_str()}),
+            serde_json::to_value(&baseline).unwrap_or_default(),
+        ];
+        for ran in crate::detection::scripts::run_once(
+            &app.store,
+            field,
+            &compiled.template,
+            ScriptTrigger::Audit,
+            "on_report",
+            args,
+            app.config.detection.script_limits(),
+        )
+        .await
+        {
+            for e in ran.emitted {
+                findings.push(crate::detection::scripts::finding(&ran.script, e).1);
             }
         }
+        let rules: Vec<String> = findings.iter().map(|f| f.rule.clone()).collect();
+        for finding in findings {
+            app.detector.emit_found(Found {
+                field: device.field_id.clone(),
+                device: Some(device.id.clone()),
+                finding,
+                at: now,
+            });
+        }
+        let outcome = match (baseline.is_some(), rules.is_empty()) {
+            (_, false) => "findings",
+            (true, true) => "clean",
+            (false, true) => "no_baseline",
+        };
+        (outcome, rules)
     };
     app.store
         .insert_audit_run(
             now,
             field,
             dev,
-            "report",
+            trigger,
             outcome,
             &serde_json::to_string(&rules).unwrap_or_default(),
         )
         .await?;
-    Ok((id, changed))
+    Ok(())
+}
+
+/// After the field's baseline changed: audits every device's latest report against it.
+pub async fn reaudit_field(app: &App, field: &FieldId) -> sekisho_store::Result<usize> {
+    let now = now_ms();
+    let mut n = 0;
+    for s in app.store.latest_states_since(&field.0, 0).await? {
+        let Some(entry) = app.registry.device(&DeviceId(s.device_id.clone())) else {
+            continue;
+        };
+        let Ok(report) = serde_json::from_str::<SelfReport>(&s.body) else {
+            continue;
+        };
+        judge(app, &entry.device, &report, "baseline", now).await?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// Once a minute: devices whose baseline expects reports and that stopped sending them. Each silence

@@ -78,6 +78,9 @@ async fn a_learned_baseline_catches_altered_config_unknown_processes_and_downgra
     let fid = field["id"].as_str().unwrap().to_owned();
     let (_, mut t) = admin.get("/api/v1/templates/generic").await;
     t["actions"] = json!({"hijacking": ["notify_admin", "collect_info"]});
+    // The field's own audit logic: a device that says its debug port is open.
+    t["scripts"] = json!([{"name": "debug_port", "on": "audit", "source":
+        "function on_report(report, device, baseline)\n  if report.facts and report.facts.debug_port then\n    emit({threat = 'hijacking', severity = 'medium', summary = 'debug port open on ' .. device.unique_id})\n  end\nend"}]);
     let (s, v) = admin
         .req(
             Method::PUT,
@@ -209,7 +212,8 @@ async fn a_learned_baseline_catches_altered_config_unknown_processes_and_downgra
             .cloned()
             .unwrap_or(Value::Null)
     };
-    let id = |i: usize| devices[i].0["id"].clone();
+    let ids: Vec<Value> = devices.iter().map(|d| d.0["id"].clone()).collect();
+    let id = |i: usize| ids[i].clone();
     let cfg = by("audit.config_mismatch");
     assert_eq!(
         (cfg["device_id"].clone(), cfg["severity"].clone()),
@@ -280,6 +284,36 @@ async fn a_learned_baseline_catches_altered_config_unknown_processes_and_downgra
         "{outcomes:?}"
     );
     assert_eq!(outcomes.last(), Some(&"no_baseline"));
+
+    // The field's audit script judges what the built-in checks do not know.
+    let mut open = state("1.4.2", "sha256:aa", json!(["sensord"]));
+    open["facts"] = json!({"debug_port": true});
+    report(&mut devices[2].2, open).await;
+    let script = eventually(20, || async {
+        let d = detections(&admin, &fid).await;
+        d.into_iter().find(|d| d["rule"] == "script.debug_port")
+    })
+    .await
+    .expect("the audit script's finding");
+    assert_eq!(script["device_id"], id(2));
+
+    // A new baseline re-judges every device's latest report at once.
+    let (s, _) = admin
+        .req(
+            Method::PUT,
+            &format!("/api/v1/fields/{fid}/baseline"),
+            Some(json!({"config_hash": "sha256:zz"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (_, runs) = admin.get(&format!("/api/v1/fields/{fid}/audit-runs")).await;
+    let rebaselined = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["trigger"] == "baseline" && r["outcome"] == "findings")
+        .count();
+    assert_eq!(rebaselined, 3, "{runs}");
 
     // A quarantined device still reports its state; its data is refused.
     let (s, v) = admin

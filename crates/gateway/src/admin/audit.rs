@@ -97,6 +97,8 @@ async fn store(
             Some(&version.to_string()),
         )
         .await;
+    // The devices' latest reports are judged against the new baseline now, not at their next report.
+    crate::audit::reaudit_field(app, &sekisho_core::FieldId(field.to_owned())).await?;
     show(app, field, device).await
 }
 
@@ -259,9 +261,8 @@ pub async fn approve_proposal(
             proposed.publishers = cur.publishers;
         }
     }
-    let v = store(&app, &caller, &f.id.0, "", &proposed).await?;
     app.store.end_learning(&f.id.0).await?;
-    Ok(v)
+    store(&app, &caller, &f.id.0, "", &proposed).await
 }
 
 /// A device's self-report, as stored.

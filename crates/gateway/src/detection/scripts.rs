@@ -40,11 +40,12 @@ pub fn compile(t: &Template, limits: Limits) -> Result<FieldScripts, Vec<String>
                     ScriptTrigger::Message => "on_message",
                     ScriptTrigger::Periodic => "on_tick",
                     ScriptTrigger::Response => "on_detection",
+                    ScriptTrigger::Audit => "on_report",
                 };
                 if !p.defines(needs) {
                     problems.push(format!("scripts.{}: defines no {needs}()", s.name));
-                } else if s.on == ScriptTrigger::Response {
-                    // Checked here; the response worker runs it (crate::response).
+                } else if matches!(s.on, ScriptTrigger::Response | ScriptTrigger::Audit) {
+                    // Checked here; the response worker and the audit run them (`run_once`).
                 } else if s.on == ScriptTrigger::Message {
                     out.message.push(Mutex::new(p));
                 } else {
@@ -145,7 +146,7 @@ impl ScriptHost {
     }
 }
 
-fn finding(script: &str, e: Emitted) -> (Option<String>, Finding) {
+pub(crate) fn finding(script: &str, e: Emitted) -> (Option<String>, Finding) {
     let threat = Threat::parse(&e.threat).unwrap_or(Threat::Hijacking);
     let severity = Severity::parse(&e.severity).unwrap_or(Severity::Medium);
     let summary = if e.summary.is_empty() {
@@ -163,6 +164,73 @@ fn finding(script: &str, e: Emitted) -> (Option<String>, Finding) {
             e.evidence,
         ),
     )
+}
+
+/// What one script returned from a one-off call: its name, the findings it emitted and the actions
+/// it asked for.
+pub struct Ran {
+    pub script: String,
+    pub emitted: Vec<Emitted>,
+    pub actions: Vec<String>,
+}
+
+/// Runs a field's scripts of one trigger once (response and audit scripts): each is compiled and
+/// `function` called with `args` under the limits, off the async workers. A script that fails adds
+/// nothing and is a recorded fault.
+pub async fn run_once(
+    store: &Store,
+    field: &str,
+    t: &Template,
+    trigger: ScriptTrigger,
+    function: &'static str,
+    args: Vec<serde_json::Value>,
+    limits: Limits,
+) -> Vec<Ran> {
+    let scripts: Vec<_> = t
+        .scripts
+        .iter()
+        .filter(|s| s.on == trigger)
+        .cloned()
+        .collect();
+    if scripts.is_empty() {
+        return Vec::new();
+    }
+    let ran = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        let mut faults = Vec::new();
+        for s in scripts {
+            let result = Program::compile(&s.name, &s.source, limits)
+                .map_err(|e| ("error", e))
+                .and_then(|p| {
+                    p.call(function, &args)
+                        .map(|emitted| (emitted, p.take_actions()))
+                        .map_err(|f| (f.kind(), f.to_string()))
+                });
+            match result {
+                Ok((emitted, actions)) => out.push(Ran {
+                    script: s.name.clone(),
+                    emitted,
+                    actions,
+                }),
+                Err((kind, message)) => faults.push((s.name.clone(), kind, message)),
+            }
+        }
+        (out, faults)
+    })
+    .await;
+    let Ok((out, faults)) = ran else {
+        return Vec::new();
+    };
+    for (script, kind, message) in faults {
+        tracing::warn!(field, script, kind, message, "script fault");
+        if let Err(e) = store
+            .insert_script_fault(now_ms(), field, &script, kind, &message)
+            .await
+        {
+            tracing::error!(error = %e, "script fault not recorded");
+        }
+    }
+    out
 }
 
 /// Starts the script worker thread.

@@ -270,23 +270,12 @@ pub async fn decide(app: &App, d: DetectionRow) -> anyhow::Result<Option<i64>> {
 }
 
 /// Runs the field's response scripts on a detection; returns (script, action) pairs they asked for.
-/// A failing script is a recorded fault and adds nothing.
 async fn run_scripts(
     app: &App,
     t: &sekisho_detect::Template,
     d: &DetectionRow,
     device: Option<&crate::registry::DeviceEntry>,
 ) -> Vec<(String, String)> {
-    let scripts: Vec<_> = t
-        .scripts
-        .iter()
-        .filter(|s| s.on == ScriptTrigger::Response)
-        .cloned()
-        .collect();
-    if scripts.is_empty() {
-        return Vec::new();
-    }
-    let limits = app.config.detection.script_limits();
     let detection = serde_json::json!({"id": d.id, "rule": d.rule, "threat": d.threat, "severity": d.severity,
         "summary": d.summary, "evidence": serde_json::from_str::<serde_json::Value>(&d.evidence).unwrap_or_default(),
         "count": d.count});
@@ -295,42 +284,22 @@ async fn run_scripts(
             "critical": e.device.critical, "status": e.device.status.as_str(), "has_sim": e.device.sim.is_some()})
     });
     let field = serde_json::json!({"id": d.field_id});
-    let ran = tokio::task::spawn_blocking(move || {
-        let mut out = Vec::new();
-        let mut faults = Vec::new();
-        for s in scripts {
-            let result = sekisho_script::Program::compile(&s.name, &s.source, limits)
-                .map_err(|e| ("error", e))
-                .and_then(|p| {
-                    p.call(
-                        "on_detection",
-                        &[detection.clone(), dev.clone(), field.clone()],
-                    )
-                    .map(|_| p.take_actions())
-                    .map_err(|f| (f.kind(), f.to_string()))
-                });
-            match result {
-                Ok(actions) => out.extend(actions.into_iter().map(|a| (s.name.clone(), a))),
-                Err((kind, message)) => faults.push((s.name.clone(), kind, message)),
-            }
-        }
-        (out, faults)
+    crate::detection::scripts::run_once(
+        &app.store,
+        &d.field_id,
+        t,
+        ScriptTrigger::Response,
+        "on_detection",
+        vec![detection, dev, field],
+        app.config.detection.script_limits(),
+    )
+    .await
+    .into_iter()
+    .flat_map(|r| {
+        let script = r.script;
+        r.actions.into_iter().map(move |a| (script.clone(), a))
     })
-    .await;
-    let Ok((out, faults)) = ran else {
-        return Vec::new();
-    };
-    for (script, kind, message) in faults {
-        tracing::warn!(field = %d.field_id, script, kind, message, "response script fault");
-        if let Err(e) = app
-            .store
-            .insert_script_fault(now_ms(), &d.field_id, &script, kind, &message)
-            .await
-        {
-            tracing::error!(error = %e, "script fault not recorded");
-        }
-    }
-    out
+    .collect()
 }
 
 /// Runs due actions until `stopped`.
