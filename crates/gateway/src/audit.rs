@@ -80,7 +80,7 @@ pub async fn on_report(
         .store
         .insert_state(now, field, dev, &body, &changed_json)
         .await?;
-    crate::update::on_report(app, field, dev, report.firmware_version.as_deref()).await?;
+    crate::update::on_report(app, field, dev, report).await?;
     judge(app, device, report, "report", now).await?;
     Ok((id, changed))
 }

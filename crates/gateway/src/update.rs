@@ -143,13 +143,12 @@ pub async fn offer(
         .await?
         .into_iter()
         .next()
-        .and_then(|s| serde_json::from_str::<sekisho_detect::audit::SelfReport>(&s.body).ok())
-        .and_then(|r| r.firmware_version);
+        .and_then(|s| serde_json::from_str::<sekisho_detect::audit::SelfReport>(&s.body).ok());
     for c in app.store.campaigns(field).await? {
         if c.status != "active" || !in_stage(device, c.percent) {
             continue;
         }
-        if c.kind == "firmware" && running.as_deref() == Some(c.version.as_str()) {
+        if running.as_ref().is_some_and(|r| shows(&c, r)) {
             continue;
         }
         let p = app.store.device_progress(c.id, device).await?;
@@ -213,18 +212,28 @@ pub async fn on_result(
     Ok(Some(c))
 }
 
-/// A self-report that shows the campaign's version confirms the device's update.
+/// Whether a self-report shows a campaign's update in place: the firmware version for firmware, the
+/// configuration hash (`sha256:<artifact hash>`) for a configuration.
+fn shows(c: &CampaignRow, r: &sekisho_detect::audit::SelfReport) -> bool {
+    match c.kind.as_str() {
+        "firmware" => r.firmware_version.as_deref() == Some(c.version.as_str()),
+        _ => r.config_hash.as_deref().is_some_and(|h| {
+            h.strip_prefix("sha256:")
+                .unwrap_or(h)
+                .eq_ignore_ascii_case(&c.sha256)
+        }),
+    }
+}
+
+/// A self-report that shows a campaign's update in place confirms the device's update.
 pub async fn on_report(
     app: &App,
     field: &str,
     device: &str,
-    firmware: Option<&str>,
+    report: &sekisho_detect::audit::SelfReport,
 ) -> sekisho_store::Result<()> {
-    let Some(v) = firmware else {
-        return Ok(());
-    };
     for c in app.store.campaigns(field).await? {
-        if c.kind == "firmware" && c.version == v {
+        if shows(&c, report) {
             app.store
                 .set_progress(c.id, device, "confirmed", None, now_ms())
                 .await?;

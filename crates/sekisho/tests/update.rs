@@ -194,6 +194,59 @@ async fn one_approved_hash_updates_the_whole_field_and_old_manifests_are_refused
     .await
     .expect("the refusal is recorded as a detection");
     assert_eq!(found["evidence"]["reason"], "rollback", "{found}");
+
+    // A configuration is rolled out the same way and confirmed by the device's configuration hash.
+    let conf = b"interval = 300\nserver = gw.example\n".to_vec();
+    let r = f
+        .admin
+        .http
+        .post(format!(
+            "{}/api/v1/update/artifacts?kind=config&version=cfg-7",
+            f.admin.base
+        ))
+        .bearer_auth(&f.admin.token)
+        .header("content-type", "application/octet-stream")
+        .body(conf.clone())
+        .send()
+        .await
+        .unwrap();
+    let conf_sha = r.json::<Value>().await.unwrap()["sha256"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (s, v) = f
+        .admin
+        .req(
+            Method::PUT,
+            &format!("/api/v1/fields/{}/update", f.fid),
+            Some(json!({"kind": "config", "sha256": conf_sha})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (_, c) = &mut f.clients[1];
+    let signed = c
+        .check_update()
+        .await
+        .unwrap()
+        .expect("the configuration is offered");
+    let mut local = sekisho_update::LocalState::load(c.state_dir()).unwrap();
+    let applied = c.apply_update(&signed, &trusted, &mut local).await.unwrap();
+    assert_eq!(std::fs::read(&applied.path).unwrap(), conf);
+    let mut state = running("1.4.3");
+    state.config_hash = Some(format!("sha256:{conf_sha}"));
+    c.report_state(&state).await.unwrap();
+    let (_, camps) = f
+        .admin
+        .get(&format!("/api/v1/fields/{}/update", f.fid))
+        .await;
+    let cfg = camps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["kind"] == "config")
+        .unwrap()
+        .clone();
+    assert_eq!(cfg["counts"]["confirmed"], 1, "{cfg}");
 }
 
 #[tokio::test]
