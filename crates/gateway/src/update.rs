@@ -237,8 +237,10 @@ pub async fn on_report(
             app.store
                 .set_progress(c.id, device, "confirmed", None, now_ms())
                 .await?;
+            // The campaign's command, and any update the response asked of the device, are done.
+            app.store.close_update_requests(device, "done").await?;
             app.commands.retain(&DeviceId(device.to_owned()), |x| {
-                !is_campaign_command(x, Some(c.sequence))
+                !is_campaign_command(x, Some(c.sequence)) && x.get("request").is_none()
             });
         }
     }
