@@ -133,6 +133,16 @@ impl Store {
         .await?)
     }
 
+    /// The current version of every baseline (fields' and devices').
+    pub async fn current_baselines(&self) -> Result<Vec<BaselineRow>> {
+        Ok(sqlx::query_as(
+            "SELECT b.* FROM baselines b JOIN (SELECT field_id, device_id, max(version) AS version FROM baselines \
+             GROUP BY field_id, device_id) m USING (field_id, device_id, version)",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     pub async fn set_learning(
         &self,
         field: &str,
@@ -200,5 +210,52 @@ impl Store {
                 .fetch_all(&self.pool)
                 .await?,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::test_util::open_temp;
+
+    #[tokio::test]
+    async fn baselines_are_versioned_and_the_current_ones_listed() {
+        let (store, _dir) = open_temp("audit").await;
+        assert_eq!(
+            store
+                .put_baseline("f", "", "a", "{\"v\":1}", 1)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            store
+                .put_baseline("f", "", "a", "{\"v\":2}", 2)
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            store
+                .put_baseline("f", "d", "a", "{\"v\":3}", 3)
+                .await
+                .unwrap(),
+            1
+        );
+        let mut cur: Vec<(String, i64, String)> = store
+            .current_baselines()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|b| (b.device_id, b.version, b.body))
+            .collect();
+        cur.sort();
+        assert_eq!(
+            cur,
+            [
+                (String::new(), 2, "{\"v\":2}".to_owned()),
+                ("d".to_owned(), 1, "{\"v\":3}".to_owned())
+            ]
+        );
+        assert_eq!(store.baseline("f", "").await.unwrap().unwrap().version, 2);
     }
 }

@@ -368,8 +368,8 @@ async fn run_now(
         .action(id)
         .await?
         .ok_or_else(|| ApiError::not_found("action"))?;
-    // Attempts start at zero for an inserted row; `run` records the outcome as for the executor's.
-    actions::run(app, ActionRow { attempts: 0, ..row }).await;
+    // `run` records the outcome as for the executor's actions.
+    actions::run(app, row).await;
     if let Some(orig) = undo_of_id {
         app.store.mark_undone(orig, id).await?;
     }

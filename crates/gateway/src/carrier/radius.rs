@@ -13,7 +13,7 @@ use super::Applied;
 use crate::app::App;
 use crate::listener::event;
 use ipnet::IpNet;
-use sekisho_radius::{Accounting, RadiusError, Status};
+use sekisho_radius::{Accounting, RadiusError};
 use sekisho_store::records::{AccountingRecord, Record};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -267,8 +267,5 @@ fn records(
     if applied.client_offline {
         out.push(Record::SessionsOffline { client_ip, at: now });
     }
-    debug_assert!(
-        applied.client_offline == matches!(a.status, Status::AccountingOn | Status::AccountingOff)
-    );
     out
 }
