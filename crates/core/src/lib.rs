@@ -8,9 +8,11 @@
 pub mod ids;
 pub mod model;
 pub mod protocol;
+pub mod span;
 pub mod telemetry;
 pub mod time;
 
 pub use ids::{DeviceId, FieldId, MessageId, UserId};
 pub use model::{AuthMode, CloudDestination, Device, DeviceStatus, Field, FieldLimits, Role, Sim};
 pub use protocol::{ErrorBody, ErrorCode};
+pub use span::Span;

@@ -4,71 +4,12 @@
 //! problem; a field only ever runs a compiled template.
 
 use ipnet::IpNet;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use utoipa::ToSchema;
 
-/// A duration written for people: `"30s"`, `"5m"`, `"6h"`, `"7d"`, or a number of seconds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, ToSchema)]
-#[schema(value_type = String, example = "5m")]
-pub struct Span(pub u32);
-
-impl Span {
-    pub fn secs(self) -> u32 {
-        self.0
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        let s = s.trim();
-        let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-        let n: u32 = num.parse().ok()?;
-        let mul = match unit.trim() {
-            "" | "s" => 1,
-            "m" => 60,
-            "h" => 3600,
-            "d" => 86_400,
-            _ => return None,
-        };
-        n.checked_mul(mul).map(Span)
-    }
-}
-
-impl std::fmt::Display for Span {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let s = self.0;
-        match s {
-            0 => write!(f, "0s"),
-            _ if s.is_multiple_of(86_400) => write!(f, "{}d", s / 86_400),
-            _ if s.is_multiple_of(3600) => write!(f, "{}h", s / 3600),
-            _ if s.is_multiple_of(60) => write!(f, "{}m", s / 60),
-            _ => write!(f, "{s}s"),
-        }
-    }
-}
-
-impl Serialize for Span {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_string())
-    }
-}
-
-impl<'de> Deserialize<'de> for Span {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            N(u32),
-            S(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::N(n) => Ok(Span(n)),
-            Raw::S(s) => Span::parse(&s).ok_or_else(|| {
-                serde::de::Error::custom(format!("'{s}' is not a duration (30s, 5m, 6h, 7d)"))
-            }),
-        }
-    }
-}
+pub use sekisho_core::span::Span;
 
 /// Normal behaviour in one regime (a car with its engine on, or off).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -744,22 +685,6 @@ pub fn library(name: &str) -> Option<Template> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn spans_read_and_print() {
-        for (s, secs) in [
-            ("30s", 30),
-            ("5m", 300),
-            ("6h", 21_600),
-            ("7d", 604_800),
-            ("45", 45),
-        ] {
-            assert_eq!(Span::parse(s), Some(Span(secs)), "{s}");
-        }
-        assert_eq!(Span::parse("5 minutes"), None);
-        assert_eq!(Span(21_600).to_string(), "6h");
-        assert_eq!(Span(90).to_string(), "90s");
-    }
 
     #[test]
     fn the_library_compiles() {

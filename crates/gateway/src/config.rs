@@ -4,9 +4,11 @@
 //! The documented default configuration is `default.toml` beside this file (`sekisho config default`
 //! prints it); a test keeps it equal to `Config::default()`.
 
+pub mod file;
+
 use sekisho_core::FieldLimits;
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 /// The documented default configuration, as written by `sekisho init`.
@@ -332,9 +334,28 @@ impl Default for LogConfig {
 }
 
 impl Config {
-    /// Parses TOML text; an unknown key or a wrong type is an error naming it.
+    /// Parses TOML text; every unknown key, wrong type or unreadable duration is an error naming it
+    /// and its line.
     pub fn from_toml(text: &str) -> Result<Self, Vec<String>> {
-        toml::from_str(text).map_err(|e| vec![e.to_string().trim().to_owned()])
+        let parsed = Self::parse(text);
+        if parsed.problems.is_empty() {
+            Ok(parsed.value)
+        } else {
+            Err(parsed
+                .problems
+                .into_iter()
+                .map(|p| match p.line {
+                    Some(l) => format!("line {l}: {}", p.text),
+                    None => p.text,
+                })
+                .collect())
+        }
+    }
+
+    /// Parses TOML text key by key: the configuration of every good key, where each key is, and the
+    /// problems of the others ([`file::parse`]).
+    pub fn parse(text: &str) -> file::Parsed<Self> {
+        file::parse(text)
     }
 
     /// Makes relative paths relative to `data_dir`.
@@ -364,15 +385,8 @@ impl Config {
     /// Every problem with the configuration (empty when it is usable). Files are checked too.
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
-        let mut addr = |name: &str, v: &str| {
-            if v.parse::<SocketAddr>().is_err() {
-                out.push(format!(
-                    "{name}: '{v}' is not an address:port (e.g. 0.0.0.0:8443)"
-                ));
-            }
-        };
-        addr("device.listen", &self.device.listen);
-        addr("admin.listen", &self.admin.listen);
+        out.extend(listen_problem("device.listen", &self.device.listen, 8443));
+        out.extend(listen_problem("admin.listen", &self.admin.listen, 9443));
         let mut file = |name: &str, p: &Path| {
             if !p.is_file() {
                 out.push(format!(
@@ -472,12 +486,11 @@ impl Config {
         }
         let radius = &self.carrier.radius;
         if !radius.listen.is_empty() {
-            if radius.listen.parse::<SocketAddr>().is_err() {
-                out.push(format!(
-                    "carrier.radius.listen: '{}' is not an address:port (e.g. 0.0.0.0:1813)",
-                    radius.listen
-                ));
-            }
+            out.extend(listen_problem(
+                "carrier.radius.listen",
+                &radius.listen,
+                1813,
+            ));
             if radius.clients.is_empty() {
                 out.push("carrier.radius.clients: a listener with no client accepts nothing; add the packet gateways".into());
             }
@@ -518,6 +531,32 @@ impl Config {
     }
 }
 
+/// What is wrong with a listen address: `address:port` (`0.0.0.0:8443`, `[::]:8443`) or
+/// `host:port` (`gw.example.jp:8443`), a name that must resolve now (it is resolved again when the port
+/// is bound).
+pub fn listen_problem(key: &str, v: &str, example_port: u16) -> Option<String> {
+    if v.parse::<SocketAddr>().is_ok() {
+        return None;
+    }
+    let form = || {
+        format!(
+            "{key}: '{v}' is not an address:port or host:port (e.g. 0.0.0.0:{example_port}, \
+             localhost:{example_port})"
+        )
+    };
+    let Some((host, port)) = v.rsplit_once(':') else {
+        return Some(form());
+    };
+    if host.is_empty() || host.contains(':') || port.parse::<u16>().is_err() {
+        return Some(form());
+    }
+    match v.to_socket_addrs().map(|mut a| a.next()) {
+        Ok(Some(_)) => None,
+        Ok(None) => Some(format!("{key}: '{host}' resolves to no address")),
+        Err(e) => Some(format!("{key}: '{host}' does not resolve: {e}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -531,6 +570,66 @@ mod tests {
     fn unknown_keys_are_refused_by_name() {
         let e = Config::from_toml("[device]\nlisten = \"0.0.0.0:1\"\nlistn = 3\n").unwrap_err();
         assert!(e[0].contains("listn"), "{e:?}");
+    }
+
+    #[test]
+    fn listen_addresses_take_addresses_and_names_that_resolve() {
+        for ok in ["0.0.0.0:8443", "[::1]:0", "localhost:0", "127.0.0.1:65535"] {
+            assert_eq!(listen_problem("k", ok, 1), None, "{ok}");
+        }
+        for (bad, says) in [
+            ("nowhere", "is not an address:port or host:port"),
+            ("::1", "is not an address:port or host:port"),
+            ("localhost:99999", "is not an address:port or host:port"),
+            (":8443", "is not an address:port or host:port"),
+            ("nosuch.invalid:8443", "'nosuch.invalid' does not resolve"),
+        ] {
+            let p = listen_problem("device.listen", bad, 8443).unwrap_or_default();
+            assert!(
+                p.starts_with("device.listen: ") && p.contains(says),
+                "{bad}: {p}"
+            );
+        }
+    }
+
+    #[test]
+    fn durations_read_in_the_template_form_or_as_numbers_of_the_keys_unit() {
+        let c = Config::from_toml(
+            "[admin]\nsession_ttl_secs = \"2h\"\nlogin_lockout_secs = 60\n\
+             [store]\nenqueue_timeout_ms = \"3s\"\n[response]\ncatch_up_hours = \"2d\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.admin.session_ttl_secs, 7200);
+        assert_eq!(c.admin.login_lockout_secs, 60);
+        assert_eq!(c.store.enqueue_timeout_ms, 3000);
+        assert_eq!(c.response.catch_up_hours, 48);
+        let e = Config::from_toml("[cloud]\ntimeout_secs = \"ten\"\n").unwrap_err();
+        assert!(
+            e[0].starts_with("line 2: cloud.timeout_secs: 'ten' is not a duration"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn wrong_keys_in_every_section_and_nested_tables_are_all_listed_with_lines() {
+        let e = Config::from_toml(
+            "[device]\nlisten = 8443\nlistn = \"x\"\n[store]\nsync = 1\n\
+             [carrier.radius]\nclients = [{ address = \"10.0.0.1\" }]\n\
+             [response.smtp]\nport = \"smtp\"\n[nosuch]\n",
+        )
+        .unwrap_err();
+        let want = [
+            "line 2: device.listen: invalid type: integer",
+            "line 3: device.listn: unknown field `listn`",
+            "line 5: store.sync: invalid type: integer",
+            "line 7: carrier.radius.clients[0]: missing field `secret_file`",
+            "line 9: response.smtp.port: invalid type: string",
+            "line 10: nosuch: unknown field `nosuch`",
+        ];
+        assert_eq!(e.len(), want.len(), "{e:#?}");
+        for (got, want) in e.iter().zip(want) {
+            assert!(got.starts_with(want), "{got:?} should start with {want:?}");
+        }
     }
 
     #[test]

@@ -79,19 +79,27 @@ pub fn load_config(
             data_dir.display()
         )]
     })?;
-    let mut config = Config::from_toml(&text).map_err(|e| {
-        e.into_iter()
-            .map(|p| format!("{}: {p}", path.display()))
-            .collect::<Vec<_>>()
-    })?;
+    let parsed = Config::parse(&text);
+    let (mut config, mut lines, mut found) = (parsed.value, parsed.lines, parsed.problems);
     if let Some(a) = device_listen {
         config.device.listen = a;
+        lines.forget("device.listen");
     }
     if let Some(a) = admin_listen {
         config.admin.listen = a;
+        lines.forget("admin.listen");
     }
     config.resolve_paths(data_dir);
-    let mut problems = config.problems();
+    found.extend(config.problems().into_iter().map(|p| lines.locate(p)));
+    // The file's problems in the order of its lines, then those of keys it does not set.
+    found.sort_by_key(|p| (p.line.is_none(), p.line));
+    let mut problems: Vec<String> = found
+        .into_iter()
+        .map(|p| match p.line {
+            Some(l) => format!("{}:{l}: {}", path.display(), p.text),
+            None => p.text,
+        })
+        .collect();
     let key = match key_override {
         Some(k) => {
             DbKey::from_hex(&k).ok_or_else(|| "SEKISHO_DB_KEY: not 64 hex digits".to_owned())
