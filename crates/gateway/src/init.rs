@@ -7,7 +7,10 @@ use crate::{crypto, pki};
 use sekisho_core::{Role, UserId};
 use sekisho_store::users::UserRow;
 use sekisho_store::{DbKey, StoreOptions, now_ms};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// The file a generated first password is written to when it must not be printed.
+pub const INITIAL_PASSWORD_FILE: &str = "initial-password";
 
 /// What `init` did.
 pub struct InitReport {
@@ -16,14 +19,21 @@ pub struct InitReport {
     pub admin_user: String,
     /// The generated password, when none was given (shown once).
     pub generated_password: Option<String>,
+    /// Where the generated password was written instead of being shown (mode 0600).
+    pub password_file: Option<PathBuf>,
+    /// The names the device and admin certificates carry.
+    pub names: Vec<String>,
 }
 
-/// Initialises `data_dir` unless `sekisho.toml` already exists there.
+/// Initialises `data_dir` unless `sekisho.toml` already exists there. The server certificates carry
+/// localhost, 127.0.0.1, ::1 and `extra_names`. With `password_to_file`, a generated password is
+/// written to [`INITIAL_PASSWORD_FILE`] (0600) in `data_dir` rather than returned for showing.
 pub async fn init(
     data_dir: &Path,
     admin_user: &str,
     admin_password: Option<String>,
     extra_names: &[String],
+    password_to_file: bool,
 ) -> anyhow::Result<InitReport> {
     let config_path = data_dir.join("sekisho.toml");
     if config_path.exists() {
@@ -31,6 +41,8 @@ pub async fn init(
             created: false,
             admin_user: admin_user.to_owned(),
             generated_password: None,
+            password_file: None,
+            names: Vec::new(),
         });
     }
     let generated = admin_password.is_none();
@@ -39,6 +51,8 @@ pub async fn init(
     if !problems.is_empty() {
         anyhow::bail!("the first maintainer account: {}", problems.join("; "));
     }
+    // Checked before anything is written, so a bad --name leaves no half-made directory.
+    let names = pki::server_names(extra_names)?;
     std::fs::create_dir_all(data_dir)?;
     #[cfg(unix)]
     {
@@ -73,12 +87,19 @@ pub async fn init(
         })
         .await?;
     store.close().await;
+    let password_file =
+        (generated && password_to_file).then(|| data_dir.join(INITIAL_PASSWORD_FILE));
+    if let Some(f) = &password_file {
+        pki::write_file(f, format!("{password}\n").as_bytes(), true)?;
+    }
     // Written last: its presence means the directory is complete.
     pki::write_file(&config_path, DEFAULT_TOML.as_bytes(), false)?;
     Ok(InitReport {
         created: true,
         admin_user: admin_user.to_owned(),
-        generated_password: generated.then_some(password),
+        generated_password: (generated && password_file.is_none()).then_some(password),
+        password_file,
+        names,
     })
 }
 

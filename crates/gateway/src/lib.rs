@@ -61,6 +61,9 @@ pub struct Listeners {
     pub admin: TcpListener,
     /// RADIUS accounting from the carrier (`[carrier.radius] listen`), when configured.
     pub radius: Option<tokio::net::UdpSocket>,
+    /// Each change makes the device and admin listeners read their certificate and key files again
+    /// (the binary sends one on SIGHUP); `None`: they never do.
+    pub reload_tls: Option<watch::Receiver<()>>,
 }
 
 /// Reads `<data_dir>/sekisho.toml`, applies the overrides, resolves paths, validates everything and
@@ -143,12 +146,13 @@ pub async fn run(
     let store = sekisho_store::open(&config.store.path, &key, opts).await?;
     let now = now_ms();
     let registry = Registry::load(&store, now).await?;
-    let device_tls = listener::server_config(
+    let (device_tls, device_cert) = listener::server_config(
         &config.device.cert,
         &config.device.key,
         &config.device.client_ca,
     )?;
-    let admin_tls = listener::server_config(&config.admin.cert, &config.admin.key, &[])?;
+    let (admin_tls, admin_cert) =
+        listener::server_config(&config.admin.cert, &config.admin.key, &[])?;
     let device_ca = config.device.client_ca.first().and_then(|crt| {
         let key = crt.with_extension("key");
         key.is_file()
@@ -210,6 +214,13 @@ pub async fn run(
         }
     }
     let (stop, stopped) = watch::channel(false);
+    if let Some(requests) = listeners.reload_tls {
+        tokio::spawn(listener::reload_on(
+            requests,
+            vec![("device", device_cert), ("admin", admin_cert)],
+            stopped.clone(),
+        ));
+    }
 
     cloud::spawn(app.clone(), new_fields_rx, stopped.clone());
     tokio::spawn(detection::silence_worker(app.clone(), stopped.clone()));

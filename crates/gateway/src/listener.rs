@@ -9,8 +9,6 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::ServerConfig;
 use rustls::server::WebPkiClientVerifier;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use sekisho_store::{SecurityEvent, Writer, now_ms, records::Record};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,6 +23,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
+
+mod certs;
+pub use certs::{ServerCert, reload_on};
 
 /// Who is on the other end of a request's connection; put into every request's extensions.
 #[derive(Clone, Copy, Debug)]
@@ -68,34 +69,15 @@ pub enum TlsConfigError {
     Verifier(String),
 }
 
-fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {
-    let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| TlsConfigError::Pem(path.display().to_string(), e.to_string()))?
-        .collect();
-    let certs =
-        certs.map_err(|e| TlsConfigError::Pem(path.display().to_string(), e.to_string()))?;
-    if certs.is_empty() {
-        return Err(TlsConfigError::Pem(
-            path.display().to_string(),
-            "no certificate in file".into(),
-        ));
-    }
-    Ok(certs)
-}
-
-fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsConfigError> {
-    PrivateKeyDer::from_pem_file(path)
-        .map_err(|e| TlsConfigError::Pem(path.display().to_string(), e.to_string()))
-}
-
-/// A server TLS configuration (TLS 1.2 and 1.3, ALPN h2 and http/1.1). With `client_cas`, clients may
-/// present a certificate chaining to one of them (verified by rustls); clients without one are let in,
-/// and each field decides whether it requires one.
+/// A server TLS configuration (TLS 1.2 and 1.3, ALPN h2 and http/1.1) and its certificate, which
+/// [`ServerCert::reload`] replaces for new handshakes. With `client_cas`, clients may present a
+/// certificate chaining to one of them (verified by rustls); clients without one are let in, and each
+/// field decides whether it requires one.
 pub fn server_config(
     cert: &Path,
     key: &Path,
     client_cas: &[PathBuf],
-) -> Result<ServerConfig, TlsConfigError> {
+) -> Result<(ServerConfig, Arc<ServerCert>), TlsConfigError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?;
@@ -104,21 +86,23 @@ pub fn server_config(
     } else {
         let mut roots = rustls::RootCertStore::empty();
         for ca in client_cas {
-            for c in load_certs(ca)? {
+            for c in certs::load_certs(ca)? {
                 roots
                     .add(c)
                     .map_err(|e| TlsConfigError::Verifier(format!("{}: {e}", ca.display())))?;
             }
         }
-        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-            .allow_unauthenticated()
-            .build()
-            .map_err(|e| TlsConfigError::Verifier(e.to_string()))?;
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| TlsConfigError::Verifier(e.to_string()))?;
         builder.with_client_cert_verifier(verifier)
     };
-    let mut cfg = builder.with_single_cert(load_certs(cert)?, load_key(key)?)?;
+    let server_cert = Arc::new(ServerCert::load(cert, key, provider)?);
+    let mut cfg = builder.with_cert_resolver(server_cert.clone());
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(cfg)
+    Ok((cfg, server_cert))
 }
 
 static PLAINTEXT_REFUSAL: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {

@@ -1,9 +1,16 @@
 //! The `sekisho` binary: wires the command line to the gateway library. All the work is in
-//! `sekisho-gateway`; this file parses arguments, sets up logging, binds ports and waits for a signal.
+//! `sekisho-gateway`; this file parses arguments, sets up logging (standard error), prints what a person
+//! asked for (standard output, [`output`]), binds ports and waits for signals: SIGINT/SIGTERM stop,
+//! SIGHUP reloads the listeners' certificates.
+#![forbid(unsafe_code)]
+
+mod output;
 
 use clap::{Parser, Subcommand};
+use output::Lines;
 use sekisho_gateway::config::DEFAULT_TOML;
-use sekisho_gateway::{Listeners, init, load_config};
+use sekisho_gateway::{Listeners, init, load_config, pki};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -33,6 +40,23 @@ struct ServeArgs {
     db_key: Option<String>,
 }
 
+/// How `serve` and `up` run.
+#[derive(clap::Args, Clone)]
+struct RunArgs {
+    /// Log format on standard error, overriding [log] format: `text` or `json` (for log collectors).
+    #[arg(long, value_parser = ["text", "json"])]
+    log_format: Option<String>,
+}
+
+/// The names of a new data directory's certificates.
+#[derive(clap::Args, Clone)]
+struct NameArgs {
+    /// A DNS name or IP address the device and admin certificates carry, besides localhost, 127.0.0.1
+    /// and ::1 (repeatable). Default: this host's name and its addresses that are not loopback.
+    #[arg(long = "name")]
+    names: Vec<String>,
+}
+
 #[derive(clap::Args, Clone)]
 struct InitArgs {
     #[arg(long, env = "SEKISHO_DATA_DIR", default_value = ".sekisho")]
@@ -40,24 +64,33 @@ struct InitArgs {
     /// The first maintainer's user name.
     #[arg(long, env = "SEKISHO_ADMIN_USER", default_value = "admin")]
     admin_user: String,
-    /// Extra DNS names or IP addresses for the server certificates (besides localhost, 127.0.0.1, ::1).
-    #[arg(long = "name")]
-    names: Vec<String>,
+    #[command(flatten)]
+    names: NameArgs,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Create a data directory: default configuration, database key, certificates, first maintainer.
-    /// The password comes from SEKISHO_ADMIN_PASSWORD, or is generated and printed once.
+    /// The password comes from SEKISHO_ADMIN_PASSWORD, or is generated and printed once on a terminal
+    /// (written to <data-dir>/initial-password, mode 0600, when standard output is not a terminal).
     Init(InitArgs),
-    /// Run the gateway.
-    Serve(ServeArgs),
+    /// Run the gateway. SIGHUP makes the listeners read their certificate and key files again.
+    Serve {
+        #[command(flatten)]
+        serve: ServeArgs,
+        #[command(flatten)]
+        run: RunArgs,
+    },
     /// Initialise the data directory if needed, then run the gateway (the README's first command).
     Up {
         #[command(flatten)]
         serve: ServeArgs,
+        #[command(flatten)]
+        run: RunArgs,
         #[arg(long, env = "SEKISHO_ADMIN_USER", default_value = "admin")]
         admin_user: String,
+        #[command(flatten)]
+        names: NameArgs,
     },
     /// Configuration: `default` prints the documented default; `check` validates a data directory's.
     Config {
@@ -89,7 +122,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("sekisho: cannot start the runtime: {e}");
+            output::err(&format!("sekisho: cannot start the runtime: {e}\n"));
             return ExitCode::FAILURE;
         }
     };
@@ -97,28 +130,33 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Init(a) => {
                 logging("info", "text");
-                run_init(&a.data_dir, &a.admin_user, &a.names).await
+                run_init(&a.data_dir, &a.admin_user, &a.names.names).await
             }
-            Command::Serve(a) => serve(a).await,
+            Command::Serve { serve: a, run } => serve(a, run).await,
             Command::Up {
                 serve: a,
+                run,
                 admin_user,
+                names,
             } => {
-                logging("info", "text");
-                match run_init(&a.data_dir, &admin_user, &[]).await {
-                    ExitCode::SUCCESS => serve(a).await,
+                // A new directory's configuration is the default one: log as it will say.
+                if !a.data_dir.join("sekisho.toml").exists() {
+                    logging("info", run.log_format.as_deref().unwrap_or("text"));
+                }
+                match run_init(&a.data_dir, &admin_user, &names.names).await {
+                    ExitCode::SUCCESS => serve(a, run).await,
                     code => code,
                 }
             }
             Command::Config { what, serve: a } if what == "default" => {
                 let _ = a;
-                print!("{DEFAULT_TOML}");
+                output::out(DEFAULT_TOML);
                 ExitCode::SUCCESS
             }
             Command::Config { serve: a, .. } => {
                 match load_config(&a.data_dir, a.device_listen, a.admin_listen, a.db_key) {
                     Ok(_) => {
-                        println!("configuration OK");
+                        output::out("configuration OK\n");
                         ExitCode::SUCCESS
                     }
                     Err(problems) => config_error(&problems),
@@ -126,20 +164,23 @@ fn main() -> ExitCode {
             }
             Command::Passwd { serve: a, user } => passwd(a, &user).await,
             Command::Openapi { api } => {
-                println!("{}", sekisho_gateway::openapi_json(&api));
+                output::out(&format!("{}\n", sekisho_gateway::openapi_json(&api)));
                 ExitCode::SUCCESS
             }
         }
     })
 }
 
+/// Logs go to standard error, coloured only when that is a terminal.
 fn logging(level: &str, format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SEKISHO_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = if format == "json" {
         b.json().try_init()
     } else {
@@ -148,13 +189,14 @@ fn logging(level: &str, format: &str) {
 }
 
 fn config_error(problems: &[String]) -> ExitCode {
-    eprintln!(
-        "sekisho: the configuration has {} problem(s):",
+    let mut text = format!(
+        "sekisho: the configuration has {} problem(s):\n",
         problems.len()
     );
     for p in problems {
-        eprintln!("  - {p}");
+        text.push_str(&format!("  - {p}\n"));
     }
+    output::err(&text);
     ExitCode::from(EXIT_CONFIG)
 }
 
@@ -162,37 +204,55 @@ async fn run_init(data_dir: &Path, admin_user: &str, names: &[String]) -> ExitCo
     let password = std::env::var("SEKISHO_ADMIN_PASSWORD")
         .ok()
         .filter(|p| !p.is_empty());
-    match init::init(data_dir, admin_user, password, names).await {
+    let names = if names.is_empty() {
+        pki::host_names()
+    } else {
+        names.to_vec()
+    };
+    // A password shown on anything but a terminal ends up in a service manager's log or a pipe's file.
+    let to_file = !std::io::stdout().is_terminal();
+    match init::init(data_dir, admin_user, password, &names, to_file).await {
         Ok(r) if r.created => {
-            println!("Initialised {}", data_dir.display());
-            match r.generated_password {
-                Some(p) => println!(
-                    "  maintainer: {}  password: {p}  (shown once; keep it)",
-                    r.admin_user
-                ),
-                None => println!(
-                    "  maintainer: {}  password: from SEKISHO_ADMIN_PASSWORD",
-                    r.admin_user
-                ),
-            }
+            let mut out = Lines::default();
+            out.line(format_args!("Initialised {}", data_dir.display()));
+            let user = &r.admin_user;
+            match (&r.generated_password, &r.password_file) {
+                (Some(p), _) => out.line(format_args!(
+                    "  maintainer: {user}  password: {p}  (shown once; keep it)"
+                )),
+                (None, Some(f)) => out.line(format_args!(
+                    "  maintainer: {user}  password: in {} (not printed: standard output is not a \
+                     terminal; keep it, then delete the file)",
+                    f.display()
+                )),
+                (None, None) => out.line(format_args!(
+                    "  maintainer: {user}  password: from SEKISHO_ADMIN_PASSWORD"
+                )),
+            };
+            out.line(format_args!("  certificate names: {}", r.names.join(", ")));
+            out.print();
             ExitCode::SUCCESS
         }
         Ok(_) => {
-            println!("{} is already initialised", data_dir.display());
+            output::out(&format!("{} is already initialised\n", data_dir.display()));
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("sekisho init: {e:#}");
+            output::err(&format!("sekisho init: {e:#}\n"));
             ExitCode::from(EXIT_CONFIG)
         }
     }
 }
 
-async fn serve(a: ServeArgs) -> ExitCode {
-    let (config, key) = match load_config(&a.data_dir, a.device_listen, a.admin_listen, a.db_key) {
-        Ok(x) => x,
-        Err(problems) => return config_error(&problems),
-    };
+async fn serve(a: ServeArgs, run: RunArgs) -> ExitCode {
+    let (mut config, key) =
+        match load_config(&a.data_dir, a.device_listen, a.admin_listen, a.db_key) {
+            Ok(x) => x,
+            Err(problems) => return config_error(&problems),
+        };
+    if let Some(f) = run.log_format {
+        config.log.format = f;
+    }
     logging(&config.log.level, &config.log.format);
     let bind = |addr: &str| {
         let addr = addr.to_owned();
@@ -218,34 +278,55 @@ async fn serve(a: ServeArgs) -> ExitCode {
             Err(e) => return config_error(&[format!("cannot listen on udp {addr}: {e}")]),
         },
     };
+    // Before the banner: whoever reads it may send SIGHUP at once, which would otherwise end us.
+    let reload_tls = reload_on_sighup();
+    let (d, ad) = (
+        shown(&config.device.listen, &device),
+        shown(&config.admin.listen, &admin),
+    );
     let ca = a.data_dir.join("tls/ca.crt");
-    println!("Sekisho is running.");
-    println!(
-        "  device API : https://{}/v1/  (OpenAPI: /v1/openapi.json)",
-        shown(&device)
-    );
+    let mut out = Lines::default();
+    out.line("Sekisho is running.");
+    out.line(format_args!(
+        "  device API : https://{d}/v1/  (OpenAPI: /v1/openapi.json)"
+    ));
     if let Some(addr) = radius.as_ref().and_then(|s| s.local_addr().ok()) {
-        println!("  RADIUS     : udp://{addr}  (accounting from the carrier's packet gateway)");
+        out.line(format_args!(
+            "  RADIUS     : udp://{addr}  (accounting from the carrier's packet gateway)"
+        ));
     }
-    println!(
-        "  admin API  : https://{}/api/v1/  (OpenAPI: /api/v1/openapi.json)",
-        shown(&admin)
+    out.line(format_args!(
+        "  admin API  : https://{ad}/api/v1/  (OpenAPI: /api/v1/openapi.json)"
+    ));
+    out.line(format_args!(
+        "  console    : https://{ad}/console  (English / 日本語)"
+    ));
+    out.line(format_args!("  CA to trust: {}", ca.display()));
+    let (dn, an) = (
+        cert_names(&config.device.cert),
+        cert_names(&config.admin.cert),
     );
-    println!(
-        "  console    : https://{}/console  (English / 日本語)",
-        shown(&admin)
-    );
-    println!("  CA to trust: {}", ca.display());
-    println!(
-        "  log in     : curl --cacert {} -H 'content-type: application/json' -d '{{\"username\":\"admin\",\"password\":\"…\"}}' https://{}/api/v1/login",
+    if dn == an {
+        out.line(format_args!(
+            "  names      : {dn}  (device and admin certificates)"
+        ));
+    } else {
+        out.line(format_args!("  names      : {dn}  (device certificate)"));
+        out.line(format_args!("               {an}  (admin certificate)"));
+    }
+    out.line(format_args!(
+        "  log in     : curl --cacert {} -H 'content-type: application/json' -d '{{\"username\":\"admin\",\"password\":\"…\"}}' https://{ad}/api/v1/login",
         ca.display(),
-        shown(&admin)
-    );
+    ));
+    // A reader that closed our standard output does not stop the gateway: it serves on, logging to
+    // standard error.
+    out.print();
     match sekisho_gateway::run(
         Listeners {
             device,
             admin,
             radius,
+            reload_tls,
         },
         config,
         key,
@@ -255,19 +336,62 @@ async fn serve(a: ServeArgs) -> ExitCode {
     {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("sekisho: {e:#}");
+            output::err(&format!("sekisho: {e:#}\n"));
             ExitCode::FAILURE
         }
     }
 }
 
-/// The address to print: a wildcard bind is reachable as localhost.
-fn shown(l: &tokio::net::TcpListener) -> String {
-    match l.local_addr() {
-        Ok(a) if a.ip().is_unspecified() => format!("localhost:{}", a.port()),
-        Ok(a) => a.to_string(),
-        Err(_) => "?".into(),
+/// The address to print: the host name when the configuration gave one, localhost for a wildcard
+/// bind, else the bound address; always with the bound port (`:0` picks one).
+fn shown(configured: &str, l: &tokio::net::TcpListener) -> String {
+    let Ok(a) = l.local_addr() else {
+        return configured.to_owned();
+    };
+    let host = configured.rsplit_once(':').map_or("", |(h, _)| h);
+    if configured.parse::<std::net::SocketAddr>().is_err() && !host.is_empty() {
+        format!("{host}:{}", a.port())
+    } else if a.ip().is_unspecified() {
+        format!("localhost:{}", a.port())
+    } else {
+        a.to_string()
     }
+}
+
+/// The names a certificate file carries, for the banner.
+fn cert_names(path: &Path) -> String {
+    match pki::cert_names(path) {
+        Ok(n) if n.is_empty() => "(none)".into(),
+        Ok(n) => n.join(", "),
+        Err(e) => format!("(unreadable: {e})"),
+    }
+}
+
+/// A request to reload the listeners' certificates on every SIGHUP (`kill -HUP`, `systemctl reload`).
+fn reload_on_sighup() -> Option<tokio::sync::watch::Receiver<()>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "no SIGHUP handler: certificates reload only on restart");
+                return None;
+            }
+        };
+        let (tx, rx) = tokio::sync::watch::channel(());
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading the listeners' certificates");
+                if tx.send(()).is_err() {
+                    return;
+                }
+            }
+        });
+        Some(rx)
+    }
+    #[cfg(not(unix))]
+    None
 }
 
 async fn shutdown_signal() {
@@ -304,15 +428,15 @@ async fn passwd(a: ServeArgs, user: &str) -> ExitCode {
         .unwrap_or_else(sekisho_gateway::crypto::new_secret);
     match sekisho_gateway::init::set_password(&config, &key, user, &password).await {
         Ok(()) if given.is_some() => {
-            println!("password of {user} changed");
+            output::out(&format!("password of {user} changed\n"));
             ExitCode::SUCCESS
         }
         Ok(()) => {
-            println!("password of {user}: {password}  (shown once)");
+            output::out(&format!("password of {user}: {password}  (shown once)\n"));
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("sekisho passwd: {e:#}");
+            output::err(&format!("sekisho passwd: {e:#}\n"));
             ExitCode::from(EXIT_CONFIG)
         }
     }

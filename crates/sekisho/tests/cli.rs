@@ -1,10 +1,14 @@
-//! The command line: init is complete and idempotent, a bad configuration lists every problem and
-//! exits 64 before any port opens, the documented default configuration is what runs.
+//! The command line: init is complete and idempotent, a bad configuration lists every problem (with its
+//! line) and exits 64 before any port opens, the documented default configuration is what runs; the
+//! banner on standard output and logs on standard error; a closed standard output; certificate names
+//! and rotation on SIGHUP.
 
 mod common;
 
 use common::TempDir;
-use std::process::Command;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Command, Stdio};
 
 #[test]
 fn bad_configuration_lists_every_problem_and_exits_64() {
@@ -89,11 +93,22 @@ fn init_is_complete_idempotent_and_generates_a_password_when_none_is_given() {
         .output()
         .unwrap();
     assert!(out.status.success());
+    // Standard output is a pipe here, not a terminal: the password goes to a 0600 file, not the pipe.
     let text = String::from_utf8_lossy(&out.stdout);
+    let file = dir.0.join("initial-password");
+    let password = std::fs::read_to_string(&file).unwrap().trim().to_owned();
+    assert!(password.len() >= 12, "{password:?}");
     assert!(
-        text.contains("password: ") && text.contains("shown once"),
+        text.contains(&file.display().to_string()) && !text.contains(&password),
         "{text}"
     );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(&password));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
     for f in [
         "sekisho.toml",
         "db.key",
@@ -195,4 +210,439 @@ fn the_published_openapi_documents_are_current() {
             path.display()
         );
     }
+}
+
+#[tokio::test]
+async fn the_first_password_is_shown_on_a_terminal_and_the_file_one_logs_in() {
+    // On a terminal (a pseudo-terminal from util-linux's `script`) the password is shown, no file.
+    let tty = TempDir::new("init-tty");
+    let cmd = format!("{} init --data-dir {}", common::bin(), tty.0.display());
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env_remove("SEKISHO_ADMIN_PASSWORD")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("password: ") && text.contains("shown once"),
+        "{text}"
+    );
+    assert!(!tty.0.join("initial-password").exists());
+
+    // Through a pipe the password is in the file, and it is the maintainer's.
+    let dir = TempDir::new("init-file");
+    let out = Command::new(common::bin())
+        .args(["init", "--data-dir"])
+        .arg(&dir.0)
+        .env_remove("SEKISHO_ADMIN_PASSWORD")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let password = std::fs::read_to_string(dir.0.join("initial-password")).unwrap();
+    let gw = common::Gateway::start_in(&dir.0);
+    assert_eq!(gw.login("admin", password.trim()).await.status(), 200);
+    assert!(!gw.log_text().contains(password.trim()));
+}
+
+#[test]
+fn every_configuration_problem_is_listed_with_its_line() {
+    let dir = TempDir::new("cfglines");
+    common::init(&dir.0);
+    let file = dir.0.join("sekisho.toml");
+    std::fs::write(
+        &file,
+        "[device]\n\
+         listen = \"127.0.0.1:0\"\n\
+         max_connections = \"many\"\n\
+         listne = 1\n\
+         [store]\n\
+         sync = \"sometimes\"\n\
+         [cloud]\n\
+         batch_max = 0\n\
+         timeout_secs = \"forever\"\n\
+         [admin]\n\
+         session_ttl_secs = \"8h\"\n\
+         listen = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let out = Command::new(common::bin())
+        .args(["config", "check", "--data-dir"])
+        .arg(&dir.0)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let f = file.display();
+    let want = [
+        "the configuration has 5 problem(s):".to_owned(),
+        format!("  - {f}:3: device.max_connections: invalid type: string \"many\""),
+        format!("  - {f}:4: device.listne: unknown field `listne`"),
+        format!("  - {f}:6: store.sync: 'sometimes' is neither 'full' nor 'normal'"),
+        format!("  - {f}:8: cloud.batch_max must be greater than 0"),
+        format!("  - {f}:9: cloud.timeout_secs: 'forever' is not a duration"),
+    ];
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), want.len(), "{err}");
+    for (line, want) in lines.iter().zip(&want) {
+        assert!(
+            line.contains(want.as_str()),
+            "{want:?} missing from:\n{err}"
+        );
+    }
+
+    // The durations and the rest of a file with no problem are taken: it serves.
+    std::fs::write(
+        &file,
+        "[admin]\nsession_ttl_secs = \"8h\"\n[cloud]\ntimeout_secs = \"30s\"\nbackoff_max_ms = \"1m\"\n",
+    )
+    .unwrap();
+    let ok = Command::new(common::bin())
+        .args(["config", "check", "--data-dir"])
+        .arg(&dir.0)
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+}
+
+#[tokio::test]
+async fn listen_addresses_take_host_names_and_refuse_names_that_do_not_resolve() {
+    let dir = TempDir::new("hostnames");
+    common::init(&dir.0);
+    let gw = common::Gateway::spawn(&dir.0, "localhost:0", "localhost:0");
+    assert!(gw.device.starts_with("localhost:"), "{}", gw.device);
+    assert!(gw.admin.starts_with("localhost:"), "{}", gw.admin);
+    let r = gw
+        .http
+        .get(gw.durl("/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        gw.login("admin", common::ADMIN_PASSWORD).await.status(),
+        200
+    );
+    drop(gw);
+
+    let out = Command::new(common::bin())
+        .args(["serve", "--data-dir"])
+        .arg(&dir.0)
+        .args([
+            "--device-listen",
+            "nosuch.invalid:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("device.listen: 'nosuch.invalid' does not resolve"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+/// Starts `serve` with its standard output and error apart; returns them once the gateway logged that
+/// it serves, then stops it.
+fn serve_output(dir: &Path, extra: &[&str]) -> (String, String) {
+    let mut child = Command::new(common::bin())
+        .args(["serve", "--data-dir"])
+        .arg(dir)
+        .args([
+            "--device-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .args(extra)
+        .env_remove("SEKISHO_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = String::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        err.push_str(&line);
+        err.push('\n');
+        if line.contains("sekisho gateway serving") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    (out, err)
+}
+
+#[test]
+fn the_banner_is_on_stdout_and_logs_on_stderr_without_colour_or_as_json() {
+    let dir = TempDir::new("streams");
+    common::init(&dir.0);
+    let (out, err) = serve_output(&dir.0, &[]);
+    assert!(out.starts_with("Sekisho is running.\n"), "{out}");
+    for line in out.lines().skip(1) {
+        let label = line.trim_start().split(':').next().unwrap_or("");
+        assert!(
+            [
+                "device API ",
+                "admin API  ",
+                "console    ",
+                "CA to trust",
+                "names      ",
+                "log in     "
+            ]
+            .contains(&label),
+            "not a banner line on stdout: {line:?}"
+        );
+    }
+    assert!(err.contains("sekisho gateway serving"), "{err}");
+    assert!(
+        !err.contains('\x1b'),
+        "colour codes in a log that is not a terminal: {err:?}"
+    );
+    assert!(!err.contains("Sekisho is running."));
+
+    let (out, err) = serve_output(&dir.0, &["--log-format", "json"]);
+    assert!(out.starts_with("Sekisho is running.\n"), "{out}");
+    let events: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["fields"]["message"] == "sekisho gateway serving"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_closed_stdout_ends_printing_commands_quietly() {
+    let dir = TempDir::new("epipe");
+    common::init(&dir.0);
+    let commands: [&[&str]; 5] = [
+        &["openapi", "admin"],
+        &["openapi", "device"],
+        &["config", "default"],
+        &["config", "check", "--data-dir"],
+        &["init", "--data-dir"],
+    ];
+    for args in commands {
+        // The reading end is closed before the command starts: its first write meets a broken pipe.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut cmd = Command::new(common::bin());
+        cmd.args(args);
+        if args.last() == Some(&"--data-dir") {
+            cmd.arg(&dir.0);
+        }
+        let out = cmd.stdout(writer).stderr(Stdio::piped()).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?} {err}", out.status);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+
+    // `sekisho openapi admin | head -c 100`: the reader leaves after 100 bytes of a larger document.
+    let mut child = Command::new(common::bin())
+        .args(["openapi", "admin"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut head = [0u8; 100];
+    child.stdout.take().unwrap().read_exact(&mut head).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The DNS names and IP addresses of the first certificate in a PEM file.
+fn san(path: &Path) -> Vec<String> {
+    use rustls_pki_types::pem::PemObject;
+    use x509_parser::extensions::GeneralName;
+    let der = rustls_pki_types::CertificateDer::from_pem_file(path).unwrap();
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+    let names = cert.subject_alternative_name().unwrap().unwrap();
+    names
+        .value
+        .general_names
+        .iter()
+        .map(|n| match n {
+            GeneralName::DNSName(d) => (*d).to_owned(),
+            GeneralName::IPAddress(b) if b.len() == 4 => {
+                std::net::IpAddr::from(<[u8; 4]>::try_from(*b).unwrap()).to_string()
+            }
+            GeneralName::IPAddress(b) => {
+                std::net::IpAddr::from(<[u8; 16]>::try_from(*b).unwrap()).to_string()
+            }
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn init_puts_the_given_names_or_the_hosts_into_both_certificates() {
+    let dir = TempDir::new("names");
+    let out = Command::new(common::bin())
+        .args(["init", "--data-dir"])
+        .arg(&dir.0)
+        .args(["--name", "gw.example.jp", "--name", "192.0.2.10"])
+        .env("SEKISHO_ADMIN_PASSWORD", common::ADMIN_PASSWORD)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = [
+        "localhost",
+        "127.0.0.1",
+        "::1",
+        "gw.example.jp",
+        "192.0.2.10",
+    ];
+    for cert in ["tls/device.crt", "tls/admin.crt"] {
+        assert_eq!(san(&dir.0.join(cert)), want, "{cert}");
+    }
+    let gw = common::Gateway::start_in(&dir.0);
+    let banner = format!(
+        "names      : {}  (device and admin certificates)",
+        want.join(", ")
+    );
+    let shown = common::eventually(10, || async {
+        gw.log_text().contains(&banner).then_some(())
+    })
+    .await;
+    assert!(shown.is_some(), "{banner:?} not in:\n{}", gw.log_text());
+    drop(gw);
+
+    // Without --name: the host's name (and its addresses that are not loopback).
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let dir = TempDir::new("names-host");
+    common::init(&dir.0);
+    let names = san(&dir.0.join("tls/device.crt"));
+    assert!(names.contains(&host.trim().to_owned()), "{names:?}");
+    assert_eq!(names[..3], ["localhost", "127.0.0.1", "::1"]);
+    assert_eq!(
+        names.iter().filter(|n| n.starts_with("127.")).count(),
+        1,
+        "{names:?}"
+    );
+
+    // A name that cannot be in a certificate is refused before anything is written.
+    let bad = TempDir::new("names-bad");
+    let out = Command::new(common::bin())
+        .args(["up", "--data-dir"])
+        .arg(bad.0.join("d"))
+        .args(["--name", "not a name"])
+        .env("SEKISHO_ADMIN_PASSWORD", common::ADMIN_PASSWORD)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'not a name' is neither"));
+    assert!(!bad.0.join("d").exists());
+}
+
+/// The end-entity certificate the device listener presents now.
+async fn presented(gw: &common::Gateway) -> Vec<u8> {
+    let tls = common::tls_connect(&gw.dir, &gw.device).await.unwrap();
+    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+fn sighup(gw: &common::Gateway) {
+    let ok = Command::new("kill")
+        .args(["-HUP", &gw.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+#[tokio::test]
+async fn sighup_rotates_the_certificates_and_refuses_a_broken_pair() {
+    use rcgen::{CertificateParams, Issuer, KeyPair};
+    use rustls_pki_types::pem::PemObject;
+    let dir = TempDir::new("rotate");
+    common::init(&dir.0);
+    let gw = common::Gateway::start_in(&dir.0);
+    let before = presented(&gw).await;
+
+    // A new pair from the same CA, written over the files the configuration names.
+    let tls = dir.0.join("tls");
+    let ca_pem = std::fs::read_to_string(tls.join("ca.crt")).unwrap();
+    let ca_key = KeyPair::from_pem(&std::fs::read_to_string(tls.join("ca.key")).unwrap()).unwrap();
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).unwrap();
+    let issue = || {
+        let key = KeyPair::generate().unwrap();
+        let params =
+            CertificateParams::new(vec!["localhost".to_owned(), "rotated.example".to_owned()])
+                .unwrap();
+        (params.signed_by(&key, &issuer).unwrap(), key)
+    };
+    let (cert, key) = issue();
+    std::fs::write(tls.join("device.crt"), format!("{}{ca_pem}", cert.pem())).unwrap();
+    std::fs::write(tls.join("device.key"), key.serialize_pem()).unwrap();
+    sighup(&gw);
+    let count = |needle: &str| gw.log_text().matches(needle).count();
+    let reloaded = common::eventually(10, || async {
+        (count("certificate reloaded") >= 2).then_some(())
+    })
+    .await;
+    assert!(reloaded.is_some(), "{}", gw.log_text());
+    let after = presented(&gw).await;
+    assert_ne!(after, before);
+    assert_eq!(
+        after,
+        cert.der().to_vec(),
+        "new connections get the new certificate"
+    );
+    assert_eq!(
+        rustls_pki_types::CertificateDer::from_pem_file(tls.join("device.crt"))
+            .unwrap()
+            .to_vec(),
+        after
+    );
+
+    // A certificate whose key is not in the key file: refused with a log line, the last pair stays.
+    let (other, _) = issue();
+    std::fs::write(tls.join("device.crt"), other.pem()).unwrap();
+    sighup(&gw);
+    let refused = common::eventually(10, || async {
+        (count("new certificate refused") >= 1).then_some(())
+    })
+    .await;
+    let log = gw.log_text();
+    assert!(refused.is_some(), "{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("new certificate refused"))
+        .unwrap();
+    assert!(
+        line.contains("listener=\"device\"") && line.contains("device.key"),
+        "{line}"
+    );
+    assert_eq!(
+        presented(&gw).await,
+        after,
+        "the previous pair stays in use"
+    );
 }
