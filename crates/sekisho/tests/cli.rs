@@ -350,8 +350,8 @@ async fn listen_addresses_take_host_names_and_refuse_names_that_do_not_resolve()
     assert!(out.stdout.is_empty());
 }
 
-/// Starts `serve` with its standard output and error apart; returns them once the gateway logged that
-/// it serves, then stops it.
+/// Starts `serve` with its standard output and error apart; returns them once the gateway logged on
+/// standard error that it serves (waiting 30 s at most for that), then stops it.
 fn serve_output(dir: &Path, extra: &[&str]) -> (String, String) {
     let mut child = Command::new(common::bin())
         .args(["serve", "--data-dir"])
@@ -368,12 +368,26 @@ fn serve_output(dir: &Path, extra: &[&str]) -> (String, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let mut err = String::new();
-    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
-        let line = line.unwrap();
+    let mut serving = false;
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        let Ok(line) = rx.recv_timeout(left) else {
+            break;
+        };
         err.push_str(&line);
         err.push('\n');
         if line.contains("sekisho gateway serving") {
+            serving = true;
             break;
         }
     }
@@ -386,6 +400,10 @@ fn serve_output(dir: &Path, extra: &[&str]) -> (String, String) {
         .unwrap()
         .read_to_string(&mut out)
         .unwrap();
+    assert!(
+        serving,
+        "no 'serving' log line on stderr:\n{err}\nstdout:\n{out}"
+    );
     (out, err)
 }
 
