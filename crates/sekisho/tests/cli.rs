@@ -350,9 +350,9 @@ async fn listen_addresses_take_host_names_and_refuse_names_that_do_not_resolve()
     assert!(out.stdout.is_empty());
 }
 
-/// Starts `serve` with its standard output and error apart; returns them once the gateway logged on
-/// standard error that it serves (waiting 30 s at most for that), then stops it.
-fn serve_output(dir: &Path, extra: &[&str]) -> (String, String) {
+/// Starts `serve` with standard output to `stdout`; returns it with what it wrote on standard error up
+/// to its log line that it serves (waiting 30 s at most for that, then failing).
+fn start_serve(dir: &Path, stdout: Stdio, extra: &[&str]) -> (std::process::Child, String) {
     let mut child = Command::new(common::bin())
         .args(["serve", "--data-dir"])
         .arg(dir)
@@ -364,7 +364,7 @@ fn serve_output(dir: &Path, extra: &[&str]) -> (String, String) {
         ])
         .args(extra)
         .env_remove("SEKISHO_LOG")
-        .stdout(Stdio::piped())
+        .stdout(stdout)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -379,7 +379,6 @@ fn serve_output(dir: &Path, extra: &[&str]) -> (String, String) {
     });
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let mut err = String::new();
-    let mut serving = false;
     while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
         let Ok(line) = rx.recv_timeout(left) else {
             break;
@@ -387,10 +386,17 @@ fn serve_output(dir: &Path, extra: &[&str]) -> (String, String) {
         err.push_str(&line);
         err.push('\n');
         if line.contains("sekisho gateway serving") {
-            serving = true;
-            break;
+            return (child, err);
         }
     }
+    let _ = child.kill();
+    let status = child.wait().unwrap();
+    panic!("no 'serving' log line on stderr ({status}):\n{err}");
+}
+
+/// Standard output and error of `serve` until it logged that it serves; then it is stopped.
+fn serve_output(dir: &Path, extra: &[&str]) -> (String, String) {
+    let (mut child, err) = start_serve(dir, Stdio::piped(), extra);
     child.kill().unwrap();
     child.wait().unwrap();
     let mut out = String::new();
@@ -400,10 +406,6 @@ fn serve_output(dir: &Path, extra: &[&str]) -> (String, String) {
         .unwrap()
         .read_to_string(&mut out)
         .unwrap();
-    assert!(
-        serving,
-        "no 'serving' log line on stderr:\n{err}\nstdout:\n{out}"
-    );
     (out, err)
 }
 
@@ -449,8 +451,8 @@ fn the_banner_is_on_stdout_and_logs_on_stderr_without_colour_or_as_json() {
     );
 }
 
-#[test]
-fn a_closed_stdout_ends_printing_commands_quietly() {
+#[tokio::test]
+async fn a_closed_stdout_ends_printing_commands_quietly() {
     let dir = TempDir::new("epipe");
     common::init(&dir.0);
     let commands: [&[&str]; 5] = [
@@ -474,6 +476,26 @@ fn a_closed_stdout_ends_printing_commands_quietly() {
         assert!(out.status.success(), "{args:?}: {:?} {err}", out.status);
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
+
+    // The gateway whose banner meets a closed pipe serves on (its logs are on standard error).
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let (mut child, err) = start_serve(&dir.0, writer.into(), &[]);
+    let admin = err
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("admin="))
+        .unwrap()
+        .to_owned();
+    let client = common::client(&dir.0, None);
+    let r = client
+        .get(format!("https://{admin}/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(child.try_wait().unwrap().is_none(), "the gateway stopped");
+    child.kill().unwrap();
+    child.wait().unwrap();
 
     // `sekisho openapi admin | head -c 100`: the reader leaves after 100 bytes of a larger document.
     let mut child = Command::new(common::bin())
