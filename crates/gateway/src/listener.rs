@@ -24,9 +24,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
 
-mod certs;
-pub use certs::{ServerCert, reload_on};
-
 /// Who is on the other end of a request's connection; put into every request's extensions.
 #[derive(Clone, Copy, Debug)]
 pub struct ConnInfo {
@@ -68,6 +65,9 @@ pub enum TlsConfigError {
     #[error("client CA: {0}")]
     Verifier(String),
 }
+
+mod certs;
+pub use certs::{ServerCert, reload_on};
 
 /// A server TLS configuration (TLS 1.2 and 1.3, ALPN h2 and http/1.1) and its certificate, which
 /// [`ServerCert::reload`] replaces for new handshakes. With `client_cas`, clients may present a
