@@ -451,12 +451,26 @@ pub struct AuthFacts<'a> {
     pub success: bool,
     pub unique_id: &'a str,
     pub source_ip: IpAddr,
+    /// The request's body was not JSON in UTF-8 (refused `malformed_json`).
+    pub malformed: bool,
 }
 
 /// Evaluates a token request of a field (the device may be unknown: bursts count per unique ID).
 pub fn auth(c: &Compiled, bursts: &mut Windows, a: &AuthFacts) -> Vec<Finding> {
     let mut out = Vec::new();
     let t = &c.template;
+    if a.malformed {
+        out.push(f(
+            "format.malformed",
+            Threat::Hijacking,
+            Severity::Medium,
+            format!(
+                "a token request for '{}' was not JSON in UTF-8 (malformed_json)",
+                a.unique_id
+            ),
+            json!({"error": "malformed_json", "unique_id": a.unique_id, "source_ip": a.source_ip.to_string()}),
+        ));
+    }
     if t.auth.burst_max > 0 {
         let n = bursts.hit(a.unique_id, state::secs(a.at_ms), t.auth.burst_window.0);
         if n == t.auth.burst_max {
@@ -868,6 +882,7 @@ mod tests {
             success,
             unique_id: "IMEI-1",
             source_ip: ip(src),
+            malformed: false,
         };
         // 13:00 UTC is 22:00 in Japan: a success is at an abnormal hour.
         assert_eq!(
@@ -897,6 +912,15 @@ mod tests {
             .map(|f| f.rule)
             .collect();
         assert_eq!(got, vec!["network.off_network"]);
+        let broken = AuthFacts {
+            malformed: true,
+            ..a(noon + 6 * MIN, false, "10.0.0.1")
+        };
+        let got: Vec<String> = auth(&c, &mut w, &broken)
+            .into_iter()
+            .map(|f| f.rule)
+            .collect();
+        assert_eq!(got, vec!["format.malformed"], "a broken token request");
     }
 
     #[test]

@@ -78,6 +78,8 @@ pub struct Stats {
     pub forwarded: AtomicU64,
     pub forward_failures: AtomicU64,
     pub dead_lettered: AtomicU64,
+    /// Messages dead-lettered because the cloud kept failing them alone while accepting others.
+    pub forward_poisoned: AtomicU64,
 }
 
 impl App {

@@ -52,6 +52,9 @@ pub struct DeviceListener {
     pub header_timeout_secs: u64,
     /// Time allowed to send a request's body.
     pub body_timeout_secs: u64,
+    /// A request refused before its body was read (`401`, `413`, …) has the rest of its body read and
+    /// discarded, up to this many bytes within `body_timeout_secs`, so the client receives the answer.
+    pub drain_max_bytes: u64,
 }
 
 /// The admin API's TLS listener.
@@ -105,6 +108,11 @@ pub struct CloudConfig {
     pub backoff_max_ms: u64,
     /// Pending messages older than this are dead-lettered and reported.
     pub max_age_secs: u64,
+    /// A batch that fails this many times in a row (5xx, timeout) is sent one message at a time.
+    pub isolate_after: u32,
+    /// A message sent alone that fails this many times in a row while the cloud accepts the message
+    /// after it is dead-lettered, so that one message the cloud cannot take never stalls the field.
+    pub poison_after: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -267,6 +275,7 @@ impl Default for DeviceListener {
             handshake_timeout_secs: 10,
             header_timeout_secs: 30,
             body_timeout_secs: 30,
+            drain_max_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -318,6 +327,8 @@ impl Default for CloudConfig {
             backoff_initial_ms: 500,
             backoff_max_ms: 60_000,
             max_age_secs: 7 * 86_400,
+            isolate_after: 3,
+            poison_after: 5,
         }
     }
 }
@@ -426,6 +437,8 @@ impl Config {
         positive("cloud.timeout_secs", self.cloud.timeout_secs);
         positive("cloud.backoff_initial_ms", self.cloud.backoff_initial_ms);
         positive("cloud.max_age_secs", self.cloud.max_age_secs);
+        positive("cloud.isolate_after", self.cloud.isolate_after as u64);
+        positive("cloud.poison_after", self.cloud.poison_after as u64);
         positive(
             "detection.group_window_secs",
             self.detection.group_window_secs,

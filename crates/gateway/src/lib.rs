@@ -217,6 +217,8 @@ pub async fn run(
         handshake_timeout: Duration::from_secs(c.device.handshake_timeout_secs),
         header_timeout: Duration::from_secs(c.device.header_timeout_secs),
         sims: Some(sims),
+        drain_max_bytes: c.device.drain_max_bytes,
+        drain_timeout: Duration::from_secs(c.device.body_timeout_secs),
     };
     let admin_spec = ListenerSpec {
         name: "admin",
@@ -225,6 +227,8 @@ pub async fn run(
         handshake_timeout: Duration::from_secs(c.device.handshake_timeout_secs),
         header_timeout: Duration::from_secs(c.device.header_timeout_secs),
         sims: None,
+        drain_max_bytes: c.device.drain_max_bytes,
+        drain_timeout: Duration::from_secs(c.device.body_timeout_secs),
     };
     if let Some(socket) = listeners.radius {
         tracing::info!(listen = %socket.local_addr()?, clients = radius_clients.len(), "RADIUS accounting listener");

@@ -5,7 +5,7 @@
 //! full the event is counted and dropped, never the other way round — no device message is involved).
 
 use axum::Router;
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::ServerConfig;
 use rustls::server::WebPkiClientVerifier;
@@ -26,6 +26,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
 
+mod drain;
+
 /// Who is on the other end of a request's connection; put into every request's extensions.
 #[derive(Clone, Copy, Debug)]
 pub struct ConnInfo {
@@ -44,6 +46,10 @@ pub struct ListenerSpec {
     pub header_timeout: Duration,
     /// Counts bytes and connections per SIM address for the carrier comparison (device listener).
     pub sims: Option<Arc<crate::carrier::Sims>>,
+    /// What is left of a refused request's body is read and discarded, at most this much within
+    /// `drain_timeout`, so that the client receives the answer ([`drain`]).
+    pub drain_max_bytes: u64,
+    pub drain_timeout: Duration,
 }
 
 /// Counters for the operations view.
@@ -280,12 +286,28 @@ async fn handle(
     };
     let activity = Arc::new(Activity::default());
     let in_flight = activity.clone();
+    let (drain_max, drain_timeout) = (spec.drain_max_bytes, spec.drain_timeout);
     let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
         req.extensions_mut().insert(info);
         let guard = InFlight::enter(&in_flight);
+        // A body the handler leaves unread comes back here and is drained before the answer goes out.
+        let slot = (!req.body().is_end_stream()).then(drain::Slot::default);
+        let req = req.map(|b| match &slot {
+            Some(slot) => axum::body::Body::new(drain::Reclaim::new(b, slot.clone())),
+            None => axum::body::Body::new(b),
+        });
         let fut = router.clone().oneshot(req);
         async move {
-            let r = fut.await;
+            let mut r = fut.await;
+            if let Some(rest) = slot.as_ref().and_then(drain::take)
+                && !drain::discard(rest, drain_max, drain_timeout).await
+                && let Ok(resp) = &mut r
+            {
+                resp.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
             drop(guard);
             r
         }

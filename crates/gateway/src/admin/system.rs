@@ -209,6 +209,12 @@ pub async fn metrics(
         n(&s.dead_lettered),
     );
     put(
+        "forward_poisoned_total",
+        "counter",
+        "Messages dead-lettered because the cloud kept failing them alone while accepting the next.",
+        n(&s.forward_poisoned),
+    );
+    put(
         "store_commits_total",
         "counter",
         "Group commits.",

@@ -184,23 +184,28 @@ fn record(base: &MessageRecord, meta: TelemetryMeta, body: &[u8]) -> MessageReco
     }
 }
 
-async fn ingest(app: Arc<App>, conn: ConnInfo, req: Request, is_batch: bool) -> Response {
-    let now = now_ms();
-    let (parts, body) = req.into_parts();
-    let declared = content_length(&parts.headers);
-    let mut base = MessageRecord {
+/// The record of a request that carries device data, before anything of it is known.
+pub(super) fn base_record(conn: &ConnInfo, headers: &HeaderMap, now: i64) -> MessageRecord {
+    MessageRecord {
         id: MessageId::new_v7().0,
         at: now,
         field_id: None,
         device_id: None,
         source_ip: conn.remote.ip().to_string(),
-        size: declared.unwrap_or(0) as i64,
+        size: content_length(headers).unwrap_or(0) as i64,
         rejected: None,
         device_ts: None,
         device_seq: None,
         buffered: false,
         body: None,
-    };
+    }
+}
+
+async fn ingest(app: Arc<App>, conn: ConnInfo, req: Request, is_batch: bool) -> Response {
+    let now = now_ms();
+    let (parts, body) = req.into_parts();
+    let declared = content_length(&parts.headers);
+    let mut base = base_record(&conn, &parts.headers, now);
     let authed = match authenticate(&app, &conn, &parts.headers, now, false) {
         Ok(a) => a,
         Err((e, device)) => {
@@ -343,7 +348,7 @@ fn facts<'a>(
 
 /// Records a refused message, then answers with its error. A refused message of a known device is
 /// judged too: malformed data, oversized bodies and off-network sources are detections (V23, V24).
-async fn reject(
+pub(super) async fn reject(
     app: &App,
     mut rec: MessageRecord,
     e: ApiError,
