@@ -319,9 +319,10 @@ async fn dead_letter(app: &App, field: &FieldId, m: &Pending, why: &str) {
     app.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
 }
 
-/// `suspect` has failed `poison_after` times alone. Sends the message after it: if the cloud takes
-/// that one, `suspect` is what it cannot take and is dead-lettered (`true`); if it fails too, the
-/// cloud is down and nothing is dead-lettered (`false`).
+/// `suspect` has failed `poison_after` times alone. Sends the message after it: if the cloud fails that
+/// one too, the cloud is down and nothing changes (`false`). If it takes it, `suspect` is tried once
+/// more — a cloud that just came back takes it now — and, failing again, is what the cloud cannot take:
+/// it is dead-lettered with the cloud's answer (`true`: the head of the outbox moved).
 async fn probe_past(app: &App, c: &Client, field: &FieldId, suspect: &Pending, why: &str) -> bool {
     let next = match app.store.pending(field.as_str(), 2).await {
         Ok(mut p) if p.len() == 2 && p[0].seq == suspect.seq => p.remove(1),
@@ -332,12 +333,20 @@ async fn probe_past(app: &App, c: &Client, field: &FieldId, suspect: &Pending, w
         return false;
     }
     delivered(app, field, &next).await;
+    let suspect = std::slice::from_ref(suspect);
+    let last = match deliver(c, field, suspect).await {
+        Outcome::Delivered => {
+            delivered(app, field, suspect).await;
+            return true;
+        }
+        Outcome::Retry(w) | Outcome::Refused(w) => w,
+    };
     let reason = format!(
-        "the cloud kept failing this message ({} attempts alone) while accepting the next one; last answer: {why}",
-        app.config.cloud.poison_after
+        "the cloud kept failing this message ({} attempts alone) while accepting the next one; answers: {why}; {last}",
+        app.config.cloud.poison_after + 1
     );
-    tracing::error!(field = %field, message = %suspect.id, reason = %reason, "cloud cannot take a message; dead-lettered");
-    dead_letter(app, field, suspect, &reason).await;
+    tracing::error!(field = %field, message = %suspect[0].id, reason = %reason, "cloud cannot take a message; dead-lettered");
+    dead_letter(app, field, &suspect[0], &reason).await;
     app.stats.forward_poisoned.fetch_add(1, Ordering::Relaxed);
     true
 }
