@@ -51,6 +51,9 @@ pub struct App {
     pub admin_addr: std::sync::OnceLock<std::net::SocketAddr>,
     /// The update manifests' signing keys.
     pub update_keys: crate::update::Keys,
+    /// The device listener's per-address connection caps (set once the listener is built; a field's
+    /// template change updates its NAT ranges there).
+    pub device_caps: std::sync::OnceLock<Arc<crate::listener::AddressCaps>>,
 }
 
 /// What `App::new` wires in besides the configuration and the store.
@@ -121,6 +124,7 @@ impl App {
             response_wake: Default::default(),
             admin_addr: Default::default(),
             update_keys,
+            device_caps: Default::default(),
         }
     }
 

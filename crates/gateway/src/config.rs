@@ -47,6 +47,16 @@ pub struct DeviceListener {
     /// CA certificates whose device client certificates are accepted (mTLS), besides none.
     pub client_ca: Vec<PathBuf>,
     pub max_connections: usize,
+    /// Connections one source address may hold (0: only `max_connections`).
+    pub max_connections_per_address: u32,
+    /// Connections an address inside a NAT range may hold (0: only `max_connections`). NAT ranges are
+    /// `nat_ranges` and those of every field's template (`[network] nat_ranges`).
+    pub max_connections_per_nat_address: u32,
+    /// Networks where many devices share one address (a carrier's CGNAT, an edge gateway's uplink).
+    #[serde(with = "nets")]
+    pub nat_ranges: Vec<ipnet::IpNet>,
+    /// Connections over a cap answered `503 too_many_connections` at once at most; the rest are closed.
+    pub refusal_slots: usize,
     pub handshake_timeout_secs: u64,
     /// Time allowed to send a request's headers (also the keep-alive idle limit).
     pub header_timeout_secs: u64,
@@ -264,6 +274,34 @@ pub struct LogConfig {
     pub format: String,
 }
 
+/// Networks written as strings (`"100.64.0.0/10"`, or one address).
+mod nets {
+    use ipnet::IpNet;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[IpNet], s: S) -> Result<S::Ok, S::Error> {
+        v.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|n| {
+                n.parse::<IpNet>()
+                    .or_else(|_| n.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        serde::de::Error::custom(format!(
+                            "'{n}' is not a network (e.g. 100.64.0.0/10)"
+                        ))
+                    })
+            })
+            .collect()
+    }
+}
+
 impl Default for DeviceListener {
     fn default() -> Self {
         Self {
@@ -272,6 +310,10 @@ impl Default for DeviceListener {
             key: "tls/device.key".into(),
             client_ca: vec!["tls/device-ca.crt".into()],
             max_connections: 10_000,
+            max_connections_per_address: 64,
+            max_connections_per_nat_address: 4096,
+            nat_ranges: Vec::new(),
+            refusal_slots: 64,
             handshake_timeout_secs: 10,
             header_timeout_secs: 30,
             body_timeout_secs: 30,

@@ -26,6 +26,7 @@ pub mod error;
 pub mod init;
 pub mod listener;
 pub mod pki;
+pub mod ratelog;
 pub mod registry;
 pub mod response;
 pub mod throttle;
@@ -210,6 +211,22 @@ pub async fn run(
     tokio::spawn(audit::silence_worker(app.clone(), stopped.clone()));
 
     let c = &app.config;
+    let device_caps = Arc::new(listener::AddressCaps::new(
+        c.device.max_connections_per_address,
+        c.device.max_connections_per_nat_address,
+        c.device.nat_ranges.clone(),
+    ));
+    for f in app.registry.fields() {
+        let nat = app
+            .detector
+            .template(&f.id)
+            .template
+            .network
+            .nat_ranges
+            .clone();
+        device_caps.set_field_nat(&f.id, nat);
+    }
+    let _ = app.device_caps.set(device_caps.clone());
     let device_spec = ListenerSpec {
         name: "device",
         tls: Arc::new(device_tls),
@@ -219,6 +236,8 @@ pub async fn run(
         sims: Some(sims),
         drain_max_bytes: c.device.drain_max_bytes,
         drain_timeout: Duration::from_secs(c.device.body_timeout_secs),
+        caps: Some(device_caps),
+        refusal_slots: c.device.refusal_slots,
     };
     let admin_spec = ListenerSpec {
         name: "admin",
@@ -229,6 +248,8 @@ pub async fn run(
         sims: None,
         drain_max_bytes: c.device.drain_max_bytes,
         drain_timeout: Duration::from_secs(c.device.body_timeout_secs),
+        caps: None,
+        refusal_slots: c.device.refusal_slots,
     };
     if let Some(socket) = listeners.radius {
         tracing::info!(listen = %socket.local_addr()?, clients = radius_clients.len(), "RADIUS accounting listener");

@@ -5,6 +5,7 @@
 //! full the event is counted and dropped, never the other way round — no device message is involved).
 
 use axum::Router;
+use axum::response::IntoResponse;
 use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::ServerConfig;
@@ -26,7 +27,20 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
 
+pub mod caps;
 mod drain;
+
+use crate::ratelog::LogLimit;
+pub use caps::AddressCaps;
+
+/// Sent with `503 too_many_connections`: when the client may try again.
+const BUSY_RETRY_AFTER_SECS: u64 = 10;
+/// A refused connection is answered within this long, or closed.
+const REFUSAL_DEADLINE: Duration = Duration::from_secs(10);
+
+static ACCEPT_FAILED: LogLimit = LogLimit::per_minute(5);
+static PLAINTEXT: LogLimit = LogLimit::per_minute(10);
+static OVER_CAP: LogLimit = LogLimit::per_minute(10);
 
 /// Who is on the other end of a request's connection; put into every request's extensions.
 #[derive(Clone, Copy, Debug)]
@@ -50,6 +64,11 @@ pub struct ListenerSpec {
     /// `drain_timeout`, so that the client receives the answer ([`drain`]).
     pub drain_max_bytes: u64,
     pub drain_timeout: Duration,
+    /// Connections per source address (device listener); none: only `max_connections`.
+    pub caps: Option<Arc<AddressCaps>>,
+    /// Connections over a cap answered `503 too_many_connections` at once at most; beyond, they are
+    /// closed unanswered (and counted).
+    pub refusal_slots: usize,
 }
 
 /// Counters for the operations view.
@@ -58,7 +77,12 @@ pub struct ListenerStats {
     pub accepted: AtomicU64,
     pub plaintext_refused: AtomicU64,
     pub handshake_failed: AtomicU64,
+    /// Connections over the listener's `max_connections`.
     pub over_limit: AtomicU64,
+    /// Connections over their source address's cap.
+    pub address_over_limit: AtomicU64,
+    /// Refused connections answered `503` (the rest of the refusals were closed unanswered).
+    pub refusals_answered: AtomicU64,
     pub open: AtomicU64,
 }
 
@@ -151,6 +175,45 @@ pub(crate) fn event(
     })
 }
 
+/// Why a connection is refused at accept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Refusal {
+    /// The listener holds `max_connections`.
+    Listener,
+    /// The source address holds its cap.
+    Address,
+}
+
+impl Refusal {
+    fn event(self) -> &'static str {
+        match self {
+            Refusal::Listener => "connection_limit",
+            Refusal::Address => "address_connection_limit",
+        }
+    }
+}
+
+/// The router of a refused connection: every request gets `503 too_many_connections`.
+fn busy_router(why: Refusal) -> Router {
+    let message = match why {
+        Refusal::Listener => "the gateway holds as many connections as it takes; retry later",
+        Refusal::Address => {
+            "this address holds as many connections as it may; close one, or retry later"
+        }
+    };
+    Router::new().fallback(move || async move {
+        let mut r =
+            crate::error::ApiError::new(sekisho_core::ErrorCode::TooManyConnections, message)
+                .retry_after(BUSY_RETRY_AFTER_SECS)
+                .into_response();
+        r.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+        r
+    })
+}
+
 /// Accepts connections until `shutdown` turns true. Returns when the listener stops accepting.
 pub async fn serve(
     listener: TcpListener,
@@ -161,6 +224,11 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(spec.max_connections));
+    let refusal_slots = Arc::new(Semaphore::new(spec.refusal_slots));
+    let busy = [
+        busy_router(Refusal::Listener),
+        busy_router(Refusal::Address),
+    ];
     let acceptor = tokio_rustls::TlsAcceptor::from(spec.tls.clone());
     loop {
         let (stream, remote) = tokio::select! {
@@ -168,7 +236,9 @@ pub async fn serve(
                 Ok(x) => x,
                 Err(e) => {
                     // EMFILE and friends: wait a little instead of spinning.
-                    tracing::warn!(listener = spec.name, error = %e, "accept failed");
+                    if let Some(skipped) = ACCEPT_FAILED.allow() {
+                        tracing::warn!(listener = spec.name, error = %e, skipped, "accept failed");
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -179,11 +249,55 @@ pub async fn serve(
         if let Some(c) = &counters {
             c.connections.fetch_add(1, Ordering::Relaxed);
         }
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            stats.over_limit.fetch_add(1, Ordering::Relaxed);
-            let _ = events.try_submit(vec![event(spec.name, remote, "connection_limit", None)]);
-            drop(stream);
-            continue;
+        let admitted = match permits.clone().try_acquire_owned() {
+            Err(_) => Err(Refusal::Listener),
+            Ok(permit) => match spec.caps.as_ref().map(|c| c.enter(remote.ip())) {
+                Some(None) => Err(Refusal::Address),
+                Some(Some(guard)) => Ok((permit, Some(guard))),
+                None => Ok((permit, None)),
+            },
+        };
+        let conn = Conn {
+            stream,
+            remote,
+            counters,
+        };
+        let (permit, guard) = match admitted {
+            Ok(x) => x,
+            Err(why) => {
+                match why {
+                    Refusal::Listener => stats.over_limit.fetch_add(1, Ordering::Relaxed),
+                    Refusal::Address => stats.address_over_limit.fetch_add(1, Ordering::Relaxed),
+                };
+                let _ = events.try_submit(vec![event(spec.name, remote, why.event(), None)]);
+                if let Some(skipped) = OVER_CAP.allow() {
+                    tracing::warn!(listener = spec.name, remote = %remote, reason = why.event(), skipped,
+                        "connection over a cap refused");
+                }
+                // Told in protocol where a slot is free to read its request; closed otherwise.
+                let Ok(slot) = refusal_slots.clone().try_acquire_owned() else {
+                    continue;
+                };
+                let router = busy[(why == Refusal::Address) as usize].clone();
+                let (spec, events, stats, acceptor) = (
+                    spec.clone(),
+                    events.clone(),
+                    stats.clone(),
+                    acceptor.clone(),
+                );
+                tokio::spawn(async move {
+                    let answered = tokio::time::timeout(
+                        REFUSAL_DEADLINE,
+                        handle(conn, &spec, router, &events, &stats, acceptor, true),
+                    )
+                    .await;
+                    if answered.is_ok_and(|served| served) {
+                        stats.refusals_answered.fetch_add(1, Ordering::Relaxed);
+                    }
+                    drop(slot);
+                });
+                continue;
+            }
         };
         stats.accepted.fetch_add(1, Ordering::Relaxed);
         let (spec, router, events, stats, acceptor) = (
@@ -195,13 +309,9 @@ pub async fn serve(
         );
         tokio::spawn(async move {
             stats.open.fetch_add(1, Ordering::Relaxed);
-            let conn = Conn {
-                stream,
-                remote,
-                counters,
-            };
-            handle(conn, &spec, router, &events, &stats, acceptor).await;
+            handle(conn, &spec, router, &events, &stats, acceptor, false).await;
             stats.open.fetch_sub(1, Ordering::Relaxed);
+            drop(guard);
             drop(permit);
         });
     }
@@ -214,6 +324,8 @@ struct Conn {
     counters: Option<Arc<crate::carrier::IpCounters>>,
 }
 
+/// Serves one connection: plaintext refusal, TLS handshake, then HTTP. `refusal`: a connection over a
+/// cap, answered once and closed. Returns whether HTTP was served (the handshake completed).
 async fn handle(
     conn: Conn,
     spec: &ListenerSpec,
@@ -221,7 +333,8 @@ async fn handle(
     events: &Writer,
     stats: &ListenerStats,
     acceptor: tokio_rustls::TlsAcceptor,
-) {
+    refusal: bool,
+) -> bool {
     let Conn {
         stream,
         remote,
@@ -232,7 +345,7 @@ async fn handle(
     let mut head = [0u8; 64];
     let n = match tokio::time::timeout(spec.handshake_timeout, stream.peek(&mut head)).await {
         Ok(Ok(n)) if n > 0 => n,
-        _ => return,
+        _ => return false,
     };
     let mut stream = Tracked::new(stream, counters);
     if head[0] != 0x16 {
@@ -243,12 +356,14 @@ async fn handle(
             .next()
             .unwrap_or("")
             .to_owned();
-        tracing::info!(listener = spec.name, remote = %remote, "plaintext request on a TLS port refused");
+        if let Some(skipped) = PLAINTEXT.allow() {
+            tracing::info!(listener = spec.name, remote = %remote, skipped, "plaintext request on a TLS port refused");
+        }
         let _ = events.try_submit(vec![event(spec.name, remote, "plaintext_http", Some(line))]);
         let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(&PLAINTEXT_REFUSAL))
             .await;
         let _ = stream.shutdown().await;
-        return;
+        return false;
     }
     let tls = match tokio::time::timeout(spec.handshake_timeout, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => tls,
@@ -260,7 +375,7 @@ async fn handle(
                 "tls_handshake_failed",
                 Some(e.to_string()),
             )]);
-            return;
+            return false;
         }
         Err(_) => {
             stats.handshake_failed.fetch_add(1, Ordering::Relaxed);
@@ -270,7 +385,7 @@ async fn handle(
                 "tls_handshake_timeout",
                 None,
             )]);
-            return;
+            return false;
         }
     };
     let client_cert_sha256 = tls
@@ -327,7 +442,7 @@ async fn handle(
         let mut b = hyper::server::conn::http1::Builder::new();
         b.timer(TokioTimer::new())
             .header_read_timeout(spec.header_timeout)
-            .keep_alive(true);
+            .keep_alive(!refusal);
         Box::pin(b.serve_connection(io, svc))
     };
     tokio::select! {
@@ -340,6 +455,7 @@ async fn handle(
             tracing::debug!(listener = spec.name, remote = %remote, "idle connection closed");
         }
     }
+    true
 }
 
 /// When a connection last moved a byte, and how many requests it has in progress.

@@ -580,3 +580,49 @@ async fn a_devices_sim_is_suspended_and_resumed_through_the_carrier() {
         .await;
     assert_eq!(s, 404);
 }
+
+#[tokio::test]
+async fn a_flood_of_bad_packets_is_counted_exactly_and_logged_sparingly() {
+    let dir = TempDir::new("radius-flood");
+    let gw = gateway(&dir);
+    let admin = gw.admin().await;
+    let server = gw.radius.clone().unwrap();
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    const N: u64 = 1570;
+    for i in 0..N {
+        let packet = sekisho_radius::request(
+            &sekisho_radius::Accounting {
+                identifier: (i % 256) as u8,
+                authenticator: [0; 16],
+                status: sekisho_radius::Status::Start,
+                imsi: Some("440100000000009".into()),
+                msisdn: None,
+                framed_ip: Some("10.45.0.9".parse().unwrap()),
+                session_id: Some(format!("s-{i}")),
+                input_octets: 0,
+                output_octets: 0,
+                session_time: None,
+            },
+            b"a-forged-or-misconfigured-secret",
+        );
+        sock.send_to(&packet, &server).await.unwrap();
+        // In steps the socket buffer can hold (UDP on loopback drops what it cannot).
+        if (i + 1) % 157 == 0 {
+            let counted = eventually(30, || async {
+                let r = radius_status(&admin).await;
+                (r["bad_authenticator"].as_u64() == Some(i + 1)).then_some(r)
+            })
+            .await;
+            assert!(counted.is_some(), "every bad packet is counted ({})", i + 1);
+        }
+    }
+    let lines = gw
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("wrong authenticator"))
+        .count();
+    assert!(
+        (1..=5).contains(&lines),
+        "{lines} log lines for {N} bad packets"
+    );
+}

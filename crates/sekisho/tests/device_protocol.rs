@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Device, Gateway, TempDir, tls_connect};
+use common::{Device, Gateway, TempDir, tls_connect, tls_connect_from};
 use serde_json::{Value, json};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -639,8 +639,19 @@ async fn idle_and_slow_clients_are_timed_out_and_connections_are_capped() {
             .unwrap();
         held.push(c);
     }
-    let over = tls_connect(&dir.0, &gw.device).await;
-    assert!(over.is_err(), "the fourth connection gets no handshake");
+    // The fourth is told so in protocol: 503 too_many_connections with Retry-After, then closed.
+    let mut over = tls_connect(&dir.0, &gw.device).await.unwrap();
+    let answer = common::raw_exchange(
+        &mut over,
+        "GET /v1/openapi.json HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 10"),
+        "{answer}"
+    );
+    assert!(answer.contains("\"too_many_connections\""), "{answer}");
     let ev = common::eventually(10, || async {
         let (_, ev) = admin.get("/api/v1/history/security").await;
         ev["items"]
@@ -821,4 +832,97 @@ async fn refusals_reach_a_client_that_is_still_sending() {
     }
     // The device, told so, is still served on its next request.
     assert_eq!(dev.send(json!({"n": 1})).await.0, 202);
+}
+
+#[tokio::test]
+async fn one_address_cannot_lock_out_the_others() {
+    let dir = TempDir::new("per-address");
+    common::init(&dir.0);
+    common::configure(
+        &dir.0,
+        &[
+            ("device", "max_connections_per_address", 2.into()),
+            ("device", "max_connections_per_nat_address", 6.into()),
+            ("device", "header_timeout_secs", 30.into()),
+        ],
+    );
+    let gw = Gateway::start_in(&dir.0);
+    let admin = gw.admin().await;
+    // One address opens idle TLS connections: it gets its two, no more ...
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(
+            tls_connect_from(&dir.0, &gw.device, Some("127.0.0.1"))
+                .await
+                .unwrap(),
+        );
+    }
+    let request = "GET /v1/openapi.json HTTP/1.1\r\nHost: x\r\n\r\n";
+    for _ in 0..3 {
+        let mut c = tls_connect_from(&dir.0, &gw.device, Some("127.0.0.1"))
+            .await
+            .unwrap();
+        let answer = common::raw_exchange(&mut c, request).await;
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(answer.contains("\"too_many_connections\""), "{answer}");
+    }
+    // ... while every other address is served as before.
+    for src in ["127.0.0.2", "127.0.0.3"] {
+        let mut c = tls_connect_from(&dir.0, &gw.device, Some(src))
+            .await
+            .unwrap();
+        let answer = common::raw_exchange(
+            &mut c,
+            &request.replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{src}: {answer}");
+    }
+    // Refusals are counted and recorded as security events.
+    let (_, st) = admin.get("/api/v1/system/status").await;
+    assert_eq!(st["device_listener"]["address_over_limit"], 3, "{st}");
+    assert_eq!(st["device_listener"]["refusals_answered"], 3, "{st}");
+    let recorded = common::eventually(10, || async {
+        let (_, ev) = admin.get("/api/v1/history/security").await;
+        let n = ev["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "address_connection_limit" && e["source_ip"] == "127.0.0.1")
+            .count();
+        (n == 3).then_some(())
+    })
+    .await;
+    assert!(recorded.is_some(), "each refusal is a security event");
+
+    // An address inside a NAT range a field declares (many devices behind it) may hold more.
+    let field = admin.field("home").await;
+    let fid = field["id"].as_str().unwrap();
+    let (_, t) = admin.get(&format!("/api/v1/fields/{fid}/template")).await;
+    let mut t = t["template"].clone();
+    t["network"]["nat_ranges"] = json!(["127.0.0.4/32"]);
+    let (s, v) = admin
+        .req(
+            reqwest::Method::PUT,
+            &format!("/api/v1/fields/{fid}/template"),
+            Some(t),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let mut behind_nat = Vec::new();
+    for _ in 0..6 {
+        behind_nat.push(
+            tls_connect_from(&dir.0, &gw.device, Some("127.0.0.4"))
+                .await
+                .unwrap(),
+        );
+    }
+    let mut seventh = tls_connect_from(&dir.0, &gw.device, Some("127.0.0.4"))
+        .await
+        .unwrap();
+    let answer = common::raw_exchange(&mut seventh, request).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 503"),
+        "the NAT cap holds too: {answer}"
+    );
 }

@@ -25,6 +25,10 @@ pub struct ListenerStatus {
     pub plaintext_refused: u64,
     pub handshake_failed: u64,
     pub over_limit: u64,
+    /// Connections refused at their source address's cap.
+    pub address_over_limit: u64,
+    /// Refused connections answered `503 too_many_connections` (the others were closed unanswered).
+    pub refusals_answered: u64,
 }
 
 fn listener(s: &ListenerStats) -> ListenerStatus {
@@ -34,6 +38,8 @@ fn listener(s: &ListenerStats) -> ListenerStatus {
         plaintext_refused: s.plaintext_refused.load(Ordering::Relaxed),
         handshake_failed: s.handshake_failed.load(Ordering::Relaxed),
         over_limit: s.over_limit.load(Ordering::Relaxed),
+        address_over_limit: s.address_over_limit.load(Ordering::Relaxed),
+        refusals_answered: s.refusals_answered.load(Ordering::Relaxed),
     }
 }
 
@@ -259,8 +265,20 @@ pub async fn metrics(
     put(
         "device_connections_over_limit_total",
         "counter",
-        "Device connections refused at the limit.",
+        "Device connections refused at the listener's max_connections.",
         n(&s.device_listener.over_limit),
+    );
+    put(
+        "device_connections_over_address_limit_total",
+        "counter",
+        "Device connections refused at their source address's cap.",
+        n(&s.device_listener.address_over_limit),
+    );
+    put(
+        "device_connection_refusals_answered_total",
+        "counter",
+        "Refused device connections that were answered 503 too_many_connections.",
+        n(&s.device_listener.refusals_answered),
     );
     put(
         "devices",

@@ -143,6 +143,9 @@ pub(crate) async fn apply(
         .insert_template(field.as_str(), &caller.user.username, &json, now_ms())
         .await?;
     app.detector.scripts.set(field, scripts);
+    if let Some(caps) = app.device_caps.get() {
+        caps.set_field_nat(field, compiled.template.network.nat_ranges.clone());
+    }
     app.detector.set_template(field, compiled);
     caller
         .log(

@@ -6,6 +6,7 @@ use crate::app::App;
 use crate::crypto;
 use crate::error::{ApiError, ApiResult};
 use crate::listener::ConnInfo;
+use crate::ratelog::LogLimit;
 use crate::registry::DeviceEntry;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
@@ -89,10 +90,14 @@ pub async fn token(
             app.stats.auth_failure.fetch_add(1, Ordering::Relaxed);
         }
     }
-    tracing::info!(
-        outcome = attempt.outcome, reason = attempt.reason, method = attempt.method,
-        device = attempt.device_id.as_deref(), source_ip = %attempt.source_ip, "device auth attempt"
-    );
+    // Every attempt is stored and counted; the log samples them (devices can send any number).
+    static AUTH_LINES: LogLimit = LogLimit::per_minute(30);
+    if let Some(skipped) = AUTH_LINES.allow() {
+        tracing::info!(
+            outcome = attempt.outcome, reason = attempt.reason, method = attempt.method,
+            device = attempt.device_id.as_deref(), source_ip = %attempt.source_ip, skipped, "device auth attempt"
+        );
+    }
     let field = attempt.field_id.clone().map(sekisho_core::FieldId);
     let device = attempt.device_id.clone().map(sekisho_core::DeviceId);
     let unique_id = attempt.unique_id.clone().unwrap_or_default();

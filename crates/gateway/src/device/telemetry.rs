@@ -7,6 +7,7 @@ use crate::app::App;
 use crate::crypto;
 use crate::error::ApiError;
 use crate::listener::ConnInfo;
+use crate::ratelog::LogLimit;
 use crate::registry::DeviceEntry;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
@@ -357,10 +358,14 @@ pub(super) async fn reject(
     rec.rejected = Some(e.code.as_str());
     rec.body = None;
     app.stats.messages_rejected.fetch_add(1, Ordering::Relaxed);
-    tracing::info!(
-        reason = e.code.as_str(), device = rec.device_id.as_deref(), source_ip = %rec.source_ip,
-        size = rec.size, "telemetry refused"
-    );
+    // Every refusal is stored and counted; the log samples them.
+    static REFUSED_LINES: LogLimit = LogLimit::per_minute(30);
+    if let Some(skipped) = REFUSED_LINES.allow() {
+        tracing::info!(
+            reason = e.code.as_str(), device = rec.device_id.as_deref(), source_ip = %rec.source_ip,
+            size = rec.size, skipped, "telemetry refused"
+        );
+    }
     let (at, size) = (rec.at, rec.size.max(0) as usize);
     let ip = rec
         .source_ip

@@ -369,6 +369,15 @@ pub async fn tls_connect(
     dir: &std::path::Path,
     addr: &str,
 ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    tls_connect_from(dir, addr, None).await
+}
+
+/// [`tls_connect`] from a given loopback source address (`127.0.0.2`…), as another device would.
+pub async fn tls_connect_from(
+    dir: &std::path::Path,
+    addr: &str,
+    source: Option<&str>,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_pki_types::CertificateDer::pem_file_iter(dir.join("tls/ca.crt")).unwrap() {
@@ -380,11 +389,30 @@ pub async fn tls_connect(
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let tcp = match source {
+        None => tokio::net::TcpStream::connect(addr).await?,
+        Some(src) => {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(format!("{src}:0").parse().unwrap())?;
+            socket.connect(addr.parse().unwrap()).await?
+        }
+    };
     let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
     tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
         .connect(name, tcp)
         .await
+}
+
+/// Sends `request` on `conn` and reads the answer until the gateway closes the connection.
+pub async fn raw_exchange<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    conn: &mut S,
+    request: &str,
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), conn.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The current time in Unix milliseconds.
