@@ -39,8 +39,11 @@ pub struct App {
     /// The live SIM table from the carrier's RADIUS accounting.
     pub sims: Arc<crate::carrier::Sims>,
     pub radius: crate::carrier::radius::RadiusStats,
-    /// The carrier's SIM control API (`[carrier.api]`; `none` answers every call `not_configured`).
-    pub sim_api: Arc<dyn sekisho_carrier::SimControl>,
+    /// The carrier's SIM control API (`[carrier.api]`, or what the admin API set; `none` answers every
+    /// call `not_configured`). Replaced whole when the setting changes; read with [`App::sim_api`].
+    pub sim_api: std::sync::RwLock<Arc<dyn sekisho_carrier::SimControl>>,
+    /// The `[carrier.api]` in force (the file's, or the admin API's), as the status shows it.
+    pub carrier_api: std::sync::RwLock<(sekisho_carrier::CarrierApiConfig, CarrierSource)>,
     /// Mail for notifications (`[response.smtp]`; disabled when no host is set).
     pub mailer: sekisho_notify::Mailer,
     /// Commands waiting for devices (telemetry responses).
@@ -56,6 +59,15 @@ pub struct App {
     pub device_caps: std::sync::OnceLock<Arc<crate::listener::AddressCaps>>,
 }
 
+/// Where the carrier API setting in force comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CarrierSource {
+    /// `[carrier.api]` of the configuration file.
+    Configuration,
+    /// `PUT /api/v1/system/carrier` (kept in the data directory's `carrier-api.toml`).
+    AdminApi,
+}
+
 /// What `App::new` wires in besides the configuration and the store.
 pub struct Parts {
     pub registry: Registry,
@@ -66,6 +78,7 @@ pub struct Parts {
     pub bus: Arc<dyn Bus>,
     pub sims: Arc<crate::carrier::Sims>,
     pub sim_api: Arc<dyn sekisho_carrier::SimControl>,
+    pub carrier_api: (sekisho_carrier::CarrierApiConfig, CarrierSource),
     pub mailer: sekisho_notify::Mailer,
     pub update_keys: crate::update::Keys,
 }
@@ -96,6 +109,7 @@ impl App {
             bus,
             sims,
             sim_api,
+            carrier_api,
             mailer,
             update_keys,
         } = parts;
@@ -117,7 +131,8 @@ impl App {
             cloud_changed: tokio::sync::Notify::new(),
             sims,
             radius: Default::default(),
-            sim_api,
+            sim_api: std::sync::RwLock::new(sim_api),
+            carrier_api: std::sync::RwLock::new(carrier_api),
             mailer,
             commands: Default::default(),
             response_stats: Default::default(),
@@ -126,6 +141,14 @@ impl App {
             update_keys,
             device_caps: Default::default(),
         }
+    }
+
+    /// The carrier's SIM control API in force now.
+    pub fn sim_api(&self) -> Arc<dyn sekisho_carrier::SimControl> {
+        self.sim_api
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The console's base URL for links (`[response] console_url`, else the admin listener's).

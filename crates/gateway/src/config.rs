@@ -35,6 +35,9 @@ pub struct Config {
     pub response: ResponseConfig,
     pub update: UpdateConfig,
     pub log: LogConfig,
+    /// The data directory the paths were resolved against (not a key of the file).
+    #[serde(skip)]
+    pub data_dir: PathBuf,
 }
 
 /// The device-facing TLS listener.
@@ -392,6 +395,7 @@ impl Config {
 
     /// Makes relative paths relative to `data_dir`.
     pub fn resolve_paths(&mut self, data_dir: &Path) {
+        self.data_dir = data_dir.to_owned();
         let fix = |p: &mut PathBuf| {
             if p.is_relative() {
                 *p = data_dir.join(&*p);

@@ -93,6 +93,16 @@ pub fn load_config(
     }
     config.resolve_paths(data_dir);
     let mut problems = config.problems();
+    // The carrier API set through the admin API replaces [carrier.api]: it must be usable too.
+    match carrier::settings::load(data_dir) {
+        Ok(Some(set)) => problems.extend(
+            set.validate(Path::new(""))
+                .into_iter()
+                .map(|p| format!("{}: {p}", carrier::settings::FILE)),
+        ),
+        Ok(None) => {}
+        Err(e) => problems.push(e),
+    }
     let key = match key_override {
         Some(k) => {
             DbKey::from_hex(&k).ok_or_else(|| "SEKISHO_DB_KEY: not 64 hex digits".to_owned())
@@ -153,7 +163,14 @@ pub async fn run(
     let sims = Arc::new(carrier::Sims::load(store.sim_sessions().await?, now));
     let radius_clients = carrier::radius::clients(&config.carrier.radius)
         .map_err(|p| anyhow::anyhow!("carrier.radius: {}", p.join("; ")))?;
-    let sim_api = sekisho_carrier::connect(&config.carrier.api, Path::new(""))
+    let carrier_api = match carrier::settings::load(&config.data_dir).map_err(anyhow::Error::msg)? {
+        Some(set) => (set, app::CarrierSource::AdminApi),
+        None => (
+            config.carrier.api.clone(),
+            app::CarrierSource::Configuration,
+        ),
+    };
+    let sim_api = sekisho_carrier::connect(&carrier_api.0, Path::new(""))
         .map_err(|p| anyhow::anyhow!("carrier.api: {}", p.join("; ")))?;
     let mailer = sekisho_notify::Mailer::new(&config.response.smtp)
         .map_err(|p| anyhow::anyhow!("response.smtp: {}", p.join("; ")))?;
@@ -184,6 +201,7 @@ pub async fn run(
         bus,
         sims: sims.clone(),
         sim_api,
+        carrier_api,
         mailer,
         update_keys,
     };

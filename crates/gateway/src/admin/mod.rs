@@ -6,6 +6,7 @@
 //! The browser console ([`crate::console`]) is served on the same listener and calls the same functions.
 
 pub(crate) mod audit;
+pub(crate) mod carrier;
 pub(crate) mod devices;
 pub(crate) mod fields;
 pub(crate) mod history;
@@ -60,6 +61,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(response::ResponseApi::openapi());
     doc.merge(audit::AuditApi::openapi());
     doc.merge(update::UpdateApi::openapi());
+    doc.merge(carrier::CarrierApi::openapi());
     doc
 }
 
@@ -144,6 +146,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/history/auth", get(history::auth_attempts))
         .route("/api/v1/history/security", get(history::security_events))
         .route("/api/v1/system/status", get(system::status))
+        .route(
+            "/api/v1/system/carrier",
+            get(carrier::get).put(carrier::put).delete(carrier::delete),
+        )
         .route("/api/v1/templates", get(templates::library))
         .route("/api/v1/templates/{name}", get(templates::library_one))
         .route(
