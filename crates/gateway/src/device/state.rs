@@ -1,4 +1,4 @@
-//! The device's self-report (`POST /v1/device/state`, SYSTEM §3): firmware version, configuration
+//! The device's self-report (`POST /v1/device/state`, spec §3): firmware version, configuration
 //! hash, running processes, software, free-form facts. Stored with what changed since the previous
 //! report, then audited against the device's baseline ([`crate::audit`]). Open to quarantined devices.
 

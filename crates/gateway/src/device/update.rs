@@ -1,4 +1,4 @@
-//! Updates for devices (SYSTEM §3): the signed manifest of the update a device should apply, its
+//! Updates for devices (spec §3): the signed manifest of the update a device should apply, its
 //! artifact, and the device's report of what it did. Open to quarantined devices.
 
 use super::telemetry::authenticate;
