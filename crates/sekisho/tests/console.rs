@@ -170,8 +170,12 @@ async fn form_login_sets_a_strict_session_cookie_and_logout_ends_it() {
     // The session is gone from the store, not just from the browser.
     let p = c.get("/console").await;
     assert_eq!((p.status, p.header("location")), (303, "/console/login"));
-    let log = gw.log_text();
-    assert!(log.contains("\"logout\""), "logout is in the admin log");
+    // The log is read from the process's output by a thread of its own: wait for the line.
+    let logged = common::eventually(10, || async {
+        gw.log_text().contains("\"logout\"").then_some(())
+    })
+    .await;
+    assert!(logged.is_some(), "logout is in the admin log");
 }
 
 #[tokio::test]
