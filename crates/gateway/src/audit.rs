@@ -68,7 +68,7 @@ pub async fn on_report(
     let (field, dev) = (device.field_id.0.as_str(), device.id.0.as_str());
     let prev = app
         .store
-        .states(dev, 1)
+        .states(dev, None, 1)
         .await?
         .into_iter()
         .next()

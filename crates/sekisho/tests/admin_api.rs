@@ -128,7 +128,7 @@ async fn roles_scope_what_each_user_sees_and_changes() {
 
     // alice sees and manages cars only; home does not exist for her.
     let (_, fields) = alice.get("/api/v1/fields").await;
-    assert_eq!(fields.as_array().unwrap().len(), 1);
+    assert_eq!(fields["items"].as_array().unwrap().len(), 1);
     assert_eq!(alice.get(&format!("/api/v1/fields/{hid}")).await.0, 404);
     assert_eq!(
         alice
@@ -169,7 +169,7 @@ async fn roles_scope_what_each_user_sees_and_changes() {
 
     // sam reads everything, changes nothing.
     let (_, fields) = sam.get("/api/v1/fields").await;
-    assert_eq!(fields.as_array().unwrap().len(), 2);
+    assert_eq!(fields["items"].as_array().unwrap().len(), 2);
     assert_eq!(
         sam.post(
             &format!("/api/v1/fields/{hid}/devices"),
@@ -314,7 +314,7 @@ async fn history_pages_and_filters_status_metrics_and_openapi() {
     let (_, m) = admin
         .get("/api/v1/history/messages?limit=1&outcome=accepted")
         .await;
-    assert_eq!(m["items"][0]["device_ts"], 1795600800000i64);
+    assert_eq!(m["items"][0]["device_time_at"], "2026-11-25T10:00:00Z");
     let id = m["items"][0]["id"].as_str().unwrap();
     let body = gw
         .http
@@ -360,6 +360,18 @@ async fn history_pages_and_filters_status_metrics_and_openapi() {
         "{metrics}"
     );
     assert!(metrics.contains("# TYPE sekisho_devices gauge"));
+    // Every metric is documented.
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/api.md"),
+    )
+    .unwrap();
+    for name in metrics.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let name = name.split(' ').next().unwrap();
+        assert!(
+            doc.contains(&format!("`{name}`")),
+            "{name} is missing from docs/api.md"
+        );
+    }
     assert!(
         !metrics.contains(reg["id"].as_str().unwrap()),
         "no device ids in metrics"

@@ -1,6 +1,8 @@
 //! Fields (tenants): create, list, inspect, change; their cloud destination; their dead letters.
 
 use super::Caller;
+use super::views::Page;
+use super::views::history::{DeadLetterView, OutboxView};
 use crate::app::App;
 use crate::crypto;
 use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult};
@@ -9,7 +11,6 @@ use axum::extract::{Path, State};
 use http::StatusCode;
 use sekisho_core::{AuthMode, CloudDestination, Field, FieldId, FieldLimits, Role};
 use sekisho_store::now_ms;
-use sekisho_store::outbox::{DeadLetter, OutboxCounts};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
@@ -145,17 +146,12 @@ pub(crate) async fn create_field(app: &App, caller: &Caller, req: CreateField) -
     Ok(field)
 }
 
-/// Fields this user may see.
-#[utoipa::path(get, path = "/api/v1/fields", tag = "fields", responses((status = 200, body = Vec<FieldView>)))]
-pub async fn list(State(app): State<Arc<App>>, caller: Caller) -> Json<Vec<FieldView>> {
-    Json(
-        app.registry
-            .fields()
-            .iter()
-            .filter(|f| caller.sees(&f.id))
-            .map(|f| view(&app, f))
-            .collect(),
-    )
+/// Fields this user may see (the whole list: `next_before` is always null).
+#[utoipa::path(get, path = "/api/v1/fields", tag = "fields", responses((status = 200, body = Page<FieldView>)))]
+pub async fn list(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Json<Page<FieldView>>> {
+    let items = app.registry.fields();
+    let seen = items.iter().filter(|f| caller.sees(&f.id));
+    Ok(Json(Page::all(seen.map(|f| view(&app, f)).collect())))
 }
 
 /// One field.
@@ -271,15 +267,17 @@ pub async fn delete_cloud(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DeadLetterQuery {
-    /// Cursor: `message_seq` of the last row of the previous page.
+    /// Cursor: the `next_before` of the previous page.
     pub before: Option<i64>,
     pub limit: Option<i64>,
 }
 
+/// The field's dead letters, newest first, with its outbox counts.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DeadLetters {
-    pub outbox: OutboxCounts,
-    pub items: Vec<DeadLetter>,
+    pub outbox: OutboxView,
+    pub items: Vec<DeadLetterView>,
+    /// Pass as `before` for the next page; `null` on the last page.
     pub next_before: Option<i64>,
 }
 
@@ -293,17 +291,15 @@ pub async fn dead_letters(
     ApiQuery(q): ApiQuery<DeadLetterQuery>,
 ) -> ApiResult<Json<DeadLetters>> {
     let f = caller.field(&app, &field)?;
-    let limit = q.limit.unwrap_or(100);
-    let items = app
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let rows = app
         .store
         .dead_letters(f.id.as_str(), q.before, limit)
         .await?;
-    let next_before = (items.len() as i64 == limit.clamp(1, 1000))
-        .then(|| items.last().map(|d| d.message_seq))
-        .flatten();
+    let page = Page::of(rows, limit, |d| d.message_seq, DeadLetterView::from);
     Ok(Json(DeadLetters {
-        outbox: app.store.outbox_counts(Some(f.id.as_str())).await?,
-        items,
-        next_before,
+        outbox: app.store.outbox_counts(Some(f.id.as_str())).await?.into(),
+        items: page.items,
+        next_before: page.next_before,
     }))
 }

@@ -2,6 +2,10 @@
 //! have changed since the decision), does its one thing, and returns its output for the record.
 
 use super::{backoff, notify};
+use crate::admin::views::audit::StateView;
+use crate::admin::views::carrier::SimSessionView;
+use crate::admin::views::history::{AuthAttemptView, MessageView};
+use crate::admin::views::response::{ActionView, DetectionView};
 use crate::app::App;
 use crate::carrier::control;
 use crate::registry::DeviceEntry;
@@ -225,7 +229,8 @@ pub async fn apply_status(
 }
 
 /// The device information an administrator needs to judge an incident (V29): its registration, the
-/// carrier's view of its SIM, its latest messages, authentication attempts, detections and actions.
+/// carrier's view of its SIM, its latest messages, authentication attempts, detections and actions,
+/// in the admin API's own views (the report is an answer of that API).
 pub async fn collect(app: &App, device: &Device) -> Result<Value, ActionError> {
     let filter = Filter {
         device: Some(device.id.0.clone()),
@@ -253,19 +258,15 @@ pub async fn collect(app: &App, device: &Device) -> Result<Value, ActionError> {
         .await?;
     let self_report = app
         .store
-        .states(&device.id.0, 1)
+        .states(&device.id.0, None, 1)
         .await?
         .into_iter()
         .next()
-        .map(|s| {
-            json!({"at": sekisho_core::time::rfc3339(s.at),
-                "report": serde_json::from_str::<Value>(&s.body).unwrap_or(Value::Null),
-                "changed": serde_json::from_str::<Value>(&s.changed).unwrap_or(Value::Null)})
-        });
-    let sim = device
-        .sim
-        .as_ref()
-        .map(|s| json!({"registered": s, "session": app.sims.session(&s.imsi)}));
+        .map(StateView::from);
+    let sim = device.sim.as_ref().map(|s| {
+        let session = app.sims.session(&s.imsi).map(SimSessionView::from);
+        json!({"registered": s, "session": session})
+    });
     Ok(json!({
         "collected_at": sekisho_core::time::rfc3339(now_ms()),
         "device": {"id": device.id.0, "field_id": device.field_id.0, "unique_id": device.unique_id,
@@ -274,9 +275,9 @@ pub async fn collect(app: &App, device: &Device) -> Result<Value, ActionError> {
             "certificate_sha256": device.cert_sha256},
         "sim": sim,
         "self_report": self_report,
-        "recent_messages": messages,
-        "recent_auth_attempts": auth,
-        "detections": detections,
-        "actions": actions,
+        "recent_messages": messages.into_iter().map(MessageView::from).collect::<Vec<_>>(),
+        "recent_auth_attempts": auth.into_iter().map(AuthAttemptView::from).collect::<Vec<_>>(),
+        "detections": detections.into_iter().map(DetectionView::from).collect::<Vec<_>>(),
+        "actions": actions.into_iter().map(ActionView::from).collect::<Vec<_>>(),
     }))
 }
