@@ -51,6 +51,8 @@ pub struct App {
     pub admin_addr: std::sync::OnceLock<std::net::SocketAddr>,
     /// The update manifests' signing keys.
     pub update_keys: crate::update::Keys,
+    /// The bearer token `/metrics` requires (`[admin] metrics_token_file`), if one is set.
+    pub metrics_token: Option<String>,
 }
 
 /// What `App::new` wires in besides the configuration and the store.
@@ -65,6 +67,7 @@ pub struct Parts {
     pub sim_api: Arc<dyn sekisho_carrier::SimControl>,
     pub mailer: sekisho_notify::Mailer,
     pub update_keys: crate::update::Keys,
+    pub metrics_token: Option<String>,
 }
 
 #[derive(Default)]
@@ -93,6 +96,7 @@ impl App {
             sim_api,
             mailer,
             update_keys,
+            metrics_token,
         } = parts;
         let login_window = (config.admin.login_lockout_secs.max(1) * 1000) as i64;
         Self {
@@ -119,6 +123,7 @@ impl App {
             response_wake: Default::default(),
             admin_addr: Default::default(),
             update_keys,
+            metrics_token,
         }
     }
 

@@ -92,6 +92,9 @@ pub fn load_config(
     }
     config.resolve_paths(data_dir);
     let mut problems = config.problems();
+    if let Err(p) = admin::metrics_token::load(&config.admin.metrics_token_file) {
+        problems.push(p);
+    }
     let key = match key_override {
         Some(k) => {
             DbKey::from_hex(&k).ok_or_else(|| "SEKISHO_DB_KEY: not 64 hex digits".to_owned())
@@ -158,6 +161,8 @@ pub async fn run(
         .map_err(|p| anyhow::anyhow!("response.smtp: {}", p.join("; ")))?;
     let update_keys =
         update::Keys::load(&config.update.key_file, &config.update.previous_keys_file)?;
+    let metrics_token =
+        admin::metrics_token::load(&config.admin.metrics_token_file).map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(&config.update.artifact_dir)?;
     let (detector, found) = detection::start(&config, &store, sims.clone()).await?;
     let detector = Arc::new(detector);
@@ -185,6 +190,7 @@ pub async fn run(
         sim_api,
         mailer,
         update_keys,
+        metrics_token,
     };
     let app = Arc::new(App::new(config, store, parts));
     let _ = app.admin_addr.set(listeners.admin.local_addr()?);

@@ -485,3 +485,75 @@ async fn certificate_fields_authenticate_devices_by_mtls() {
     let (_, auth) = admin.get("/api/v1/history/auth?outcome=success").await;
     assert_eq!(auth["items"][0]["method"], "certificate");
 }
+
+/// Writes the metrics token file with `mode`.
+fn token_file(dir: &std::path::Path, token: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join("metrics.token");
+    std::fs::write(&p, token).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    common::configure(
+        dir,
+        &[("admin", "metrics_token_file", "metrics.token".into())],
+    );
+}
+
+#[tokio::test]
+async fn metrics_can_be_put_behind_a_bearer_token() {
+    let dir = TempDir::new("metrics-token");
+    common::init(&dir.0);
+    // A token file others may read is a configuration problem: exit 64 before any port opens.
+    token_file(&dir.0, "scrape-token-0123456789", 0o644);
+    let out = std::process::Command::new(common::bin())
+        .args(["serve", "--data-dir"])
+        .arg(&dir.0)
+        .args([
+            "--device-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(
+        err.contains("admin.metrics_token_file") && err.contains("0600"),
+        "{err}"
+    );
+
+    token_file(&dir.0, "scrape-token-0123456789\n", 0o600);
+    let gw = Gateway::start_in(&dir.0);
+    let admin = gw.admin().await;
+    let scrape = |auth: Option<&str>| {
+        let mut r = gw.http.get(gw.aurl("/metrics"));
+        if let Some(a) = auth {
+            r = r.header("authorization", a);
+        }
+        async move {
+            let r = r.send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    // Not a session token either: the scraper's token is its own.
+    let session = format!("Bearer {}", admin.token);
+    for refused in [
+        None,
+        Some("Bearer wrong-token-0123456789"),
+        Some(session.as_str()),
+    ] {
+        let (s, body) = scrape(refused).await;
+        assert_eq!(s, 401, "{refused:?}: {body}");
+        assert!(body.contains("\"error\":\"unauthorized\""), "{body}");
+    }
+    let (s, body) = scrape(Some("Bearer scrape-token-0123456789")).await;
+    assert_eq!(s, 200, "{body}");
+    assert!(
+        body.contains("# TYPE sekisho_messages_accepted_total counter"),
+        "{body}"
+    );
+    assert!(
+        !gw.log_text().contains("scrape-token-0123456789"),
+        "the token is never logged"
+    );
+}

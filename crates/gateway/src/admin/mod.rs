@@ -9,6 +9,7 @@ pub(crate) mod audit;
 pub(crate) mod devices;
 pub(crate) mod fields;
 pub(crate) mod history;
+pub(crate) mod metrics_token;
 pub(crate) mod mfa;
 pub(crate) mod response;
 pub(crate) mod session;
@@ -45,7 +46,7 @@ use utoipa::{Modify, OpenApi};
         devices::issue_certificate, devices::set_certificate,
         sims::get_sim, sims::accounting, sims::suspend, sims::resume, sims::carrier,
         history::messages, history::auth_attempts, history::security_events, history::message_body,
-        system::status, system::create_user, system::list_users,
+        system::status, system::create_user, system::list_users, system::metrics,
         templates::library, templates::library_one, templates::get_template, templates::put_template,
         templates::versions, templates::detections, templates::script_faults,
     ),

@@ -155,10 +155,16 @@ pub(crate) async fn status_of(app: &App) -> ApiResult<Status> {
 }
 
 /// Prometheus text exposition of the gateway's counters (no device ids as labels; the names are
-/// listed in docs/api.md).
+/// listed in docs/api.md). Open unless `[admin] metrics_token_file` is set; then it needs
+/// `Authorization: Bearer <that token>` (not a session token).
+#[utoipa::path(get, path = "/metrics", tag = "system", security((), ("bearer" = [])),
+    responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain"),
+              (status = 401, description = "`unauthorized`: a metrics token is configured and was not sent", body = sekisho_core::ErrorBody)))]
 pub async fn metrics(
     State(app): State<Arc<App>>,
-) -> ([(http::HeaderName, &'static str); 1], String) {
+    headers: http::HeaderMap,
+) -> ApiResult<([(http::HeaderName, &'static str); 1], String)> {
+    super::metrics_token::check(&app, &headers)?;
     let s = &app.stats;
     let w = app.store.writer.stats();
     let mut out = String::with_capacity(2048);
@@ -340,10 +346,10 @@ pub async fn metrics(
     ] {
         put(name, "counter", help, v);
     }
-    (
+    Ok((
         [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         out,
-    )
+    ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
