@@ -486,6 +486,84 @@ async fn certificate_fields_authenticate_devices_by_mtls() {
     assert_eq!(auth["items"][0]["method"], "certificate");
 }
 
+#[tokio::test]
+async fn device_inspect_shows_the_latest_self_report_and_audit() {
+    let dir = TempDir::new("inspect");
+    let gw = Gateway::start_in(&dir.0);
+    let admin = gw.admin().await;
+    let field = admin.field("homes").await;
+    let fid = field["id"].as_str().unwrap();
+    let reg = admin.device(&field, "hub-9").await;
+    let path = format!(
+        "/api/v1/fields/{fid}/devices/{}",
+        reg["id"].as_str().unwrap()
+    );
+    // Before the first report: both there, both null.
+    let (s, v) = admin.get(&path).await;
+    assert_eq!(s, 200, "{v}");
+    let keys = v.as_object().unwrap();
+    assert!(
+        keys.contains_key("latest_report") && keys.contains_key("latest_audit"),
+        "{v}"
+    );
+    assert_eq!(
+        (&v["latest_report"], &v["latest_audit"]),
+        (&Value::Null, &Value::Null)
+    );
+
+    let mut dev = Device::new(&gw, &reg, "hub-9");
+    dev.auth().await;
+    let report = |hash: &str| {
+        json!({"firmware_version": "1.4.2", "config_hash": hash,
+               "processes": [{"name": "sensord", "path": "/usr/bin/sensord"}]})
+        .to_string()
+    };
+    let send = |body: String| dev.send_raw("/v1/device/state", "application/json", body);
+    assert_eq!(send(report("sha256:aa")).await.0, 202);
+    let (_, v) = admin.get(&path).await;
+    assert_eq!(
+        v["latest_report"]["report"]["config_hash"], "sha256:aa",
+        "{v}"
+    );
+    assert_eq!(v["latest_report"]["changed"], json!(["first_report"]));
+    assert_eq!(
+        (&v["latest_audit"]["trigger"], &v["latest_audit"]["outcome"]),
+        (&json!("report"), &json!("no_baseline")),
+        "{v}"
+    );
+
+    // A baseline the report breaks: the re-audit is the latest, with what it found.
+    let (s, b) = admin
+        .req(
+            Method::PUT,
+            &format!("/api/v1/fields/{fid}/baseline"),
+            Some(json!({"config_hash": "sha256:zz"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (_, v) = admin.get(&path).await;
+    let audit = &v["latest_audit"];
+    assert_eq!(
+        (&audit["trigger"], &audit["outcome"]),
+        (&json!("baseline"), &json!("findings")),
+        "{v}"
+    );
+    let found = &audit["findings"][0];
+    assert_eq!(
+        (&found["rule"], &found["severity"]),
+        (&json!("audit.config_mismatch"), &json!("high")),
+        "{v}"
+    );
+    assert_eq!(found["evidence"]["config_hash"], "sha256:aa", "{v}");
+
+    // The next report is the latest one, with what changed, and audits clean.
+    assert_eq!(send(report("sha256:zz")).await.0, 202);
+    let (_, v) = admin.get(&path).await;
+    assert_eq!(v["latest_report"]["changed"], json!(["config_hash"]), "{v}");
+    assert_eq!(v["latest_audit"]["outcome"], "clean", "{v}");
+    assert_eq!(v["latest_audit"]["findings"], json!([]));
+}
+
 /// Writes the metrics token file with `mode`.
 fn token_file(dir: &std::path::Path, token: &str, mode: u32) {
     use std::os::unix::fs::PermissionsExt;

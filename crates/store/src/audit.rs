@@ -27,7 +27,8 @@ pub struct AuditRunRow {
     pub trigger: String,
     /// `clean`, `findings`, `learning` or `no_baseline`.
     pub outcome: String,
-    /// JSON list of the rules that fired.
+    /// JSON list of the findings (`{rule, threat, severity, summary, evidence}`; runs stored before
+    /// findings were kept hold the rule names only). The column is named `rules`.
     pub rules: String,
 }
 
@@ -191,7 +192,7 @@ impl Store {
         device: &str,
         trigger: &str,
         outcome: &str,
-        rules: &str,
+        findings: &str,
     ) -> Result<i64> {
         Ok(sqlx::query_scalar(
             "INSERT INTO audit_runs (at, field_id, device_id, trigger, outcome, rules) VALUES (?,?,?,?,?,?) RETURNING id",
@@ -201,7 +202,7 @@ impl Store {
         .bind(device)
         .bind(trigger)
         .bind(outcome)
-        .bind(rules)
+        .bind(findings)
         .fetch_one(&self.pool)
         .await?)
     }

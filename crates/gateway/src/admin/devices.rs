@@ -3,6 +3,7 @@
 
 use super::Caller;
 use super::mfa::header_code;
+use super::views::audit::{AuditRunView, StateView};
 use super::views::history::{AuthAttemptView, MessageView};
 use crate::app::App;
 use crate::crypto;
@@ -66,6 +67,10 @@ pub struct DeviceDetail {
     pub recent_messages: Vec<MessageView>,
     /// The latest 20 token requests, newest first.
     pub recent_auth_attempts: Vec<AuthAttemptView>,
+    /// Its latest self-report with what changed (`null` before the first).
+    pub latest_report: Option<StateView>,
+    /// Its latest audit with what it found (`null` before the first).
+    pub latest_audit: Option<AuditRunView>,
 }
 
 fn view(d: &Device) -> DeviceView {
@@ -229,7 +234,7 @@ pub(crate) fn device_in(app: &App, f: &Field, device: &str) -> ApiResult<Arc<Dev
         .ok_or_else(|| ApiError::not_found("device in this field"))
 }
 
-/// A device with its recent messages and authentication attempts.
+/// A device with its recent messages and authentication attempts, its latest self-report and audit.
 #[utoipa::path(get, path = "/api/v1/fields/{field}/devices/{device}", tag = "devices", params(("field" = String, Path), ("device" = String, Path)),
     responses((status = 200, body = DeviceDetail), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn get_one(
@@ -247,10 +252,14 @@ pub async fn get_one(
     };
     let messages = app.store.search_messages(&filter).await?;
     let attempts = app.store.search_auth_attempts(&filter).await?;
+    let report = app.store.states(id, None, 1).await?.into_iter().next();
+    let audit = app.store.audit_runs(&f.id.0, Some(id), None, 1).await?;
     Ok(Json(DeviceDetail {
         device: view(&d.device),
         recent_messages: messages.into_iter().map(MessageView::from).collect(),
         recent_auth_attempts: attempts.into_iter().map(AuthAttemptView::from).collect(),
+        latest_report: report.map(StateView::from),
+        latest_audit: audit.into_iter().next().map(AuditRunView::from),
     }))
 }
 
