@@ -53,6 +53,8 @@ pub struct App {
     pub update_keys: crate::update::Keys,
     /// The bearer token `/metrics` requires (`[admin] metrics_token_file`), if one is set.
     pub metrics_token: Option<String>,
+    /// Limits the log line about a field's unset notification targets to one per field per hour.
+    pub notify_unset_log: crate::response::notify::OncePer,
 }
 
 /// What `App::new` wires in besides the configuration and the store.
@@ -124,6 +126,7 @@ impl App {
             admin_addr: Default::default(),
             update_keys,
             metrics_token,
+            notify_unset_log: crate::response::notify::OncePer::hourly(),
         }
     }
 

@@ -32,7 +32,8 @@ pub struct ActionRow {
     pub field_id: String,
     pub device_id: Option<String>,
     pub action: String,
-    /// `pending`, `awaiting_approval`, `running`, `done`, `failed`, `rejected` or `interrupted`.
+    /// `pending`, `awaiting_approval`, `running`, `done`, `failed`, `skipped`, `rejected` or
+    /// `interrupted` (`skipped` is newer than the schema's comment in `0004_response.sql`).
     pub state: String,
     /// `response:<decision>`, `script:<name>` or `user:<name>`.
     pub trigger: String,

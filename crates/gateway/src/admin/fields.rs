@@ -55,10 +55,39 @@ pub struct FieldView {
     pub devices: usize,
     /// The name of the template the field runs.
     pub template: String,
+    /// Where its notifications go, and which have nowhere to go.
+    pub notifications: Notifications,
 }
 
-pub(super) fn view(app: &App, f: &Field) -> FieldView {
-    FieldView {
+/// A field's notification targets as its status shows them.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Notifications {
+    /// Addresses `notify_admin` mails.
+    pub admin_emails: usize,
+    /// Addresses `notify_person_in_charge` mails.
+    pub person_in_charge_emails: usize,
+    /// Whether `notify_webhook` has a webhook to post to.
+    pub webhook: bool,
+    /// The notification actions whose target is not set: when a decision asks for one it is
+    /// recorded `skipped`, not tried. Set them with `PUT /api/v1/fields/{field}/notify`.
+    pub unset: Vec<String>,
+}
+
+/// The field as the API shows it, with its notification status. Shared by the API and the console.
+pub(crate) async fn view(app: &App, f: &Field) -> ApiResult<FieldView> {
+    let s = crate::response::notify::settings(app, &f.id.0)
+        .await
+        .map_err(|e| ApiError::internal(e.message))?;
+    let notifications = Notifications {
+        admin_emails: s.admin_emails.len(),
+        person_in_charge_emails: s.person_in_charge_emails.len(),
+        webhook: s.webhook_url.is_some() && s.webhook_secret.is_some(),
+        unset: crate::response::notify::unset(&s)
+            .into_iter()
+            .map(|(action, _)| action.to_owned())
+            .collect(),
+    };
+    Ok(FieldView {
         id: f.id.0.clone(),
         name: f.name.clone(),
         auth_id: f.auth_id.clone(),
@@ -68,7 +97,8 @@ pub(super) fn view(app: &App, f: &Field) -> FieldView {
         created_at: sekisho_core::time::rfc3339(f.created_at),
         devices: app.registry.devices_of(&f.id).len(),
         template: app.detector.template(&f.id).template.name.clone(),
-    }
+        notifications,
+    })
 }
 
 fn name_problems(name: &str) -> Vec<String> {
@@ -89,7 +119,7 @@ pub async fn create(
     ApiJson(req): ApiJson<CreateField>,
 ) -> ApiResult<(StatusCode, Json<FieldView>)> {
     let field = create_field(&app, &caller, req).await?;
-    Ok((StatusCode::CREATED, Json(view(&app, &field))))
+    Ok((StatusCode::CREATED, Json(view(&app, &field).await?)))
 }
 
 /// Validates and creates a field, announces it to the cloud connector and logs the change. Shared by
@@ -149,9 +179,11 @@ pub(crate) async fn create_field(app: &App, caller: &Caller, req: CreateField) -
 /// Fields this user may see (the whole list: `next_before` is always null).
 #[utoipa::path(get, path = "/api/v1/fields", tag = "fields", responses((status = 200, body = Page<FieldView>)))]
 pub async fn list(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Json<Page<FieldView>>> {
-    let items = app.registry.fields();
-    let seen = items.iter().filter(|f| caller.sees(&f.id));
-    Ok(Json(Page::all(seen.map(|f| view(&app, f)).collect())))
+    let mut items = Vec::new();
+    for f in app.registry.fields().iter().filter(|f| caller.sees(&f.id)) {
+        items.push(view(&app, f).await?);
+    }
+    Ok(Json(Page::all(items)))
 }
 
 /// One field.
@@ -163,7 +195,7 @@ pub async fn get_one(
     Path(field): Path<String>,
 ) -> ApiResult<Json<FieldView>> {
     let f = caller.field(&app, &field)?;
-    Ok(Json(view(&app, &f)))
+    Ok(Json(view(&app, &f).await?))
 }
 
 /// Change a field's name, authentication mode or limits.
@@ -196,7 +228,7 @@ pub async fn update(
     caller
         .log(&app, "field_update", Some(f.id.as_str()), None)
         .await;
-    Ok(Json(view(&app, &f)))
+    Ok(Json(view(&app, &f).await?))
 }
 
 /// A field's cloud destination (secrets redacted).

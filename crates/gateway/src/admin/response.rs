@@ -175,7 +175,8 @@ pub async fn decisions(
 pub struct ActionQuery {
     pub field: Option<String>,
     pub device: Option<String>,
-    /// `pending`, `awaiting_approval`, `running`, `done`, `failed`, `rejected` or `interrupted`.
+    /// `pending`, `awaiting_approval`, `running`, `done`, `failed`, `skipped`, `rejected` or
+    /// `interrupted`.
     pub state: Option<String>,
     pub before: Option<i64>,
     pub limit: Option<i64>,

@@ -339,6 +339,11 @@ pub async fn metrics(
             n(&rs.actions_failed),
         ),
         (
+            "response_actions_skipped_total",
+            "Notifications skipped: the field has not set where they go.",
+            n(&rs.actions_skipped),
+        ),
+        (
             "response_retries_total",
             "Response action attempts that failed and wait for another.",
             n(&rs.retries),

@@ -46,6 +46,16 @@ impl From<sekisho_store::StoreError> for ActionError {
     }
 }
 
+/// How an action ended when it did not fail.
+#[derive(Debug)]
+pub enum Outcome {
+    /// It did its thing; the output is recorded.
+    Done(Value),
+    /// It had nothing to act on (a notification whose target the field has not set): recorded as
+    /// `skipped` with the reason, neither done nor failed, and never retried.
+    Skipped(String),
+}
+
 /// The action that undoes `action`, if it has one.
 pub fn undo_of(action: &str) -> Option<&'static str> {
     Some(match action {
@@ -57,18 +67,27 @@ pub fn undo_of(action: &str) -> Option<&'static str> {
     })
 }
 
-/// Runs one claimed action and records how it ended (done, failed, or pending again after a backoff).
+/// Runs one claimed action and records how it ended (done, skipped, failed, or pending again after a
+/// backoff).
 pub async fn run(app: &App, a: ActionRow) {
     let attempt = a.attempts as u32 + 1;
     let result = execute(app, &a).await;
     let now = now_ms();
     let stats = &app.response_stats;
     let recorded = match result {
-        Ok(out) => {
+        Ok(Outcome::Done(out)) => {
             stats.actions_done.fetch_add(1, Ordering::Relaxed);
             tracing::info!(action = a.id, kind = a.action, device = ?a.device_id, "action done");
             app.store
                 .finish_action(a.id, "done", Some(&out.to_string()), None, now, now)
+                .await
+        }
+        Ok(Outcome::Skipped(reason)) => {
+            // Not logged here: a skip is a state of the field, said once an hour where it is found.
+            stats.actions_skipped.fetch_add(1, Ordering::Relaxed);
+            let out = json!({ "reason": reason }).to_string();
+            app.store
+                .finish_action(a.id, "skipped", Some(&out), None, now, now)
                 .await
         }
         Err(e) if e.retryable && attempt < app.config.response.max_attempts => {
@@ -116,7 +135,18 @@ fn device_of(app: &App, a: &ActionRow) -> Result<Device, ActionError> {
 }
 
 /// Does what `a` says.
-pub async fn execute(app: &App, a: &ActionRow) -> Result<Value, ActionError> {
+pub async fn execute(app: &App, a: &ActionRow) -> Result<Outcome, ActionError> {
+    if matches!(
+        a.action.as_str(),
+        "notify_admin" | "notify_person_in_charge" | "notify_webhook"
+    ) {
+        return notify::send(app, a).await;
+    }
+    act(app, a).await.map(Outcome::Done)
+}
+
+/// Does what a device action (anything but a notification) says.
+async fn act(app: &App, a: &ActionRow) -> Result<Value, ActionError> {
     let actor = a.trigger.clone();
     match a.action.as_str() {
         "stop_auth" => set_status(app, &device_of(app, a)?, DeviceStatus::Disabled).await,
@@ -182,7 +212,6 @@ pub async fn execute(app: &App, a: &ActionRow) -> Result<Value, ActionError> {
                 .await?;
             Ok(json!({"report": id}))
         }
-        "notify_admin" | "notify_person_in_charge" | "notify_webhook" => notify::send(app, a).await,
         other => Err(ActionError::fatal(format!("unknown action '{other}'"))),
     }
 }

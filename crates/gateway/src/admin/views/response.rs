@@ -56,14 +56,16 @@ pub struct ActionView {
     pub field_id: String,
     pub device_id: Option<String>,
     pub action: String,
-    /// `pending`, `awaiting_approval`, `running`, `done`, `failed`, `rejected` or `interrupted`.
+    /// `pending`, `awaiting_approval`, `running`, `done`, `failed`, `skipped`, `rejected` or
+    /// `interrupted`. `skipped`: the action had nothing to act on (a notification whose target the
+    /// field has not set); `output.reason` says why.
     pub state: String,
     /// `response:detection <id>`, `script:<name>` or `user:<name>`.
     pub trigger: String,
     /// What the action was given (the detection, an undo's original action).
     #[schema(value_type = Option<Object>)]
     pub input: Option<Value>,
-    /// What the action did (a mail's recipients, a SIM's state, a report's id).
+    /// What the action did (a mail's recipients, a SIM's state, a report's id, a skip's reason).
     #[schema(value_type = Option<Object>)]
     pub output: Option<Value>,
     /// Why the last attempt failed.
