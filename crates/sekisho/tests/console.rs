@@ -677,7 +677,7 @@ async fn a_field_without_notification_targets_says_so_and_shows_why_they_were_sk
     let facts = p.body.split("id=\"field-notifications\"").nth(1).unwrap();
     let facts = facts.split("</dd>").next().unwrap();
     assert!(
-        facts.contains("Nowhere to go, skipped")
+        facts.contains("No target: skipped")
             && facts.contains("Mail the administrator")
             && facts.contains("Call the webhook"),
         "{facts}"

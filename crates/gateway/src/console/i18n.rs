@@ -465,7 +465,7 @@ pub static EN: Text = Text {
     st_skipped: "Skipped",
     notifications: "Notifications",
     notify_all_set: "Every target is set",
-    notify_unset: "Nowhere to go, skipped",
+    notify_unset: "No target: skipped",
     notify_unset_hint: "Set where they go with PUT /api/v1/fields/{field}/notify.",
 };
 
@@ -634,7 +634,7 @@ pub static JA: Text = Text {
     st_skipped: "スキップ",
     notifications: "通知",
     notify_all_set: "すべての送り先が設定済み",
-    notify_unset: "送り先が未設定のためスキップ",
+    notify_unset: "送り先未設定: スキップ",
     notify_unset_hint: "送り先は PUT /api/v1/fields/{field}/notify で設定します。",
 };
 
