@@ -12,6 +12,7 @@ use crate::state::{
     self, DeviceState, HAS_MIN_WINDOW, HAS_RATE_WINDOW, HAS_SEQ, HAS_TS, HAS_VOL_WINDOW, SEEN,
 };
 use crate::template::{Compiled, OffNetwork};
+use sekisho_core::time::rfc3339;
 use serde_json::json;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -189,7 +190,7 @@ pub fn message(c: &Compiled, s: &mut DeviceState, m: &MessageFacts) -> Vec<Findi
                 Threat::Hijacking,
                 Severity::Medium,
                 format!("the device timestamp is {ahead} s ahead of the gateway; the template allows {}", ts_rules.max_future),
-                json!({"device_ts": ts_ms, "received_at": m.rx_ms, "ahead_secs": ahead, "max_future_secs": ts_rules.max_future.0}),
+                json!({"device_time_at": rfc3339(ts_ms), "received_at": rfc3339(m.rx_ms), "ahead_secs": ahead, "max_future_secs": ts_rules.max_future.0}),
             ));
         } else if behind > ts_rules.max_age.0 as i64 {
             out.push(f(
@@ -197,7 +198,7 @@ pub fn message(c: &Compiled, s: &mut DeviceState, m: &MessageFacts) -> Vec<Findi
                 Threat::Hijacking,
                 Severity::Medium,
                 format!("the device timestamp is {behind} s old; the template allows {}", ts_rules.max_age),
-                json!({"device_ts": ts_ms, "received_at": m.rx_ms, "age_secs": behind, "max_age_secs": ts_rules.max_age.0, "buffered": m.buffered}),
+                json!({"device_time_at": rfc3339(ts_ms), "received_at": rfc3339(m.rx_ms), "age_secs": behind, "max_age_secs": ts_rules.max_age.0, "buffered": m.buffered}),
             ));
         } else {
             let ts = state::secs(ts_ms);
@@ -207,7 +208,7 @@ pub fn message(c: &Compiled, s: &mut DeviceState, m: &MessageFacts) -> Vec<Findi
                     Threat::Hijacking,
                     Severity::High,
                     format!("the device timestamp goes back {} s behind the device's latest", s.last_ts - ts),
-                    json!({"device_ts": ts_ms, "latest_device_ts": state::unix_ms(s.last_ts), "tolerance_secs": ts_rules.out_of_order_tolerance.0}),
+                    json!({"device_time_at": rfc3339(ts_ms), "latest_device_time_at": rfc3339(state::unix_ms(s.last_ts)), "tolerance_secs": ts_rules.out_of_order_tolerance.0}),
                 ));
             }
             usable_ts = Some(ts);
@@ -496,7 +497,7 @@ pub fn auth(c: &Compiled, bursts: &mut Windows, a: &AuthFacts) -> Vec<Finding> {
                 q.map_or("", |q| q.end.as_str()),
                 t.utc_offset
             ),
-            json!({"at": a.at_ms, "utc_offset": t.utc_offset, "quiet_hours": q}),
+            json!({"attempted_at": rfc3339(a.at_ms), "utc_offset": t.utc_offset, "quiet_hours": q}),
         ));
     }
     if a.success && c.off_network(a.source_ip) && t.network.off_network != OffNetwork::Allow {
@@ -599,7 +600,7 @@ pub fn silence(c: &Compiled, s: &mut DeviceState, now_ms: i64) -> Option<Finding
             "no data for {} s in regime '{name}' (step {level} of 3 after {} s)",
             quiet_for, limit
         ),
-        json!({"silent_secs": quiet_for, "since": state::unix_ms(s.last_rx), "regime": name, "step": level, "threshold_secs": limit}),
+        json!({"silent_secs": quiet_for, "last_message_at": rfc3339(state::unix_ms(s.last_rx)), "regime": name, "step": level, "threshold_secs": limit}),
     ))
 }
 

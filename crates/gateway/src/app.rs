@@ -57,6 +57,10 @@ pub struct App {
     /// The device listener's per-address connection caps (set once the listener is built; a field's
     /// template change updates its NAT ranges there).
     pub device_caps: std::sync::OnceLock<Arc<crate::listener::AddressCaps>>,
+    /// The bearer token `/metrics` requires (`[admin] metrics_token_file`), if one is set.
+    pub metrics_token: Option<String>,
+    /// Limits the log line about a field's unset notification targets to one per field per hour.
+    pub notify_unset_log: crate::response::notify::OncePer,
 }
 
 /// Where the carrier API setting in force comes from.
@@ -81,6 +85,7 @@ pub struct Parts {
     pub carrier_api: (sekisho_carrier::CarrierApiConfig, CarrierSource),
     pub mailer: sekisho_notify::Mailer,
     pub update_keys: crate::update::Keys,
+    pub metrics_token: Option<String>,
 }
 
 #[derive(Default)]
@@ -112,6 +117,7 @@ impl App {
             carrier_api,
             mailer,
             update_keys,
+            metrics_token,
         } = parts;
         let login_window = (config.admin.login_lockout_secs.max(1) * 1000) as i64;
         Self {
@@ -140,6 +146,8 @@ impl App {
             admin_addr: Default::default(),
             update_keys,
             device_caps: Default::default(),
+            metrics_token,
+            notify_unset_log: crate::response::notify::OncePer::hourly(),
         }
     }
 

@@ -82,6 +82,9 @@ pub struct AdminListener {
     /// Failed logins for one user name within `login_lockout_secs` before it is locked for that long.
     pub login_max_failures: u32,
     pub login_lockout_secs: u64,
+    /// A file holding the bearer token `GET /metrics` requires (mode 0600, 16 characters or more).
+    /// Empty: the metrics are open.
+    pub metrics_token_file: PathBuf,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -335,6 +338,7 @@ impl Default for AdminListener {
             session_ttl_secs: 8 * 3600,
             login_max_failures: 5,
             login_lockout_secs: 300,
+            metrics_token_file: PathBuf::new(),
         }
     }
 }
@@ -406,6 +410,9 @@ impl Config {
         self.device.client_ca.iter_mut().for_each(fix);
         fix(&mut self.admin.cert);
         fix(&mut self.admin.key);
+        if !self.admin.metrics_token_file.as_os_str().is_empty() {
+            fix(&mut self.admin.metrics_token_file);
+        }
         fix(&mut self.store.path);
         fix(&mut self.store.key_file);
         for c in &mut self.carrier.radius.clients {

@@ -103,6 +103,9 @@ pub fn load_config(
         Ok(None) => {}
         Err(e) => problems.push(e),
     }
+    if let Err(p) = admin::metrics_token::load(&config.admin.metrics_token_file) {
+        problems.push(p);
+    }
     let key = match key_override {
         Some(k) => {
             DbKey::from_hex(&k).ok_or_else(|| "SEKISHO_DB_KEY: not 64 hex digits".to_owned())
@@ -176,6 +179,8 @@ pub async fn run(
         .map_err(|p| anyhow::anyhow!("response.smtp: {}", p.join("; ")))?;
     let update_keys =
         update::Keys::load(&config.update.key_file, &config.update.previous_keys_file)?;
+    let metrics_token =
+        admin::metrics_token::load(&config.admin.metrics_token_file).map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(&config.update.artifact_dir)?;
     let (detector, found) = detection::start(&config, &store, sims.clone()).await?;
     let detector = Arc::new(detector);
@@ -204,6 +209,7 @@ pub async fn run(
         carrier_api,
         mailer,
         update_keys,
+        metrics_token,
     };
     let app = Arc::new(App::new(config, store, parts));
     let _ = app.admin_addr.set(listeners.admin.local_addr()?);

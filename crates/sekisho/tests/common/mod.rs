@@ -6,6 +6,7 @@ pub mod carrier;
 pub mod cloud;
 pub mod mfa;
 pub mod smtp;
+pub mod style;
 
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
@@ -245,10 +246,19 @@ impl Admin {
         let resp = r.send().await.unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        let answer = match serde_json::from_str(&text) {
+            Ok(v) => v,
+            Err(_) => return (status, Value::String(text)),
+        };
+        if style::applies_to(path) {
+            let problems = style::problems(&answer);
+            assert!(
+                problems.is_empty(),
+                "{path}: the answer breaks the API style:\n{}\n{answer}",
+                problems.join("\n")
+            );
+        }
+        (status, answer)
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
