@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod ids;
+pub mod json;
 pub mod model;
 pub mod protocol;
 pub mod span;

@@ -35,6 +35,9 @@ pub enum ErrorCode {
     TooManyRequests,
     /// 503: the gateway cannot store the message now (storage failure or overload); nothing was accepted.
     StoreUnavailable,
+    /// 503: the connection is over the listener's cap or its source address's; retry after the
+    /// `Retry-After` seconds (and hold fewer connections).
+    TooManyConnections,
     /// 400: a request parameter is invalid (admin API); the message lists every problem.
     InvalidRequest,
     /// 401: admin API login failed or the session is missing/expired.
@@ -70,7 +73,7 @@ impl ErrorCode {
             UnsupportedMediaType => 415,
             RequestTimeout => 408,
             TooManyRequests => 429,
-            StoreUnavailable => 503,
+            StoreUnavailable | TooManyConnections => 503,
             NotFound | UnknownEndpoint => 404,
             Conflict => 409,
             MethodNotAllowed => 405,
@@ -96,6 +99,7 @@ impl ErrorCode {
             RequestTimeout => "request_timeout",
             TooManyRequests => "too_many_requests",
             StoreUnavailable => "store_unavailable",
+            TooManyConnections => "too_many_connections",
             InvalidRequest => "invalid_request",
             Unauthorized => "unauthorized",
             Forbidden => "forbidden",

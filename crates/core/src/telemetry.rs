@@ -1,8 +1,10 @@
 //! Reading a device's telemetry body without copying it: check that it is one JSON object (or an array
-//! of them for a batch), bounded in depth, and pick out the fields the gateway understands (`ts`, `seq`,
-//! `buffered`). Everything else stays opaque and is forwarded byte for byte.
+//! of them for a batch), bounded in depth, in UTF-8 all the way down ([`crate::json`]), and pick out the
+//! fields the gateway understands (`ts`, `seq`, `buffered`). Everything else stays opaque and is
+//! forwarded byte for byte.
 
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use crate::json::Checked;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use std::fmt;
 
@@ -138,14 +140,26 @@ impl<'de> Visitor<'de> for MetaVisitor {
                     },
                     TsValue::Other => meta.bad_ts = true,
                 },
-                "seq" => meta.seq = map.next_value::<Option<i64>>().ok().flatten(),
+                "seq" => meta.seq = map.next_value::<SeqValue>()?.0,
                 "buffered" => meta.buffered = map.next_value::<Option<bool>>()?.unwrap_or(false),
                 _ => {
-                    map.next_value::<IgnoredAny>()?;
+                    map.next_value::<Checked>()?;
                 }
             }
         }
         Ok(meta)
+    }
+}
+
+/// `seq` when it is an integer; any other (checked) value reads as no sequence number.
+struct SeqValue(Option<i64>);
+
+impl<'de> de::Deserialize<'de> for SeqValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match serde_json::Value::deserialize(d)? {
+            serde_json::Value::Number(n) => SeqValue(n.as_i64()),
+            _ => SeqValue(None),
+        })
     }
 }
 
@@ -220,6 +234,20 @@ mod tests {
             Err("JSON nests 5 levels deep"),
         );
         check("", Err("body is not valid JSON"));
+        check(r#"{"seq": "seven"}"#, Ok(m(None, None, false)));
+        // UTF-8 all the way down, in values, keys and nested strings (the opaque part too).
+        check("{\"a\":\"\u{3042}\"}", Ok(m(None, None, false)));
+        for bad in [
+            &b"{\"a\":\"\xff\xfe\"}"[..],
+            b"{\"a\":\"\xc3\x28\"}",
+            b"{\"a\":\"\xed\xa0\x80\"}",
+            b"{\"a\":[{\"b\":\"\xff\"}]}",
+            b"{\"\xff\":1}",
+            br#"{"a":"\ud800"}"#,
+        ] {
+            let e = parse_object(bad, 4).expect_err("invalid UTF-8 must be refused");
+            assert!(matches!(e, BodyError::Malformed(_)), "{e}");
+        }
     }
 
     #[test]
@@ -243,6 +271,10 @@ mod tests {
         ));
         assert!(matches!(
             parse_batch(b"{}", 4, 1),
+            Err(BodyError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_batch(b"[{\"a\":1},{\"b\":\"\xff\"}]", 4, 10),
             Err(BodyError::Malformed(_))
         ));
     }

@@ -279,7 +279,7 @@ pub fn silent(b: &Baseline, last_report_ms: Option<i64>, now_ms: i64) -> Option<
                 (now_ms - since) / 1000,
                 b.report_every.unwrap_or_default()
             ),
-            json!({"last_report_at": since, "report_every_secs": every / 1000}),
+            json!({"last_report_at": sekisho_core::time::rfc3339(since), "report_every_secs": every / 1000}),
         )
     })
 }

@@ -12,6 +12,7 @@ use crate::state::{
     self, DeviceState, HAS_MIN_WINDOW, HAS_RATE_WINDOW, HAS_SEQ, HAS_TS, HAS_VOL_WINDOW, SEEN,
 };
 use crate::template::{Compiled, OffNetwork};
+use sekisho_core::time::rfc3339;
 use serde_json::json;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -189,7 +190,7 @@ pub fn message(c: &Compiled, s: &mut DeviceState, m: &MessageFacts) -> Vec<Findi
                 Threat::Hijacking,
                 Severity::Medium,
                 format!("the device timestamp is {ahead} s ahead of the gateway; the template allows {}", ts_rules.max_future),
-                json!({"device_ts": ts_ms, "received_at": m.rx_ms, "ahead_secs": ahead, "max_future_secs": ts_rules.max_future.0}),
+                json!({"device_time_at": rfc3339(ts_ms), "received_at": rfc3339(m.rx_ms), "ahead_secs": ahead, "max_future_secs": ts_rules.max_future.0}),
             ));
         } else if behind > ts_rules.max_age.0 as i64 {
             out.push(f(
@@ -197,7 +198,7 @@ pub fn message(c: &Compiled, s: &mut DeviceState, m: &MessageFacts) -> Vec<Findi
                 Threat::Hijacking,
                 Severity::Medium,
                 format!("the device timestamp is {behind} s old; the template allows {}", ts_rules.max_age),
-                json!({"device_ts": ts_ms, "received_at": m.rx_ms, "age_secs": behind, "max_age_secs": ts_rules.max_age.0, "buffered": m.buffered}),
+                json!({"device_time_at": rfc3339(ts_ms), "received_at": rfc3339(m.rx_ms), "age_secs": behind, "max_age_secs": ts_rules.max_age.0, "buffered": m.buffered}),
             ));
         } else {
             let ts = state::secs(ts_ms);
@@ -207,7 +208,7 @@ pub fn message(c: &Compiled, s: &mut DeviceState, m: &MessageFacts) -> Vec<Findi
                     Threat::Hijacking,
                     Severity::High,
                     format!("the device timestamp goes back {} s behind the device's latest", s.last_ts - ts),
-                    json!({"device_ts": ts_ms, "latest_device_ts": state::unix_ms(s.last_ts), "tolerance_secs": ts_rules.out_of_order_tolerance.0}),
+                    json!({"device_time_at": rfc3339(ts_ms), "latest_device_time_at": rfc3339(state::unix_ms(s.last_ts)), "tolerance_secs": ts_rules.out_of_order_tolerance.0}),
                 ));
             }
             usable_ts = Some(ts);
@@ -451,12 +452,26 @@ pub struct AuthFacts<'a> {
     pub success: bool,
     pub unique_id: &'a str,
     pub source_ip: IpAddr,
+    /// The request's body was not JSON in UTF-8 (refused `malformed_json`).
+    pub malformed: bool,
 }
 
 /// Evaluates a token request of a field (the device may be unknown: bursts count per unique ID).
 pub fn auth(c: &Compiled, bursts: &mut Windows, a: &AuthFacts) -> Vec<Finding> {
     let mut out = Vec::new();
     let t = &c.template;
+    if a.malformed {
+        out.push(f(
+            "format.malformed",
+            Threat::Hijacking,
+            Severity::Medium,
+            format!(
+                "a token request for '{}' was not JSON in UTF-8 (malformed_json)",
+                a.unique_id
+            ),
+            json!({"error": "malformed_json", "unique_id": a.unique_id, "source_ip": a.source_ip.to_string()}),
+        ));
+    }
     if t.auth.burst_max > 0 {
         let n = bursts.hit(a.unique_id, state::secs(a.at_ms), t.auth.burst_window.0);
         if n == t.auth.burst_max {
@@ -482,7 +497,7 @@ pub fn auth(c: &Compiled, bursts: &mut Windows, a: &AuthFacts) -> Vec<Finding> {
                 q.map_or("", |q| q.end.as_str()),
                 t.utc_offset
             ),
-            json!({"at": a.at_ms, "utc_offset": t.utc_offset, "quiet_hours": q}),
+            json!({"attempted_at": rfc3339(a.at_ms), "utc_offset": t.utc_offset, "quiet_hours": q}),
         ));
     }
     if a.success && c.off_network(a.source_ip) && t.network.off_network != OffNetwork::Allow {
@@ -585,7 +600,7 @@ pub fn silence(c: &Compiled, s: &mut DeviceState, now_ms: i64) -> Option<Finding
             "no data for {} s in regime '{name}' (step {level} of 3 after {} s)",
             quiet_for, limit
         ),
-        json!({"silent_secs": quiet_for, "since": state::unix_ms(s.last_rx), "regime": name, "step": level, "threshold_secs": limit}),
+        json!({"silent_secs": quiet_for, "last_message_at": rfc3339(state::unix_ms(s.last_rx)), "regime": name, "step": level, "threshold_secs": limit}),
     ))
 }
 
@@ -868,6 +883,7 @@ mod tests {
             success,
             unique_id: "IMEI-1",
             source_ip: ip(src),
+            malformed: false,
         };
         // 13:00 UTC is 22:00 in Japan: a success is at an abnormal hour.
         assert_eq!(
@@ -897,6 +913,15 @@ mod tests {
             .map(|f| f.rule)
             .collect();
         assert_eq!(got, vec!["network.off_network"]);
+        let broken = AuthFacts {
+            malformed: true,
+            ..a(noon + 6 * MIN, false, "10.0.0.1")
+        };
+        let got: Vec<String> = auth(&c, &mut w, &broken)
+            .into_iter()
+            .map(|f| f.rule)
+            .collect();
+        assert_eq!(got, vec!["format.malformed"], "a broken token request");
     }
 
     #[test]

@@ -39,8 +39,11 @@ pub struct App {
     /// The live SIM table from the carrier's RADIUS accounting.
     pub sims: Arc<crate::carrier::Sims>,
     pub radius: crate::carrier::radius::RadiusStats,
-    /// The carrier's SIM control API (`[carrier.api]`; `none` answers every call `not_configured`).
-    pub sim_api: Arc<dyn sekisho_carrier::SimControl>,
+    /// The carrier's SIM control API (`[carrier.api]`, or what the admin API set; `none` answers every
+    /// call `not_configured`). Replaced whole when the setting changes; read with [`App::sim_api`].
+    pub sim_api: std::sync::RwLock<Arc<dyn sekisho_carrier::SimControl>>,
+    /// The `[carrier.api]` in force (the file's, or the admin API's), as the status shows it.
+    pub carrier_api: std::sync::RwLock<(sekisho_carrier::CarrierApiConfig, CarrierSource)>,
     /// Mail for notifications (`[response.smtp]`; disabled when no host is set).
     pub mailer: sekisho_notify::Mailer,
     /// Commands waiting for devices (telemetry responses).
@@ -51,6 +54,22 @@ pub struct App {
     pub admin_addr: std::sync::OnceLock<std::net::SocketAddr>,
     /// The update manifests' signing keys.
     pub update_keys: crate::update::Keys,
+    /// The device listener's per-address connection caps (set once the listener is built; a field's
+    /// template change updates its NAT ranges there).
+    pub device_caps: std::sync::OnceLock<Arc<crate::listener::AddressCaps>>,
+    /// The bearer token `/metrics` requires (`[admin] metrics_token_file`), if one is set.
+    pub metrics_token: Option<String>,
+    /// Limits the log line about a field's unset notification targets to one per field per hour.
+    pub notify_unset_log: crate::response::notify::OncePer,
+}
+
+/// Where the carrier API setting in force comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CarrierSource {
+    /// `[carrier.api]` of the configuration file.
+    Configuration,
+    /// `PUT /api/v1/system/carrier` (kept in the data directory's `carrier-api.toml`).
+    AdminApi,
 }
 
 /// What `App::new` wires in besides the configuration and the store.
@@ -63,8 +82,10 @@ pub struct Parts {
     pub bus: Arc<dyn Bus>,
     pub sims: Arc<crate::carrier::Sims>,
     pub sim_api: Arc<dyn sekisho_carrier::SimControl>,
+    pub carrier_api: (sekisho_carrier::CarrierApiConfig, CarrierSource),
     pub mailer: sekisho_notify::Mailer,
     pub update_keys: crate::update::Keys,
+    pub metrics_token: Option<String>,
 }
 
 #[derive(Default)]
@@ -78,6 +99,8 @@ pub struct Stats {
     pub forwarded: AtomicU64,
     pub forward_failures: AtomicU64,
     pub dead_lettered: AtomicU64,
+    /// Messages dead-lettered because the cloud kept failing them alone while accepting others.
+    pub forward_poisoned: AtomicU64,
 }
 
 impl App {
@@ -91,8 +114,10 @@ impl App {
             bus,
             sims,
             sim_api,
+            carrier_api,
             mailer,
             update_keys,
+            metrics_token,
         } = parts;
         let login_window = (config.admin.login_lockout_secs.max(1) * 1000) as i64;
         Self {
@@ -112,14 +137,26 @@ impl App {
             cloud_changed: tokio::sync::Notify::new(),
             sims,
             radius: Default::default(),
-            sim_api,
+            sim_api: std::sync::RwLock::new(sim_api),
+            carrier_api: std::sync::RwLock::new(carrier_api),
             mailer,
             commands: Default::default(),
             response_stats: Default::default(),
             response_wake: Default::default(),
             admin_addr: Default::default(),
             update_keys,
+            device_caps: Default::default(),
+            metrics_token,
+            notify_unset_log: crate::response::notify::OncePer::hourly(),
         }
+    }
+
+    /// The carrier's SIM control API in force now.
+    pub fn sim_api(&self) -> Arc<dyn sekisho_carrier::SimControl> {
+        self.sim_api
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The console's base URL for links (`[response] console_url`, else the admin listener's).

@@ -68,7 +68,7 @@ pub async fn on_report(
     let (field, dev) = (device.field_id.0.as_str(), device.id.0.as_str());
     let prev = app
         .store
-        .states(dev, 1)
+        .states(dev, None, 1)
         .await?
         .into_iter()
         .next()
@@ -101,7 +101,7 @@ async fn judge(
         .learning(field)
         .await?
         .is_some_and(|(_, until)| now < until);
-    let (outcome, rules) = if learning {
+    let (outcome, found) = if learning {
         ("learning", Vec::new())
     } else {
         let baseline = baseline_of(app, field, dev).await?;
@@ -131,7 +131,7 @@ async fn judge(
                 findings.push(crate::detection::scripts::finding(&ran.script, e).1);
             }
         }
-        let rules: Vec<String> = findings.iter().map(|f| f.rule.clone()).collect();
+        let recorded: Vec<serde_json::Value> = findings.iter().map(recorded).collect();
         for finding in findings {
             app.detector.emit_found(Found {
                 field: device.field_id.clone(),
@@ -140,12 +140,12 @@ async fn judge(
                 at: now,
             });
         }
-        let outcome = match (baseline.is_some(), rules.is_empty()) {
+        let outcome = match (baseline.is_some(), recorded.is_empty()) {
             (_, false) => "findings",
             (true, true) => "clean",
             (false, true) => "no_baseline",
         };
-        (outcome, rules)
+        (outcome, recorded)
     };
     app.store
         .insert_audit_run(
@@ -154,10 +154,16 @@ async fn judge(
             dev,
             trigger,
             outcome,
-            &serde_json::to_string(&rules).unwrap_or_default(),
+            &serde_json::Value::Array(found).to_string(),
         )
         .await?;
     Ok(())
+}
+
+/// A finding as its audit run records it.
+fn recorded(f: &sekisho_detect::Finding) -> serde_json::Value {
+    serde_json::json!({"rule": f.rule, "threat": f.threat.as_str(), "severity": f.severity.as_str(),
+        "summary": f.summary, "evidence": f.evidence})
 }
 
 /// After the field's baseline changed: audits every device's latest report against it.
@@ -233,7 +239,7 @@ async fn check_silence(
         };
         if let Some(finding) = audit::silent(&b, Some(last), now) {
             reported.insert(id.clone(), last);
-            let rule = finding.rule.clone();
+            let run = serde_json::json!([recorded(&finding)]).to_string();
             app.detector.emit_found(Found {
                 field: FieldId(field.clone()),
                 device: Some(id),
@@ -241,14 +247,7 @@ async fn check_silence(
                 at: now,
             });
             app.store
-                .insert_audit_run(
-                    now,
-                    &field,
-                    &device,
-                    "periodic",
-                    "findings",
-                    &format!("[\"{rule}\"]"),
-                )
+                .insert_audit_run(now, &field, &device, "periodic", "findings", &run)
                 .await?;
         }
     }

@@ -141,14 +141,25 @@ pub fn spawn(
     });
 }
 
+/// How a forwarder sends: whole batches, or one message at a time to find the one the cloud cannot take.
+#[derive(Debug, Default)]
+struct Mode {
+    /// Sending one message at a time (after a refused batch, or a batch that kept failing).
+    isolate: bool,
+    /// Failed attempts in a row of the current batch (or lone message).
+    failures: u32,
+    /// Singles delivered in a row while isolating; `batch_max` of them end the isolation.
+    delivered_alone: usize,
+}
+
 async fn forward_field(app: Arc<App>, field_id: FieldId, mut shutdown: watch::Receiver<bool>) {
     let cfg = app.config.cloud.clone();
     let timeout = Duration::from_secs(cfg.timeout_secs);
     let max_age_ms = (cfg.max_age_secs as i64) * 1000;
     let mut client: Option<Client> = None;
-    let mut failures: u32 = 0;
-    // After the cloud refuses a batch, send one message at a time to find the one it refuses.
-    let mut isolate = false;
+    let mut mode = Mode::default();
+    // Backoff steps: grows with every retryable failure, reset by a delivery.
+    let mut backoff_step: u32 = 0;
     let mut next_expiry = 0i64;
     loop {
         if *shutdown.borrow() {
@@ -189,7 +200,11 @@ async fn forward_field(app: Arc<App>, field_id: FieldId, mut shutdown: watch::Re
         let batch = match &field.cloud {
             None => Vec::new(),
             Some(_) => {
-                let limit = if isolate { 1 } else { cfg.batch_max as i64 };
+                let limit = if mode.isolate {
+                    1
+                } else {
+                    cfg.batch_max as i64
+                };
                 match app.store.pending(field_id.as_str(), limit).await {
                     Ok(b) => b,
                     Err(_) if *shutdown.borrow() => return,
@@ -229,41 +244,111 @@ async fn forward_field(app: Arc<App>, field_id: FieldId, mut shutdown: watch::Re
             }
         }
         let Some(c) = client.as_ref() else { continue };
-        let seqs: Vec<i64> = batch.iter().map(|m| m.seq).collect();
         match deliver(c, &field_id, &batch).await {
             Outcome::Delivered => {
-                if let Err(e) = app.store.mark_forwarded(&seqs, now_ms()).await {
-                    tracing::error!(field = %field_id, error = %e, "could not mark messages forwarded; they will be resent");
+                delivered(&app, &field_id, &batch).await;
+                backoff_step = 0;
+                mode.failures = 0;
+                mode.delivered_alone += 1;
+                if !mode.isolate || mode.delivered_alone >= cfg.batch_max {
+                    mode = Mode::default();
                 }
-                app.stats
-                    .forwarded
-                    .fetch_add(seqs.len() as u64, Ordering::Relaxed);
-                failures = 0;
-                isolate = false;
             }
             Outcome::Refused(why) if batch.len() == 1 => {
                 tracing::error!(field = %field_id, message = %batch[0].id, reason = %why, "cloud refused a message; dead-lettered");
-                let _ = app
-                    .store
-                    .dead_letter(field_id.as_str(), &seqs, &why, now_ms())
-                    .await;
-                app.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                isolate = false;
+                dead_letter(&app, &field_id, &batch[0], &why).await;
+                mode = Mode::default();
             }
             Outcome::Refused(why) => {
                 tracing::warn!(field = %field_id, reason = %why, "cloud refused a batch; retrying one message at a time");
-                isolate = true;
+                mode = Mode {
+                    isolate: true,
+                    ..Mode::default()
+                };
             }
             Outcome::Retry(why) => {
+                let seqs: Vec<i64> = batch.iter().map(|m| m.seq).collect();
                 let _ = app.store.note_attempt(&seqs).await;
                 app.stats.forward_failures.fetch_add(1, Ordering::Relaxed);
-                let wait = backoff(failures, cfg.backoff_initial_ms, cfg.backoff_max_ms);
-                failures = failures.saturating_add(1);
+                mode.failures += 1;
+                mode.delivered_alone = 0;
+                if !mode.isolate && batch.len() > 1 && mode.failures >= cfg.isolate_after {
+                    tracing::warn!(field = %field_id, attempts = mode.failures, reason = %why,
+                        "a batch keeps failing; sending one message at a time");
+                    mode = Mode {
+                        isolate: true,
+                        ..Mode::default()
+                    };
+                    continue;
+                }
+                if mode.isolate && mode.failures >= cfg.poison_after {
+                    mode.failures = 0;
+                    if probe_past(&app, c, &field_id, &batch[0], &why).await {
+                        backoff_step = 0;
+                        continue;
+                    }
+                }
+                let wait = backoff(backoff_step, cfg.backoff_initial_ms, cfg.backoff_max_ms);
+                backoff_step = backoff_step.saturating_add(1);
                 tracing::warn!(field = %field_id, reason = %why, retry_in_ms = wait.as_millis() as u64, "cloud delivery failed");
                 sleep_or_shutdown(wait, &mut shutdown).await;
             }
         }
     }
+}
+
+async fn delivered(app: &App, field: &FieldId, batch: &[Pending]) {
+    let seqs: Vec<i64> = batch.iter().map(|m| m.seq).collect();
+    if let Err(e) = app.store.mark_forwarded(&seqs, now_ms()).await {
+        tracing::error!(field = %field, error = %e, "could not mark messages forwarded; they will be resent");
+    }
+    app.stats
+        .forwarded
+        .fetch_add(seqs.len() as u64, Ordering::Relaxed);
+}
+
+async fn dead_letter(app: &App, field: &FieldId, m: &Pending, why: &str) {
+    if let Err(e) = app
+        .store
+        .dead_letter(field.as_str(), &[m.seq], why, now_ms())
+        .await
+    {
+        tracing::error!(field = %field, message = %m.id, error = %e, "could not dead-letter a message; it stays pending");
+        return;
+    }
+    app.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+}
+
+/// `suspect` has failed `poison_after` times alone. Sends the message after it: if the cloud fails that
+/// one too, the cloud is down and nothing changes (`false`). If it takes it, `suspect` is tried once
+/// more — a cloud that just came back takes it now — and, failing again, is what the cloud cannot take:
+/// it is dead-lettered with the cloud's answer (`true`: the head of the outbox moved).
+async fn probe_past(app: &App, c: &Client, field: &FieldId, suspect: &Pending, why: &str) -> bool {
+    let next = match app.store.pending(field.as_str(), 2).await {
+        Ok(mut p) if p.len() == 2 && p[0].seq == suspect.seq => p.remove(1),
+        _ => return false,
+    };
+    let next = [next];
+    if deliver(c, field, &next).await != Outcome::Delivered {
+        return false;
+    }
+    delivered(app, field, &next).await;
+    let suspect = std::slice::from_ref(suspect);
+    let last = match deliver(c, field, suspect).await {
+        Outcome::Delivered => {
+            delivered(app, field, suspect).await;
+            return true;
+        }
+        Outcome::Retry(w) | Outcome::Refused(w) => w,
+    };
+    let reason = format!(
+        "the cloud kept failing this message ({} attempts alone) while accepting the next one; answers: {why}; {last}",
+        app.config.cloud.poison_after + 1
+    );
+    tracing::error!(field = %field, message = %suspect[0].id, reason = %reason, "cloud cannot take a message; dead-lettered");
+    dead_letter(app, field, &suspect[0], &reason).await;
+    app.stats.forward_poisoned.fetch_add(1, Ordering::Relaxed);
+    true
 }
 
 async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) {

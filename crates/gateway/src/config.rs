@@ -37,6 +37,9 @@ pub struct Config {
     pub response: ResponseConfig,
     pub update: UpdateConfig,
     pub log: LogConfig,
+    /// The data directory the paths were resolved against (not a key of the file).
+    #[serde(skip)]
+    pub data_dir: PathBuf,
 }
 
 /// The device-facing TLS listener.
@@ -49,11 +52,24 @@ pub struct DeviceListener {
     /// CA certificates whose device client certificates are accepted (mTLS), besides none.
     pub client_ca: Vec<PathBuf>,
     pub max_connections: usize,
+    /// Connections one source address may hold (0: only `max_connections`).
+    pub max_connections_per_address: u32,
+    /// Connections an address inside a NAT range may hold (0: only `max_connections`). NAT ranges are
+    /// `nat_ranges` and those of every field's template (`[network] nat_ranges`).
+    pub max_connections_per_nat_address: u32,
+    /// Networks where many devices share one address (a carrier's CGNAT, an edge gateway's uplink).
+    #[serde(with = "nets")]
+    pub nat_ranges: Vec<ipnet::IpNet>,
+    /// Connections over a cap answered `503 too_many_connections` at once at most; the rest are closed.
+    pub refusal_slots: usize,
     pub handshake_timeout_secs: u64,
     /// Time allowed to send a request's headers (also the keep-alive idle limit).
     pub header_timeout_secs: u64,
     /// Time allowed to send a request's body.
     pub body_timeout_secs: u64,
+    /// A request refused before its body was read (`401`, `413`, …) has the rest of its body read and
+    /// discarded, up to this many bytes within `body_timeout_secs`, so the client receives the answer.
+    pub drain_max_bytes: u64,
 }
 
 /// The admin API's TLS listener.
@@ -68,6 +84,9 @@ pub struct AdminListener {
     /// Failed logins for one user name within `login_lockout_secs` before it is locked for that long.
     pub login_max_failures: u32,
     pub login_lockout_secs: u64,
+    /// A file holding the bearer token `GET /metrics` requires (mode 0600, 16 characters or more).
+    /// Empty: the metrics are open.
+    pub metrics_token_file: PathBuf,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -107,6 +126,11 @@ pub struct CloudConfig {
     pub backoff_max_ms: u64,
     /// Pending messages older than this are dead-lettered and reported.
     pub max_age_secs: u64,
+    /// A batch that fails this many times in a row (5xx, timeout) is sent one message at a time.
+    pub isolate_after: u32,
+    /// A message sent alone that fails this many times in a row while the cloud accepts the message
+    /// after it is dead-lettered, so that one message the cloud cannot take never stalls the field.
+    pub poison_after: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -258,6 +282,34 @@ pub struct LogConfig {
     pub format: String,
 }
 
+/// Networks written as strings (`"100.64.0.0/10"`, or one address).
+mod nets {
+    use ipnet::IpNet;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[IpNet], s: S) -> Result<S::Ok, S::Error> {
+        v.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|n| {
+                n.parse::<IpNet>()
+                    .or_else(|_| n.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        serde::de::Error::custom(format!(
+                            "'{n}' is not a network (e.g. 100.64.0.0/10)"
+                        ))
+                    })
+            })
+            .collect()
+    }
+}
+
 impl Default for DeviceListener {
     fn default() -> Self {
         Self {
@@ -266,9 +318,14 @@ impl Default for DeviceListener {
             key: "tls/device.key".into(),
             client_ca: vec!["tls/device-ca.crt".into()],
             max_connections: 10_000,
+            max_connections_per_address: 64,
+            max_connections_per_nat_address: 4096,
+            nat_ranges: Vec::new(),
+            refusal_slots: 64,
             handshake_timeout_secs: 10,
             header_timeout_secs: 30,
             body_timeout_secs: 30,
+            drain_max_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -283,6 +340,7 @@ impl Default for AdminListener {
             session_ttl_secs: 8 * 3600,
             login_max_failures: 5,
             login_lockout_secs: 300,
+            metrics_token_file: PathBuf::new(),
         }
     }
 }
@@ -320,6 +378,8 @@ impl Default for CloudConfig {
             backoff_initial_ms: 500,
             backoff_max_ms: 60_000,
             max_age_secs: 7 * 86_400,
+            isolate_after: 3,
+            poison_after: 5,
         }
     }
 }
@@ -360,6 +420,7 @@ impl Config {
 
     /// Makes relative paths relative to `data_dir`.
     pub fn resolve_paths(&mut self, data_dir: &Path) {
+        self.data_dir = data_dir.to_owned();
         let fix = |p: &mut PathBuf| {
             if p.is_relative() {
                 *p = data_dir.join(&*p);
@@ -370,6 +431,9 @@ impl Config {
         self.device.client_ca.iter_mut().for_each(fix);
         fix(&mut self.admin.cert);
         fix(&mut self.admin.key);
+        if !self.admin.metrics_token_file.as_os_str().is_empty() {
+            fix(&mut self.admin.metrics_token_file);
+        }
         fix(&mut self.store.path);
         fix(&mut self.store.key_file);
         for c in &mut self.carrier.radius.clients {
@@ -440,6 +504,8 @@ impl Config {
         positive("cloud.timeout_secs", self.cloud.timeout_secs);
         positive("cloud.backoff_initial_ms", self.cloud.backoff_initial_ms);
         positive("cloud.max_age_secs", self.cloud.max_age_secs);
+        positive("cloud.isolate_after", self.cloud.isolate_after as u64);
+        positive("cloud.poison_after", self.cloud.poison_after as u64);
         positive(
             "detection.group_window_secs",
             self.detection.group_window_secs,

@@ -105,24 +105,30 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
-        use axum::extract::rejection::JsonRejection as R;
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(ApiJson(v)),
-            Err(R::MissingJsonContentType(_)) => Err(ApiError::new(
+        if !crate::device::is_json(req.headers()) {
+            return Err(ApiError::new(
                 ErrorCode::UnsupportedMediaType,
                 "send the body as application/json",
-            )),
-            Err(R::JsonSyntaxError(e)) => {
-                Err(ApiError::new(ErrorCode::MalformedJson, e.body_text()))
-            }
-            Err(R::JsonDataError(e)) => {
-                Err(ApiError::new(ErrorCode::InvalidRequest, e.body_text()))
-            }
-            Err(R::BytesRejection(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Err(ApiError::new(ErrorCode::PayloadTooLarge, e.body_text()))
-            }
-            Err(e) => Err(ApiError::new(ErrorCode::InvalidRequest, e.body_text())),
+            ));
         }
+        let bytes = match axum::body::Bytes::from_request(req, state).await {
+            Ok(b) => b,
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(ApiError::new(ErrorCode::PayloadTooLarge, e.body_text()));
+            }
+            Err(e) => return Err(ApiError::new(ErrorCode::InvalidRequest, e.body_text())),
+        };
+        // JSON in UTF-8 all the way down, then the shape: a syntax or encoding problem is
+        // `malformed_json`, a wrong shape `invalid_request`.
+        if let Err(e) = sekisho_core::json::check(&bytes) {
+            return Err(ApiError::new(
+                ErrorCode::MalformedJson,
+                format!("the body is not JSON in UTF-8: {e}"),
+            ));
+        }
+        serde_json::from_slice(&bytes)
+            .map(ApiJson)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.to_string()))
     }
 }
 

@@ -26,6 +26,7 @@ pub mod error;
 pub mod init;
 pub mod listener;
 pub mod pki;
+pub mod ratelog;
 pub mod registry;
 pub mod response;
 pub mod throttle;
@@ -93,7 +94,21 @@ pub fn load_config(
         lines.forget("admin.listen");
     }
     config.resolve_paths(data_dir);
-    found.extend(config.problems().into_iter().map(|p| lines.locate(p)));
+    let mut semantic = config.problems();
+    // The carrier API set through the admin API replaces [carrier.api]: it must be usable too.
+    match carrier::settings::load(data_dir) {
+        Ok(Some(set)) => semantic.extend(
+            set.validate(Path::new(""))
+                .into_iter()
+                .map(|p| format!("{}: {p}", carrier::settings::FILE)),
+        ),
+        Ok(None) => {}
+        Err(e) => semantic.push(e),
+    }
+    if let Err(p) = admin::metrics_token::load(&config.admin.metrics_token_file) {
+        semantic.push(p);
+    }
+    found.extend(semantic.into_iter().map(|p| lines.locate(p)));
     // The file's problems in the order of its lines, then those of keys it does not set.
     found.sort_by_key(|p| (p.line.is_none(), p.line));
     let mut problems: Vec<String> = found
@@ -164,12 +179,21 @@ pub async fn run(
     let sims = Arc::new(carrier::Sims::load(store.sim_sessions().await?, now));
     let radius_clients = carrier::radius::clients(&config.carrier.radius)
         .map_err(|p| anyhow::anyhow!("carrier.radius: {}", p.join("; ")))?;
-    let sim_api = sekisho_carrier::connect(&config.carrier.api, Path::new(""))
+    let carrier_api = match carrier::settings::load(&config.data_dir).map_err(anyhow::Error::msg)? {
+        Some(set) => (set, app::CarrierSource::AdminApi),
+        None => (
+            config.carrier.api.clone(),
+            app::CarrierSource::Configuration,
+        ),
+    };
+    let sim_api = sekisho_carrier::connect(&carrier_api.0, Path::new(""))
         .map_err(|p| anyhow::anyhow!("carrier.api: {}", p.join("; ")))?;
     let mailer = sekisho_notify::Mailer::new(&config.response.smtp)
         .map_err(|p| anyhow::anyhow!("response.smtp: {}", p.join("; ")))?;
     let update_keys =
         update::Keys::load(&config.update.key_file, &config.update.previous_keys_file)?;
+    let metrics_token =
+        admin::metrics_token::load(&config.admin.metrics_token_file).map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(&config.update.artifact_dir)?;
     let (detector, found) = detection::start(&config, &store, sims.clone()).await?;
     let detector = Arc::new(detector);
@@ -195,8 +219,10 @@ pub async fn run(
         bus,
         sims: sims.clone(),
         sim_api,
+        carrier_api,
         mailer,
         update_keys,
+        metrics_token,
     };
     let app = Arc::new(App::new(config, store, parts));
     let _ = app.admin_addr.set(listeners.admin.local_addr()?);
@@ -229,6 +255,22 @@ pub async fn run(
     tokio::spawn(audit::silence_worker(app.clone(), stopped.clone()));
 
     let c = &app.config;
+    let device_caps = Arc::new(listener::AddressCaps::new(
+        c.device.max_connections_per_address,
+        c.device.max_connections_per_nat_address,
+        c.device.nat_ranges.clone(),
+    ));
+    for f in app.registry.fields() {
+        let nat = app
+            .detector
+            .template(&f.id)
+            .template
+            .network
+            .nat_ranges
+            .clone();
+        device_caps.set_field_nat(&f.id, nat);
+    }
+    let _ = app.device_caps.set(device_caps.clone());
     let device_spec = ListenerSpec {
         name: "device",
         tls: Arc::new(device_tls),
@@ -236,6 +278,10 @@ pub async fn run(
         handshake_timeout: Duration::from_secs(c.device.handshake_timeout_secs),
         header_timeout: Duration::from_secs(c.device.header_timeout_secs),
         sims: Some(sims),
+        drain_max_bytes: c.device.drain_max_bytes,
+        drain_timeout: Duration::from_secs(c.device.body_timeout_secs),
+        caps: Some(device_caps),
+        refusal_slots: c.device.refusal_slots,
     };
     let admin_spec = ListenerSpec {
         name: "admin",
@@ -244,6 +290,10 @@ pub async fn run(
         handshake_timeout: Duration::from_secs(c.device.handshake_timeout_secs),
         header_timeout: Duration::from_secs(c.device.header_timeout_secs),
         sims: None,
+        drain_max_bytes: c.device.drain_max_bytes,
+        drain_timeout: Duration::from_secs(c.device.body_timeout_secs),
+        caps: None,
+        refusal_slots: c.device.refusal_slots,
     };
     if let Some(socket) = listeners.radius {
         tracing::info!(listen = %socket.local_addr()?, clients = radius_clients.len(), "RADIUS accounting listener");

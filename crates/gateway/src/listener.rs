@@ -5,7 +5,8 @@
 //! full the event is counted and dropped, never the other way round — no device message is involved).
 
 use axum::Router;
-use hyper::body::Incoming;
+use axum::response::IntoResponse;
+use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::ServerConfig;
 use rustls::server::WebPkiClientVerifier;
@@ -23,6 +24,21 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
+
+pub mod caps;
+mod drain;
+
+use crate::ratelog::LogLimit;
+pub use caps::AddressCaps;
+
+/// Sent with `503 too_many_connections`: when the client may try again.
+const BUSY_RETRY_AFTER_SECS: u64 = 10;
+/// A refused connection is answered within this long, or closed.
+const REFUSAL_DEADLINE: Duration = Duration::from_secs(10);
+
+static ACCEPT_FAILED: LogLimit = LogLimit::per_minute(5);
+static PLAINTEXT: LogLimit = LogLimit::per_minute(10);
+static OVER_CAP: LogLimit = LogLimit::per_minute(10);
 
 /// Who is on the other end of a request's connection; put into every request's extensions.
 #[derive(Clone, Copy, Debug)]
@@ -42,6 +58,15 @@ pub struct ListenerSpec {
     pub header_timeout: Duration,
     /// Counts bytes and connections per SIM address for the carrier comparison (device listener).
     pub sims: Option<Arc<crate::carrier::Sims>>,
+    /// What is left of a refused request's body is read and discarded, at most this much within
+    /// `drain_timeout`, so that the client receives the answer ([`drain`]).
+    pub drain_max_bytes: u64,
+    pub drain_timeout: Duration,
+    /// Connections per source address (device listener); none: only `max_connections`.
+    pub caps: Option<Arc<AddressCaps>>,
+    /// Connections over a cap answered `503 too_many_connections` at once at most; beyond, they are
+    /// closed unanswered (and counted).
+    pub refusal_slots: usize,
 }
 
 /// Counters for the operations view.
@@ -50,7 +75,12 @@ pub struct ListenerStats {
     pub accepted: AtomicU64,
     pub plaintext_refused: AtomicU64,
     pub handshake_failed: AtomicU64,
+    /// Connections over the listener's `max_connections`.
     pub over_limit: AtomicU64,
+    /// Connections over their source address's cap.
+    pub address_over_limit: AtomicU64,
+    /// Refused connections answered `503` (the rest of the refusals were closed unanswered).
+    pub refusals_answered: AtomicU64,
     pub open: AtomicU64,
 }
 
@@ -129,6 +159,45 @@ pub(crate) fn event(
     })
 }
 
+/// Why a connection is refused at accept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Refusal {
+    /// The listener holds `max_connections`.
+    Listener,
+    /// The source address holds its cap.
+    Address,
+}
+
+impl Refusal {
+    fn event(self) -> &'static str {
+        match self {
+            Refusal::Listener => "connection_limit",
+            Refusal::Address => "address_connection_limit",
+        }
+    }
+}
+
+/// The router of a refused connection: every request gets `503 too_many_connections`.
+fn busy_router(why: Refusal) -> Router {
+    let message = match why {
+        Refusal::Listener => "the gateway holds as many connections as it takes; retry later",
+        Refusal::Address => {
+            "this address holds as many connections as it may; close one, or retry later"
+        }
+    };
+    Router::new().fallback(move || async move {
+        let mut r =
+            crate::error::ApiError::new(sekisho_core::ErrorCode::TooManyConnections, message)
+                .retry_after(BUSY_RETRY_AFTER_SECS)
+                .into_response();
+        r.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+        r
+    })
+}
+
 /// Accepts connections until `shutdown` turns true. Returns when the listener stops accepting.
 pub async fn serve(
     listener: TcpListener,
@@ -139,6 +208,11 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(spec.max_connections));
+    let refusal_slots = Arc::new(Semaphore::new(spec.refusal_slots));
+    let busy = [
+        busy_router(Refusal::Listener),
+        busy_router(Refusal::Address),
+    ];
     let acceptor = tokio_rustls::TlsAcceptor::from(spec.tls.clone());
     loop {
         let (stream, remote) = tokio::select! {
@@ -146,7 +220,9 @@ pub async fn serve(
                 Ok(x) => x,
                 Err(e) => {
                     // EMFILE and friends: wait a little instead of spinning.
-                    tracing::warn!(listener = spec.name, error = %e, "accept failed");
+                    if let Some(skipped) = ACCEPT_FAILED.allow() {
+                        tracing::warn!(listener = spec.name, error = %e, skipped, "accept failed");
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -157,11 +233,55 @@ pub async fn serve(
         if let Some(c) = &counters {
             c.connections.fetch_add(1, Ordering::Relaxed);
         }
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            stats.over_limit.fetch_add(1, Ordering::Relaxed);
-            let _ = events.try_submit(vec![event(spec.name, remote, "connection_limit", None)]);
-            drop(stream);
-            continue;
+        let admitted = match permits.clone().try_acquire_owned() {
+            Err(_) => Err(Refusal::Listener),
+            Ok(permit) => match spec.caps.as_ref().map(|c| c.enter(remote.ip())) {
+                Some(None) => Err(Refusal::Address),
+                Some(Some(guard)) => Ok((permit, Some(guard))),
+                None => Ok((permit, None)),
+            },
+        };
+        let conn = Conn {
+            stream,
+            remote,
+            counters,
+        };
+        let (permit, guard) = match admitted {
+            Ok(x) => x,
+            Err(why) => {
+                match why {
+                    Refusal::Listener => stats.over_limit.fetch_add(1, Ordering::Relaxed),
+                    Refusal::Address => stats.address_over_limit.fetch_add(1, Ordering::Relaxed),
+                };
+                let _ = events.try_submit(vec![event(spec.name, remote, why.event(), None)]);
+                if let Some(skipped) = OVER_CAP.allow() {
+                    tracing::warn!(listener = spec.name, remote = %remote, reason = why.event(), skipped,
+                        "connection over a cap refused");
+                }
+                // Told in protocol where a slot is free to read its request; closed otherwise.
+                let Ok(slot) = refusal_slots.clone().try_acquire_owned() else {
+                    continue;
+                };
+                let router = busy[(why == Refusal::Address) as usize].clone();
+                let (spec, events, stats, acceptor) = (
+                    spec.clone(),
+                    events.clone(),
+                    stats.clone(),
+                    acceptor.clone(),
+                );
+                tokio::spawn(async move {
+                    let answered = tokio::time::timeout(
+                        REFUSAL_DEADLINE,
+                        handle(conn, &spec, router, &events, &stats, acceptor, true),
+                    )
+                    .await;
+                    if answered.is_ok_and(|served| served) {
+                        stats.refusals_answered.fetch_add(1, Ordering::Relaxed);
+                    }
+                    drop(slot);
+                });
+                continue;
+            }
         };
         stats.accepted.fetch_add(1, Ordering::Relaxed);
         let (spec, router, events, stats, acceptor) = (
@@ -173,13 +293,9 @@ pub async fn serve(
         );
         tokio::spawn(async move {
             stats.open.fetch_add(1, Ordering::Relaxed);
-            let conn = Conn {
-                stream,
-                remote,
-                counters,
-            };
-            handle(conn, &spec, router, &events, &stats, acceptor).await;
+            handle(conn, &spec, router, &events, &stats, acceptor, false).await;
             stats.open.fetch_sub(1, Ordering::Relaxed);
+            drop(guard);
             drop(permit);
         });
     }
@@ -192,6 +308,8 @@ struct Conn {
     counters: Option<Arc<crate::carrier::IpCounters>>,
 }
 
+/// Serves one connection: plaintext refusal, TLS handshake, then HTTP. `refusal`: a connection over a
+/// cap, answered once and closed. Returns whether HTTP was served (the handshake completed).
 async fn handle(
     conn: Conn,
     spec: &ListenerSpec,
@@ -199,7 +317,8 @@ async fn handle(
     events: &Writer,
     stats: &ListenerStats,
     acceptor: tokio_rustls::TlsAcceptor,
-) {
+    refusal: bool,
+) -> bool {
     let Conn {
         stream,
         remote,
@@ -210,7 +329,7 @@ async fn handle(
     let mut head = [0u8; 64];
     let n = match tokio::time::timeout(spec.handshake_timeout, stream.peek(&mut head)).await {
         Ok(Ok(n)) if n > 0 => n,
-        _ => return,
+        _ => return false,
     };
     let mut stream = Tracked::new(stream, counters);
     if head[0] != 0x16 {
@@ -221,12 +340,14 @@ async fn handle(
             .next()
             .unwrap_or("")
             .to_owned();
-        tracing::info!(listener = spec.name, remote = %remote, "plaintext request on a TLS port refused");
+        if let Some(skipped) = PLAINTEXT.allow() {
+            tracing::info!(listener = spec.name, remote = %remote, skipped, "plaintext request on a TLS port refused");
+        }
         let _ = events.try_submit(vec![event(spec.name, remote, "plaintext_http", Some(line))]);
         let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(&PLAINTEXT_REFUSAL))
             .await;
         let _ = stream.shutdown().await;
-        return;
+        return false;
     }
     let tls = match tokio::time::timeout(spec.handshake_timeout, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => tls,
@@ -238,7 +359,7 @@ async fn handle(
                 "tls_handshake_failed",
                 Some(e.to_string()),
             )]);
-            return;
+            return false;
         }
         Err(_) => {
             stats.handshake_failed.fetch_add(1, Ordering::Relaxed);
@@ -248,7 +369,7 @@ async fn handle(
                 "tls_handshake_timeout",
                 None,
             )]);
-            return;
+            return false;
         }
     };
     let client_cert_sha256 = tls
@@ -264,12 +385,28 @@ async fn handle(
     };
     let activity = Arc::new(Activity::default());
     let in_flight = activity.clone();
+    let (drain_max, drain_timeout) = (spec.drain_max_bytes, spec.drain_timeout);
     let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
         req.extensions_mut().insert(info);
         let guard = InFlight::enter(&in_flight);
+        // A body the handler leaves unread comes back here and is drained before the answer goes out.
+        let slot = (!req.body().is_end_stream()).then(drain::Slot::default);
+        let req = req.map(|b| match &slot {
+            Some(slot) => axum::body::Body::new(drain::Reclaim::new(b, slot.clone())),
+            None => axum::body::Body::new(b),
+        });
         let fut = router.clone().oneshot(req);
         async move {
-            let r = fut.await;
+            let mut r = fut.await;
+            if let Some(rest) = slot.as_ref().and_then(drain::take)
+                && !drain::discard(rest, drain_max, drain_timeout).await
+                && let Ok(resp) = &mut r
+            {
+                resp.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
             drop(guard);
             r
         }
@@ -289,7 +426,7 @@ async fn handle(
         let mut b = hyper::server::conn::http1::Builder::new();
         b.timer(TokioTimer::new())
             .header_read_timeout(spec.header_timeout)
-            .keep_alive(true);
+            .keep_alive(!refusal);
         Box::pin(b.serve_connection(io, svc))
     };
     tokio::select! {
@@ -302,6 +439,7 @@ async fn handle(
             tracing::debug!(listener = spec.name, remote = %remote, "idle connection closed");
         }
     }
+    true
 }
 
 /// When a connection last moved a byte, and how many requests it has in progress.

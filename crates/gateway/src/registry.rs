@@ -169,7 +169,10 @@ impl Registry {
             .filter(|d| &d.device.field_id == field)
             .cloned()
             .collect();
-        v.sort_by_key(|d| d.device.created_at);
+        // Oldest first; the id settles devices registered in the same millisecond (stable pages).
+        v.sort_by(|a, b| {
+            (a.device.created_at, &a.device.id.0).cmp(&(b.device.created_at, &b.device.id.0))
+        });
         v
     }
 

@@ -139,7 +139,7 @@ pub async fn offer(
 ) -> sekisho_store::Result<Option<CampaignRow>> {
     let running = app
         .store
-        .states(device, 1)
+        .states(device, None, 1)
         .await?
         .into_iter()
         .next()

@@ -128,7 +128,7 @@ async fn roles_scope_what_each_user_sees_and_changes() {
 
     // alice sees and manages cars only; home does not exist for her.
     let (_, fields) = alice.get("/api/v1/fields").await;
-    assert_eq!(fields.as_array().unwrap().len(), 1);
+    assert_eq!(fields["items"].as_array().unwrap().len(), 1);
     assert_eq!(alice.get(&format!("/api/v1/fields/{hid}")).await.0, 404);
     assert_eq!(
         alice
@@ -169,7 +169,7 @@ async fn roles_scope_what_each_user_sees_and_changes() {
 
     // sam reads everything, changes nothing.
     let (_, fields) = sam.get("/api/v1/fields").await;
-    assert_eq!(fields.as_array().unwrap().len(), 2);
+    assert_eq!(fields["items"].as_array().unwrap().len(), 2);
     assert_eq!(
         sam.post(
             &format!("/api/v1/fields/{hid}/devices"),
@@ -314,7 +314,7 @@ async fn history_pages_and_filters_status_metrics_and_openapi() {
     let (_, m) = admin
         .get("/api/v1/history/messages?limit=1&outcome=accepted")
         .await;
-    assert_eq!(m["items"][0]["device_ts"], 1795600800000i64);
+    assert_eq!(m["items"][0]["device_time_at"], "2026-11-25T10:00:00Z");
     let id = m["items"][0]["id"].as_str().unwrap();
     let body = gw
         .http
@@ -360,6 +360,18 @@ async fn history_pages_and_filters_status_metrics_and_openapi() {
         "{metrics}"
     );
     assert!(metrics.contains("# TYPE sekisho_devices gauge"));
+    // Every metric is documented.
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/api.md"),
+    )
+    .unwrap();
+    for name in metrics.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let name = name.split(' ').next().unwrap();
+        assert!(
+            doc.contains(&format!("`{name}`")),
+            "{name} is missing from docs/api.md"
+        );
+    }
     assert!(
         !metrics.contains(reg["id"].as_str().unwrap()),
         "no device ids in metrics"
@@ -472,4 +484,154 @@ async fn certificate_fields_authenticate_devices_by_mtls() {
     );
     let (_, auth) = admin.get("/api/v1/history/auth?outcome=success").await;
     assert_eq!(auth["items"][0]["method"], "certificate");
+}
+
+#[tokio::test]
+async fn device_inspect_shows_the_latest_self_report_and_audit() {
+    let dir = TempDir::new("inspect");
+    let gw = Gateway::start_in(&dir.0);
+    let admin = gw.admin().await;
+    let field = admin.field("homes").await;
+    let fid = field["id"].as_str().unwrap();
+    let reg = admin.device(&field, "hub-9").await;
+    let path = format!(
+        "/api/v1/fields/{fid}/devices/{}",
+        reg["id"].as_str().unwrap()
+    );
+    // Before the first report: both there, both null.
+    let (s, v) = admin.get(&path).await;
+    assert_eq!(s, 200, "{v}");
+    let keys = v.as_object().unwrap();
+    assert!(
+        keys.contains_key("latest_report") && keys.contains_key("latest_audit"),
+        "{v}"
+    );
+    assert_eq!(
+        (&v["latest_report"], &v["latest_audit"]),
+        (&Value::Null, &Value::Null)
+    );
+
+    let mut dev = Device::new(&gw, &reg, "hub-9");
+    dev.auth().await;
+    let report = |hash: &str| {
+        json!({"firmware_version": "1.4.2", "config_hash": hash,
+               "processes": [{"name": "sensord", "path": "/usr/bin/sensord"}]})
+        .to_string()
+    };
+    let send = |body: String| dev.send_raw("/v1/device/state", "application/json", body);
+    assert_eq!(send(report("sha256:aa")).await.0, 202);
+    let (_, v) = admin.get(&path).await;
+    assert_eq!(
+        v["latest_report"]["report"]["config_hash"], "sha256:aa",
+        "{v}"
+    );
+    assert_eq!(v["latest_report"]["changed"], json!(["first_report"]));
+    assert_eq!(
+        (&v["latest_audit"]["trigger"], &v["latest_audit"]["outcome"]),
+        (&json!("report"), &json!("no_baseline")),
+        "{v}"
+    );
+
+    // A baseline the report breaks: the re-audit is the latest, with what it found.
+    let (s, b) = admin
+        .req(
+            Method::PUT,
+            &format!("/api/v1/fields/{fid}/baseline"),
+            Some(json!({"config_hash": "sha256:zz"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (_, v) = admin.get(&path).await;
+    let audit = &v["latest_audit"];
+    assert_eq!(
+        (&audit["trigger"], &audit["outcome"]),
+        (&json!("baseline"), &json!("findings")),
+        "{v}"
+    );
+    let found = &audit["findings"][0];
+    assert_eq!(
+        (&found["rule"], &found["severity"]),
+        (&json!("audit.config_mismatch"), &json!("high")),
+        "{v}"
+    );
+    assert_eq!(found["evidence"]["config_hash"], "sha256:aa", "{v}");
+
+    // The next report is the latest one, with what changed, and audits clean.
+    assert_eq!(send(report("sha256:zz")).await.0, 202);
+    let (_, v) = admin.get(&path).await;
+    assert_eq!(v["latest_report"]["changed"], json!(["config_hash"]), "{v}");
+    assert_eq!(v["latest_audit"]["outcome"], "clean", "{v}");
+    assert_eq!(v["latest_audit"]["findings"], json!([]));
+}
+
+/// Writes the metrics token file with `mode`.
+fn token_file(dir: &std::path::Path, token: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join("metrics.token");
+    std::fs::write(&p, token).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    common::configure(
+        dir,
+        &[("admin", "metrics_token_file", "metrics.token".into())],
+    );
+}
+
+#[tokio::test]
+async fn metrics_can_be_put_behind_a_bearer_token() {
+    let dir = TempDir::new("metrics-token");
+    common::init(&dir.0);
+    // A token file others may read is a configuration problem: exit 64 before any port opens.
+    token_file(&dir.0, "scrape-token-0123456789", 0o644);
+    let out = std::process::Command::new(common::bin())
+        .args(["serve", "--data-dir"])
+        .arg(&dir.0)
+        .args([
+            "--device-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(
+        err.contains("admin.metrics_token_file") && err.contains("0600"),
+        "{err}"
+    );
+
+    token_file(&dir.0, "scrape-token-0123456789\n", 0o600);
+    let gw = Gateway::start_in(&dir.0);
+    let admin = gw.admin().await;
+    let scrape = |auth: Option<&str>| {
+        let mut r = gw.http.get(gw.aurl("/metrics"));
+        if let Some(a) = auth {
+            r = r.header("authorization", a);
+        }
+        async move {
+            let r = r.send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    // Not a session token either: the scraper's token is its own.
+    let session = format!("Bearer {}", admin.token);
+    for refused in [
+        None,
+        Some("Bearer wrong-token-0123456789"),
+        Some(session.as_str()),
+    ] {
+        let (s, body) = scrape(refused).await;
+        assert_eq!(s, 401, "{refused:?}: {body}");
+        assert!(body.contains("\"error\":\"unauthorized\""), "{body}");
+    }
+    let (s, body) = scrape(Some("Bearer scrape-token-0123456789")).await;
+    assert_eq!(s, 200, "{body}");
+    assert!(
+        body.contains("# TYPE sekisho_messages_accepted_total counter"),
+        "{body}"
+    );
+    assert!(
+        !gw.log_text().contains("scrape-token-0123456789"),
+        "the token is never logged"
+    );
 }

@@ -45,7 +45,7 @@ async fn changed(admin: &Admin, fid: &str, device: &Value) -> Value {
             device["id"].as_str().unwrap()
         ))
         .await;
-    h[0]["changed"].clone()
+    h["items"][0]["changed"].clone()
 }
 
 async fn detections(admin: &Admin, fid: &str) -> Vec<Value> {
@@ -248,7 +248,7 @@ async fn a_learned_baseline_catches_altered_config_unknown_processes_and_downgra
     );
     let rid = eventually(20, || async {
         let (_, r) = admin.get(&rpath).await;
-        r.as_array()?.first()?["id"].as_i64()
+        r["items"].as_array()?.first()?["id"].as_i64()
     })
     .await
     .unwrap();
@@ -265,9 +265,9 @@ async fn a_learned_baseline_catches_altered_config_unknown_processes_and_downgra
             dev0.as_str().unwrap()
         ))
         .await;
-    assert_eq!(h.as_array().unwrap().len(), 3, "{h}");
+    assert_eq!(h["items"].as_array().unwrap().len(), 3, "{h}");
     let (_, runs) = admin.get(&format!("/api/v1/fields/{fid}/audit-runs")).await;
-    let outcomes: Vec<&str> = runs
+    let outcomes: Vec<&str> = runs["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -307,7 +307,7 @@ async fn a_learned_baseline_catches_altered_config_unknown_processes_and_downgra
         .await;
     assert_eq!(s, 200);
     let (_, runs) = admin.get(&format!("/api/v1/fields/{fid}/audit-runs")).await;
-    let rebaselined = runs
+    let rebaselined = runs["items"]
         .as_array()
         .unwrap()
         .iter()

@@ -580,3 +580,171 @@ async fn a_devices_sim_is_suspended_and_resumed_through_the_carrier() {
         .await;
     assert_eq!(s, 404);
 }
+
+#[tokio::test]
+async fn a_flood_of_bad_packets_is_counted_exactly_and_logged_sparingly() {
+    let dir = TempDir::new("radius-flood");
+    let gw = gateway(&dir);
+    let admin = gw.admin().await;
+    let server = gw.radius.clone().unwrap();
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    const N: u64 = 1570;
+    for i in 0..N {
+        let packet = sekisho_radius::request(
+            &sekisho_radius::Accounting {
+                identifier: (i % 256) as u8,
+                authenticator: [0; 16],
+                status: sekisho_radius::Status::Start,
+                imsi: Some("440100000000009".into()),
+                msisdn: None,
+                framed_ip: Some("10.45.0.9".parse().unwrap()),
+                session_id: Some(format!("s-{i}")),
+                input_octets: 0,
+                output_octets: 0,
+                session_time: None,
+            },
+            b"a-forged-or-misconfigured-secret",
+        );
+        sock.send_to(&packet, &server).await.unwrap();
+        // In steps the socket buffer can hold (UDP on loopback drops what it cannot).
+        if (i + 1) % 157 == 0 {
+            let counted = eventually(30, || async {
+                let r = radius_status(&admin).await;
+                (r["bad_authenticator"].as_u64() == Some(i + 1)).then_some(r)
+            })
+            .await;
+            assert!(counted.is_some(), "every bad packet is counted ({})", i + 1);
+        }
+    }
+    let lines = gw
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("wrong authenticator"))
+        .count();
+    assert!(
+        (1..=5).contains(&lines),
+        "{lines} log lines for {N} bad packets"
+    );
+}
+
+/// The carrier connection set through the admin API, without a restart: checked whole, in force at
+/// once, kept across a restart, and removed to return to the configuration file's.
+#[tokio::test]
+async fn the_carrier_connection_is_set_at_run_time() {
+    use sekisho_carrier::simulator::{NewSim, Simulator, self_signed, server_config};
+    const IMSI: &str = "440100000000041";
+    let carrier = Simulator::new(Some("run-time-t0ken".into()));
+    carrier
+        .add_sim(NewSim {
+            imsi: IMSI.into(),
+            iccid: "8981100000000000041".into(),
+            msisdn: None,
+            status: "active".into(),
+        })
+        .unwrap();
+    let tls = self_signed(&["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let running = carrier
+        .start(Some(
+            server_config(&tls.cert_pem, &tls.key_pem, None).unwrap(),
+        ))
+        .await
+        .unwrap();
+    let dir = TempDir::new("carrier-set");
+    let gw = Gateway::start_in(&dir.0);
+    let admin = gw.admin().await;
+    let field = admin.field("cars").await;
+    let dev = sim_device(&admin, &field, "car-r", IMSI).await;
+    let path = sim_path(&field, &dev);
+    let (_, v) = admin.get("/api/v1/system/carrier").await;
+    assert_eq!(
+        (v["source"].as_str(), v["kind"].as_str()),
+        (Some("configuration"), Some("none")),
+        "{v}"
+    );
+
+    // Refused whole, with every problem: nothing changes.
+    let (s, v) = admin
+        .req(
+            reqwest::Method::PUT,
+            "/api/v1/system/carrier",
+            Some(json!({"kind": "mvno", "base_url": "http://carrier.example", "token": "t", "timeout_ms": 0})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{v}"
+    );
+    let m = v["message"].as_str().unwrap();
+    assert!(m.contains("base_url") && m.contains("timeout_ms"), "{m}");
+    let (s, v) = admin.post(&format!("{path}/suspend"), json!({})).await;
+    assert_eq!(s, 409, "still not configured: {v}");
+
+    let setting = json!({"kind": "mvno", "base_url": running.url, "token": "run-time-t0ken",
+        "ca_pem": tls.ca_pem, "retries": 1});
+    let (s, v) = admin
+        .req(
+            reqwest::Method::PUT,
+            "/api/v1/system/carrier",
+            Some(setting),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (
+            v["source"].as_str(),
+            v["token_set"].as_bool(),
+            v["ca_pinned"].as_bool()
+        ),
+        (Some("admin_api"), Some(true), Some(true)),
+        "{v}"
+    );
+    assert!(
+        !v.to_string().contains("run-time-t0ken"),
+        "the token is write-only"
+    );
+    let (s, v) = admin.post(&format!("{path}/suspend"), json!({})).await;
+    assert_eq!(
+        (s, v["sim"]["state"].as_str()),
+        (200, Some("suspended")),
+        "{v}"
+    );
+    assert_eq!(carrier.sim(IMSI).unwrap().status, "inactive");
+
+    // Kept across a restart (the data directory holds it, the token in a 0600 file).
+    let gw = gw.restart_after_kill9();
+    let admin = gw.admin().await;
+    let (_, v) = admin.get("/api/v1/system/carrier").await;
+    assert_eq!(v["source"], "admin_api", "{v}");
+    let (s, v) = admin.post(&format!("{path}/resume"), json!({})).await;
+    assert_eq!(
+        (s, v["sim"]["state"].as_str()),
+        (200, Some("active")),
+        "{v}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.0.join("carrier/token"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // Removed: the configuration file's [carrier.api] (none) applies again.
+    let (s, v) = admin
+        .req(reqwest::Method::DELETE, "/api/v1/system/carrier", None)
+        .await;
+    assert_eq!(
+        (s, v["source"].as_str()),
+        (200, Some("configuration")),
+        "{v}"
+    );
+    let (s, _) = admin.post(&format!("{path}/suspend"), json!({})).await;
+    assert_eq!(s, 409);
+    let (s, _) = admin
+        .req(reqwest::Method::DELETE, "/api/v1/system/carrier", None)
+        .await;
+    assert_eq!(s, 404, "nothing left to remove");
+}

@@ -310,3 +310,89 @@ async fn refused_and_expired_messages_are_dead_lettered_and_reported() {
     assert_eq!(status["outbox"]["dead"], 2, "{status}");
     assert!(gw.log_text().contains("dead-lettered"));
 }
+
+async fn metric(gw: &Gateway, name: &str) -> u64 {
+    let text = gw
+        .http
+        .get(gw.aurl("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("sekisho_{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+}
+
+#[tokio::test]
+async fn a_message_the_cloud_keeps_failing_never_stalls_the_field() {
+    let dir = TempDir::new("poison");
+    common::init(&dir.0);
+    common::configure(
+        &dir.0,
+        &[
+            ("cloud", "backoff_initial_ms", 20.into()),
+            ("cloud", "backoff_max_ms", 40.into()),
+            ("cloud", "isolate_after", 2.into()),
+            ("cloud", "poison_after", 3.into()),
+        ],
+    );
+    let gw = Gateway::start_in(&dir.0);
+    let admin = gw.admin().await;
+    let field = admin.field("cars").await;
+    let fid = field["id"].as_str().unwrap().to_owned();
+    let mut a = Device::new(&gw, &admin.device(&field, "CAR-A").await, "CAR-A");
+    let mut b = Device::new(&gw, &admin.device(&field, "CAR-B").await, "CAR-B");
+    a.auth().await;
+    b.auth().await;
+
+    // The cloud answers 500 to one message (say its parser chokes on it) and takes every other one.
+    let cloud = Cloud::start().await;
+    *cloud.received.poison.lock().unwrap() = Some("cannot-parse-me".into());
+    assert_eq!(a.send(json!({"note": "cannot-parse-me"})).await.0, 202);
+    for n in 0..9 {
+        assert_eq!(b.send(json!({"n": n})).await.0, 202);
+    }
+    set_cloud(&admin, &field, &cloud).await;
+    let got = wait_for(&cloud, 9).await;
+    let ns: Vec<i64> = got.iter().filter_map(|m| m["data"]["n"].as_i64()).collect();
+    assert_eq!(ns, (0..9).collect::<Vec<_>>(), "the others, in order");
+    let (_, dl) = admin
+        .get(&format!("/api/v1/fields/{fid}/dead-letters"))
+        .await;
+    let items = dl["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{dl}");
+    let reason = items[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("kept failing") && reason.contains("500"),
+        "{reason}"
+    );
+    assert_eq!(metric(&gw, "forward_poisoned_total").await, 1);
+
+    // A cloud that fails everything is down, not poisoned: nothing is dead-lettered, however many
+    // attempts fail, and everything arrives once it is back.
+    cloud.received.fail_with.store(503, Ordering::Relaxed);
+    for n in 10..13 {
+        assert_eq!(b.send(json!({"n": n})).await.0, 202);
+    }
+    let before = metric(&gw, "forward_failures_total").await;
+    let attempts = eventually(60, || async {
+        let n = metric(&gw, "forward_failures_total").await;
+        (n >= before + 12).then_some(n)
+    })
+    .await;
+    assert!(attempts.is_some(), "the forwarder keeps trying");
+    assert_eq!(metric(&gw, "forward_poisoned_total").await, 1);
+    let (_, dl) = admin
+        .get(&format!("/api/v1/fields/{fid}/dead-letters"))
+        .await;
+    assert_eq!(dl["items"].as_array().unwrap().len(), 1, "{dl}");
+    cloud.received.fail_with.store(0, Ordering::Relaxed);
+    let got = wait_for(&cloud, 12).await;
+    let ns: Vec<i64> = got.iter().filter_map(|m| m["data"]["n"].as_i64()).collect();
+    let expected: Vec<i64> = (0..9).chain(10..13).collect();
+    assert_eq!(ns, expected, "nothing lost, in order");
+}

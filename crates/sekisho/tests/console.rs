@@ -170,8 +170,12 @@ async fn form_login_sets_a_strict_session_cookie_and_logout_ends_it() {
     // The session is gone from the store, not just from the browser.
     let p = c.get("/console").await;
     assert_eq!((p.status, p.header("location")), (303, "/console/login"));
-    let log = gw.log_text();
-    assert!(log.contains("\"logout\""), "logout is in the admin log");
+    // The log is read from the process's output by a thread of its own: wait for the line.
+    let logged = common::eventually(10, || async {
+        gw.log_text().contains("\"logout\"").then_some(())
+    })
+    .await;
+    assert!(logged.is_some(), "logout is in the admin log");
 }
 
 #[tokio::test]
@@ -634,4 +638,73 @@ async fn approvals_are_decided_and_actions_undone_from_the_console() {
         202,
         "undone"
     );
+}
+
+#[tokio::test]
+async fn a_field_without_notification_targets_says_so_and_shows_why_they_were_skipped() {
+    let dir = TempDir::new("console-unset");
+    let gw = Gateway::start_in(&dir.0);
+    let api = gw.admin().await;
+    let field = api.field("wells").await;
+    let fid = field["id"].as_str().unwrap().to_owned();
+    let (_, mut t) = api.get("/api/v1/templates/generic").await;
+    t["actions"] = serde_json::json!({"hijacking": ["notify_admin"]});
+    let (s, v) = api
+        .req(
+            reqwest::Method::PUT,
+            &format!("/api/v1/fields/{fid}/template"),
+            Some(t),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let reg = api.device(&field, "WELL-1").await;
+    let mut dev = common::Device::new(&gw, &reg, "WELL-1");
+    dev.auth().await;
+    let (s, _) = dev
+        .send_raw("/v1/telemetry", "application/json", "{broken")
+        .await;
+    assert_eq!(s, 400);
+    let skipped = common::eventually(20, || async {
+        let (_, v) = api.get("/api/v1/response/actions?state=skipped").await;
+        v["items"].as_array()?.first()?["id"].as_i64()
+    })
+    .await
+    .expect("the mail with no address is skipped");
+
+    let c = Console::admin(&gw).await;
+    let p = c.get(&format!("/console/fields/{fid}")).await;
+    assert_eq!(p.status, 200);
+    let facts = p.body.split("id=\"field-notifications\"").nth(1).unwrap();
+    let facts = facts.split("</dd>").next().unwrap();
+    assert!(
+        facts.contains("No target: skipped")
+            && facts.contains("Mail the administrator")
+            && facts.contains("Call the webhook"),
+        "{facts}"
+    );
+    let p = c.get("/console/response").await;
+    let row = p
+        .body
+        .split(&format!("id=\"recent-{skipped}\""))
+        .nth(1)
+        .unwrap();
+    let row = row.split("</tr>").next().unwrap();
+    assert!(
+        row.contains("data-state=\"skipped\"") && row.contains("admin_emails"),
+        "{row}"
+    );
+
+    // With every target set, the field page says so.
+    let (s, v) = api
+        .req(
+            reqwest::Method::PUT,
+            &format!("/api/v1/fields/{fid}/notify"),
+            Some(serde_json::json!({
+                "admin_emails": ["ops@example.jp"], "person_in_charge_emails": ["site@example.jp"],
+                "webhook_url": "https://siem.example/hook", "webhook_secret": "0123456789abcdef"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let p = c.get(&format!("/console/fields/{fid}")).await;
+    assert!(p.body.contains("Every target is set"), "{}", p.body);
 }

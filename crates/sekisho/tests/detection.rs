@@ -410,7 +410,7 @@ async fn templates_are_validated_whole_versioned_and_accept_toml() {
     let gw = Gateway::start_in(&dir.0);
     let admin = gw.admin().await;
     let (_, lib) = admin.get("/api/v1/templates").await;
-    let names: Vec<&str> = lib
+    let names: Vec<&str> = lib["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -469,8 +469,8 @@ async fn templates_are_validated_whole_versioned_and_accept_toml() {
     let (_, versions) = admin
         .get(&format!("/api/v1/fields/{fid}/template/versions"))
         .await;
-    assert_eq!(versions.as_array().unwrap().len(), 2);
-    assert_eq!(versions[0]["created_by"], "admin");
+    assert_eq!(versions["items"].as_array().unwrap().len(), 2);
+    assert_eq!(versions["items"][0]["created_by"], "admin");
     // It runs: 3 messages within a minute break "2 per minute".
     let d = device(&gw, &admin, &field, "DEV-1").await;
     for i in 0..3 {
@@ -541,7 +541,7 @@ async fn field_scripts_detect_and_their_faults_never_stop_the_gateway() {
         let (_, v) = admin
             .get(&format!("/api/v1/fields/{fid}/script-faults"))
             .await;
-        let kinds: std::collections::HashSet<(String, String)> = v
+        let kinds: std::collections::HashSet<(String, String)> = v["items"]
             .as_array()?
             .iter()
             .map(|f| {
@@ -642,7 +642,7 @@ async fn fields_start_from_a_library_template() {
     );
     let (_, all) = admin.get("/api/v1/fields").await;
     assert_eq!(
-        all.as_array().unwrap().len(),
+        all["items"].as_array().unwrap().len(),
         2,
         "a refused field is not created"
     );

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Device, Gateway, TempDir, tls_connect};
+use common::{Device, Gateway, TempDir, tls_connect, tls_connect_from};
 use serde_json::{Value, json};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -639,8 +639,19 @@ async fn idle_and_slow_clients_are_timed_out_and_connections_are_capped() {
             .unwrap();
         held.push(c);
     }
-    let over = tls_connect(&dir.0, &gw.device).await;
-    assert!(over.is_err(), "the fourth connection gets no handshake");
+    // The fourth is told so in protocol: 503 too_many_connections with Retry-After, then closed.
+    let mut over = tls_connect(&dir.0, &gw.device).await.unwrap();
+    let answer = common::raw_exchange(
+        &mut over,
+        "GET /v1/openapi.json HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 10"),
+        "{answer}"
+    );
+    assert!(answer.contains("\"too_many_connections\""), "{answer}");
     let ev = common::eventually(10, || async {
         let (_, ev) = admin.get("/api/v1/history/security").await;
         ev["items"]
@@ -662,4 +673,256 @@ async fn idle_and_slow_clients_are_timed_out_and_connections_are_capped() {
     let back =
         common::eventually(20, || async { tls_connect(&dir.0, &gw.device).await.ok() }).await;
     assert!(back.is_some());
+}
+
+/// Bodies that are not JSON in UTF-8: raw invalid bytes, an encoded surrogate, an escaped lone one.
+const NOT_UTF8: [&[u8]; 4] = [
+    b"{\"a\":\"\xff\xfe\"}",
+    b"{\"a\":\"\xc3\x28\"}",
+    b"{\"a\":\"\xed\xa0\x80\"}",
+    br#"{"a":"\ud800"}"#,
+];
+
+#[tokio::test]
+async fn json_that_is_not_utf8_is_refused_recorded_and_detected_on_every_endpoint() {
+    let (_dir, gw, admin, field) = setup("utf8").await;
+    let fid = field["id"].as_str().unwrap().to_owned();
+    let reg = admin.device(&field, "CAR-UTF8").await;
+    let mut dev = Device::new(&gw, &reg, "CAR-UTF8");
+    dev.auth().await;
+    for body in NOT_UTF8 {
+        let shown = String::from_utf8_lossy(body).into_owned();
+        for path in ["/v1/telemetry", "/v1/device/state"] {
+            let (s, v) = dev.send_raw(path, "application/json", body.to_vec()).await;
+            assert_eq!(
+                (s, v["error"].as_str()),
+                (400, Some("malformed_json")),
+                "{path} {shown}: {v}"
+            );
+        }
+        let mut batch = b"[{\"ok\":1},".to_vec();
+        batch.extend_from_slice(body);
+        batch.push(b']');
+        let (s, v) = dev
+            .send_raw("/v1/telemetry/batch", "application/json", batch)
+            .await;
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (400, Some("malformed_json")),
+            "batch {shown}: {v}"
+        );
+        // The token request: the whole body, and one of its values.
+        let mut token = format!(
+            r#"{{"auth_id":"{}","auth_secret":"x","unique_id":"CAR-UTF8","note":"#,
+            reg["auth_id"].as_str().unwrap()
+        )
+        .into_bytes();
+        token.extend_from_slice(&body[5..body.len() - 1]);
+        token.push(b'}');
+        let r = gw
+            .http
+            .post(gw.durl("/v1/auth/token"))
+            .header("content-type", "application/json")
+            .body(token)
+            .send()
+            .await
+            .unwrap();
+        let s = r.status().as_u16();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (400, Some("malformed_json")),
+            "token {shown}: {v}"
+        );
+    }
+    // Nothing of it was stored as accepted, every refusal is on record with its reason.
+    let (_, h) = admin
+        .get(&format!("/api/v1/history/messages?field={fid}&limit=100"))
+        .await;
+    let items = h["items"].as_array().unwrap();
+    assert!(!items.is_empty());
+    assert!(
+        items
+            .iter()
+            .all(|m| m["outcome"] == "rejected" && m["reason"] == "malformed_json"),
+        "{h}"
+    );
+    assert_eq!(
+        items.len(),
+        NOT_UTF8.len() * 3,
+        "telemetry, state and batch each time"
+    );
+    let (_, auth) = admin.get("/api/v1/history/auth?limit=100").await;
+    let refused = auth["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["reason"] == "malformed_json" && a["field_id"] == fid.as_str())
+        .count();
+    assert_eq!(refused, NOT_UTF8.len(), "{auth}");
+    // And the field's format detection fired for the device.
+    let found = common::eventually(30, || async {
+        let (_, v) = admin
+            .get(&format!(
+                "/api/v1/fields/{fid}/detections?rule=format.malformed&device={}",
+                dev.device_id
+            ))
+            .await;
+        v["items"].as_array().and_then(|a| a.first().cloned())
+    })
+    .await;
+    assert!(found.is_some(), "format.malformed detected");
+}
+
+/// `curl` (a real client) sends a body of `bytes` and reports the status it received (`000` when the
+/// answer never arrived) and its exit code.
+fn curl_post(
+    gw: &Gateway,
+    http2: bool,
+    token: &str,
+    device: &str,
+    body: &std::path::Path,
+) -> String {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(if http2 { "--http2" } else { "--http1.1" })
+        .arg("--cacert")
+        .arg(gw.dir.join("tls/ca.crt"))
+        .args(["-H", &format!("authorization: Bearer {token}")])
+        .args(["-H", &format!("device-id: {device}")])
+        .args(["-H", "content-type: application/json"])
+        .arg("--data-binary")
+        .arg(format!("@{}", body.display()))
+        .arg(format!(
+            "https://localhost:{}/v1/telemetry",
+            gw.device.rsplit(':').next().unwrap()
+        ))
+        .output()
+        .expect("curl runs");
+    format!(
+        "{}:{}",
+        String::from_utf8_lossy(&out.stdout),
+        out.status.code().unwrap_or(-1)
+    )
+}
+
+#[tokio::test]
+async fn refusals_reach_a_client_that_is_still_sending() {
+    let (dir, gw, admin, field) = setup("drain").await;
+    let reg = admin.device(&field, "CAR-BIG").await;
+    let mut dev = Device::new(&gw, &reg, "CAR-BIG");
+    dev.auth().await;
+    // 10 MB: far over the field's limit and HTTP/2's flow-control window, so the refusal is decided
+    // while the client still has most of its body to send.
+    let big = dir.0.join("big.json");
+    std::fs::write(&big, format!("{{\"pad\":\"{}\"}}", "x".repeat(10_000_000))).unwrap();
+    for http2 in [true, false] {
+        for _ in 0..5 {
+            assert_eq!(
+                curl_post(&gw, http2, "revoked-or-bogus", &dev.device_id, &big),
+                "401:0",
+                "http2={http2}"
+            );
+            assert_eq!(
+                curl_post(&gw, http2, &dev.token, &dev.device_id, &big),
+                "413:0",
+                "http2={http2}"
+            );
+        }
+    }
+    // The device, told so, is still served on its next request.
+    assert_eq!(dev.send(json!({"n": 1})).await.0, 202);
+}
+
+#[tokio::test]
+async fn one_address_cannot_lock_out_the_others() {
+    let dir = TempDir::new("per-address");
+    common::init(&dir.0);
+    common::configure(
+        &dir.0,
+        &[
+            ("device", "max_connections_per_address", 2.into()),
+            ("device", "max_connections_per_nat_address", 6.into()),
+            ("device", "header_timeout_secs", 30.into()),
+        ],
+    );
+    let gw = Gateway::start_in(&dir.0);
+    let admin = gw.admin().await;
+    // One address opens idle TLS connections: it gets its two, no more ...
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(
+            tls_connect_from(&dir.0, &gw.device, Some("127.0.0.1"))
+                .await
+                .unwrap(),
+        );
+    }
+    let request = "GET /v1/openapi.json HTTP/1.1\r\nHost: x\r\n\r\n";
+    for _ in 0..3 {
+        let mut c = tls_connect_from(&dir.0, &gw.device, Some("127.0.0.1"))
+            .await
+            .unwrap();
+        let answer = common::raw_exchange(&mut c, request).await;
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(answer.contains("\"too_many_connections\""), "{answer}");
+    }
+    // ... while every other address is served as before.
+    for src in ["127.0.0.2", "127.0.0.3"] {
+        let mut c = tls_connect_from(&dir.0, &gw.device, Some(src))
+            .await
+            .unwrap();
+        let answer = common::raw_exchange(
+            &mut c,
+            &request.replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{src}: {answer}");
+    }
+    // Refusals are counted and recorded as security events.
+    let (_, st) = admin.get("/api/v1/system/status").await;
+    assert_eq!(st["device_listener"]["address_over_limit"], 3, "{st}");
+    assert_eq!(st["device_listener"]["refusals_answered"], 3, "{st}");
+    let recorded = common::eventually(10, || async {
+        let (_, ev) = admin.get("/api/v1/history/security").await;
+        let n = ev["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "address_connection_limit" && e["source_ip"] == "127.0.0.1")
+            .count();
+        (n == 3).then_some(())
+    })
+    .await;
+    assert!(recorded.is_some(), "each refusal is a security event");
+
+    // An address inside a NAT range a field declares (many devices behind it) may hold more.
+    let field = admin.field("home").await;
+    let fid = field["id"].as_str().unwrap();
+    let (_, t) = admin.get(&format!("/api/v1/fields/{fid}/template")).await;
+    let mut t = t["template"].clone();
+    t["network"]["nat_ranges"] = json!(["127.0.0.4/32"]);
+    let (s, v) = admin
+        .req(
+            reqwest::Method::PUT,
+            &format!("/api/v1/fields/{fid}/template"),
+            Some(t),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let mut behind_nat = Vec::new();
+    for _ in 0..6 {
+        behind_nat.push(
+            tls_connect_from(&dir.0, &gw.device, Some("127.0.0.4"))
+                .await
+                .unwrap(),
+        );
+    }
+    let mut seventh = tls_connect_from(&dir.0, &gw.device, Some("127.0.0.4"))
+        .await
+        .unwrap();
+    let answer = common::raw_exchange(&mut seventh, request).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 503"),
+        "the NAT cap holds too: {answer}"
+    );
 }

@@ -110,7 +110,7 @@ async fn disruptive_actions_need_a_fresh_code_once_a_user_has_a_second_factor() 
     let (s, v) = ops.post("/api/v1/me/mfa", json!({})).await;
     assert_eq!((s, v["error"].as_str()), (409, Some("conflict")), "{v}");
     let (_, users) = admin.get("/api/v1/users").await;
-    let listed = users
+    let listed = users["items"]
         .as_array()
         .unwrap()
         .iter()

@@ -304,7 +304,8 @@ async fn a_hijack_mails_the_administrator_stops_the_device_and_suspends_its_sim(
     // The device's information was collected for the administrator (V29).
     let path = format!("/api/v1/fields/{}/devices/{id}/reports", e.fid());
     let (_, reports) = e.admin.get(&path).await;
-    let rid = reports[0]["id"].as_i64().unwrap();
+    let rid = reports["items"][0]["id"].as_i64().unwrap();
+    assert_eq!(reports["items"][0]["body"]["device"]["unique_id"], "car-1");
     let (s, report) = e.admin.get(&format!("{path}/{rid}")).await;
     assert_eq!(s, 200);
     assert_eq!(report["device"]["unique_id"], "car-1");
@@ -486,7 +487,8 @@ async fn a_dead_mail_server_delays_only_mail_and_nothing_runs_twice_across_a_res
         };
         let mail = acts.iter().find(|a| a["action"] == "notify_admin")?.clone();
         // Killed between two attempts (not while one runs: a mail caught running is never resent).
-        let next_in = mail["next_at"].as_i64()? - common::now_ms();
+        let next_at = sekisho_core::time::parse_rfc3339(mail["next_at"].as_str()?)?;
+        let next_in = next_at - common::now_ms();
         (state("stop_auth")? == "done"
             && state("suspend_sim")? == "done"
             && mail["attempts"].as_i64()? >= 2
@@ -582,10 +584,7 @@ async fn response_scripts_add_actions_and_their_faults_are_recorded() {
         .admin
         .get(&format!("/api/v1/fields/{}/script-faults", e.fid()))
         .await;
-    let faults = faults
-        .as_array()
-        .cloned()
-        .unwrap_or_else(|| faults["items"].as_array().unwrap().clone());
+    let faults = faults["items"].as_array().unwrap().clone();
     assert!(
         faults
             .iter()
@@ -593,4 +592,106 @@ async fn response_scripts_add_actions_and_their_faults_are_recorded() {
         "{faults:?}"
     );
     assert_eq!(smtp.mails().len(), 1);
+}
+
+/// A field without notification settings: its notifications are recorded `skipped` with the reason
+/// (neither failed nor retried), the field's status lists what is unset, and the log says so once
+/// per field per hour, not once per incident.
+#[tokio::test]
+async fn notifications_without_a_target_are_skipped_and_said_once() {
+    let dir = TempDir::new("resp-unset");
+    let gw = Gateway::start_in(&dir.0);
+    let admin = gw.admin().await;
+    let field = admin.field("nowhere").await;
+    let fid = field["id"].as_str().unwrap().to_owned();
+    let all = json!(["notify_admin", "notify_person_in_charge", "notify_webhook"]);
+    assert_eq!(field["notifications"]["unset"], all, "{field}");
+    let (_, mut t) = admin.get("/api/v1/templates/generic").await;
+    t["size"]["max_bytes"] = 300.into();
+    t["playbook"] = json!([]);
+    t["actions"] = json!({"hijacking": ["notify_admin", "notify_webhook", "collect_info"]});
+    let (s, v) = admin
+        .req(
+            Method::PUT,
+            &format!("/api/v1/fields/{fid}/template"),
+            Some(t),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    // Two devices: two incidents (repeats are suppressed per device).
+    for uid in ["car-1", "car-2"] {
+        let reg = admin.device(&field, uid).await;
+        let mut dev = Device::new(&gw, &reg, uid);
+        dev.auth().await;
+        assert_eq!(dev.send(oversized()).await.0, 202);
+    }
+    let path = format!("/api/v1/fields/{fid}/response/decisions");
+    let decided = eventually(30, || async {
+        let (_, v) = admin.get(&path).await;
+        let items = v["items"].as_array()?.clone();
+        let busy = items
+            .iter()
+            .flat_map(|d| d["actions"].as_array().unwrap().iter())
+            .any(|a| matches!(a["state"].as_str(), Some("pending" | "running")));
+        (items.len() == 2 && !busy).then_some(items)
+    })
+    .await
+    .expect("both incidents are decided and their actions end");
+    for d in &decided {
+        assert_eq!(
+            states(d),
+            pairs(&[
+                ("notify_admin", "skipped"),
+                ("notify_webhook", "skipped"),
+                ("collect_info", "done")
+            ]),
+            "{d}"
+        );
+        for (action, setting) in [
+            ("notify_admin", "admin_emails"),
+            ("notify_webhook", "webhook_url"),
+        ] {
+            let a = d["actions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["action"] == action)
+                .unwrap();
+            let reason = a["output"]["reason"].as_str().unwrap_or_default();
+            assert!(reason.contains(setting), "{a}");
+            assert_eq!(
+                (&a["error"], &a["attempts"]),
+                (&Value::Null, &json!(1)),
+                "{a}"
+            );
+        }
+    }
+    // A change made after both incidents marks the end of what they logged.
+    let (s, _) = admin
+        .req(
+            Method::PUT,
+            &format!("/api/v1/fields/{fid}/notify"),
+            Some(json!({"admin_emails": ["ops@example.jp"]})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let log = eventually(10, || async {
+        Some(gw.log_text()).filter(|l| l.contains("field_notify"))
+    })
+    .await
+    .expect("the change is logged");
+    assert_eq!(
+        log.matches("notifications have nowhere to go").count(),
+        1,
+        "{log}"
+    );
+    assert!(!log.contains("action failed"), "{log}");
+    // The field's status follows its settings.
+    let (_, f) = admin.get(&format!("/api/v1/fields/{fid}")).await;
+    assert_eq!(f["notifications"]["admin_emails"], 1, "{f}");
+    assert_eq!(
+        f["notifications"]["unset"],
+        json!(["notify_person_in_charge", "notify_webhook"]),
+        "{f}"
+    );
 }

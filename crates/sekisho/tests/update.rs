@@ -110,7 +110,7 @@ impl Fleet {
             .admin
             .get(&format!("/api/v1/fields/{}/update", self.fid))
             .await;
-        v[0].clone()
+        v["items"][0].clone()
     }
 }
 
@@ -239,7 +239,7 @@ async fn one_approved_hash_updates_the_whole_field_and_old_manifests_are_refused
         .admin
         .get(&format!("/api/v1/fields/{}/update", f.fid))
         .await;
-    let cfg = camps
+    let cfg = camps["items"]
         .as_array()
         .unwrap()
         .iter()

@@ -2,11 +2,9 @@
 //! field and per device), learning periods and audit runs.
 
 use crate::{Result, Store};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 /// One stored self-report.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct StateRow {
     pub id: i64,
     pub at: i64,
@@ -19,7 +17,7 @@ pub struct StateRow {
 }
 
 /// One audit run.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AuditRunRow {
     pub id: i64,
     pub at: i64,
@@ -29,12 +27,13 @@ pub struct AuditRunRow {
     pub trigger: String,
     /// `clean`, `findings`, `learning` or `no_baseline`.
     pub outcome: String,
-    /// JSON list of the rules that fired.
+    /// JSON list of the findings (`{rule, threat, severity, summary, evidence}`; runs stored before
+    /// findings were kept hold the rule names only). The column is named `rules`.
     pub rules: String,
 }
 
 /// A baseline version.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct BaselineRow {
     pub field_id: String,
     /// Empty for the field's own baseline.
@@ -67,12 +66,18 @@ impl Store {
         .await?)
     }
 
-    /// A device's self-reports, newest first.
-    pub async fn states(&self, device: &str, limit: i64) -> Result<Vec<StateRow>> {
+    /// A device's self-reports, newest first, with ids below `before` when given.
+    pub async fn states(
+        &self,
+        device: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<StateRow>> {
         Ok(sqlx::query_as(
-            "SELECT * FROM device_states WHERE device_id = ? ORDER BY id DESC LIMIT ?",
+            "SELECT * FROM device_states WHERE device_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
         )
         .bind(device)
+        .bind(before.unwrap_or(i64::MAX))
         .bind(limit)
         .fetch_all(&self.pool)
         .await?)
@@ -187,7 +192,7 @@ impl Store {
         device: &str,
         trigger: &str,
         outcome: &str,
-        rules: &str,
+        findings: &str,
     ) -> Result<i64> {
         Ok(sqlx::query_scalar(
             "INSERT INTO audit_runs (at, field_id, device_id, trigger, outcome, rules) VALUES (?,?,?,?,?,?) RETURNING id",
@@ -197,19 +202,30 @@ impl Store {
         .bind(device)
         .bind(trigger)
         .bind(outcome)
-        .bind(rules)
+        .bind(findings)
         .fetch_one(&self.pool)
         .await?)
     }
 
-    pub async fn audit_runs(&self, field: &str, limit: i64) -> Result<Vec<AuditRunRow>> {
-        Ok(
-            sqlx::query_as("SELECT * FROM audit_runs WHERE field_id = ? ORDER BY id DESC LIMIT ?")
-                .bind(field)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?,
+    /// A field's audit runs (or one device's), newest first, with ids below `before` when given. A
+    /// device's runs are found through the field's index (there is none per device).
+    pub async fn audit_runs(
+        &self,
+        field: &str,
+        device: Option<&str>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<AuditRunRow>> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM audit_runs WHERE field_id = ?1 AND (?2 IS NULL OR device_id = ?2) AND id < ?3 \
+             ORDER BY id DESC LIMIT ?4",
         )
+        .bind(field)
+        .bind(device)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
     }
 }
 

@@ -3,11 +3,9 @@
 
 use crate::records::SimSessionRow;
 use crate::{Result, Store};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 /// One stored accounting record.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AccountingRow {
     pub id: i64,
     pub at: i64,
@@ -26,7 +24,7 @@ pub struct AccountingRow {
 }
 
 /// One call to the carrier's SIM API and how it ended.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SimActionRow {
     pub id: i64,
     pub at: i64,

@@ -2,12 +2,10 @@
 //! incidents) and script faults.
 
 use crate::{Result, Store};
-use serde::{Deserialize, Serialize};
 use sqlx::{QueryBuilder, Sqlite};
-use utoipa::ToSchema;
 
 /// A template version as stored.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TemplateVersion {
     pub field_id: String,
     pub version: i64,
@@ -18,7 +16,7 @@ pub struct TemplateVersion {
 }
 
 /// A detection (an incident: one rule on one device, repeated findings grouped).
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DetectionRow {
     pub id: i64,
     pub field_id: String,
@@ -61,7 +59,7 @@ pub struct DetectionFilter {
     pub limit: i64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ScriptFault {
     pub id: i64,
     pub at: i64,
@@ -211,9 +209,16 @@ impl Store {
         Ok(())
     }
 
-    pub async fn script_faults(&self, field: &str, limit: i64) -> Result<Vec<ScriptFault>> {
-        Ok(sqlx::query_as("SELECT id, at, field_id, script, kind, message FROM script_faults WHERE field_id = ? ORDER BY id DESC LIMIT ?")
+    /// A field's script faults, newest first, with ids below `before` when given.
+    pub async fn script_faults(
+        &self,
+        field: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<ScriptFault>> {
+        Ok(sqlx::query_as("SELECT id, at, field_id, script, kind, message FROM script_faults WHERE field_id = ? AND id < ? ORDER BY id DESC LIMIT ?")
             .bind(field)
+            .bind(before.unwrap_or(i64::MAX))
             .bind(limit.clamp(1, 1000))
             .fetch_all(&self.pool)
             .await?)

@@ -2,9 +2,7 @@
 //! filtered and paged newest first with a cursor (`before` = the last row id of the previous page).
 
 use crate::{Result, Store};
-use serde::{Deserialize, Serialize};
 use sqlx::{QueryBuilder, Sqlite};
-use utoipa::ToSchema;
 
 /// Filters shared by the history searches. `visible_fields = None` means every field.
 #[derive(Clone, Debug, Default)]
@@ -21,7 +19,7 @@ pub struct Filter {
 }
 
 /// Metadata of one received message.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct MessageMeta {
     /// Row id: arrival order, and the paging cursor.
     pub seq: i64,
@@ -45,7 +43,7 @@ pub struct MessageMeta {
 }
 
 /// One token request.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AuthAttemptRow {
     pub id: i64,
     pub at: i64,
@@ -59,7 +57,7 @@ pub struct AuthAttemptRow {
 }
 
 /// One connection-level event.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SecurityEventRow {
     pub id: i64,
     pub at: i64,

@@ -3,9 +3,7 @@
 //! Nothing leaves `pending` except to `forwarded` or `dead`, and a `dead` row has a reason.
 
 use crate::{Result, Store};
-use serde::{Deserialize, Serialize};
 use sqlx::AssertSqlSafe;
-use utoipa::ToSchema;
 
 /// A message waiting for the cloud.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -19,7 +17,7 @@ pub struct Pending {
 }
 
 /// A dead-lettered message.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DeadLetter {
     pub message_seq: i64,
     pub message_id: String,
@@ -30,7 +28,7 @@ pub struct DeadLetter {
 }
 
 /// How many messages are in each forwarding state.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default)]
 pub struct OutboxCounts {
     pub pending: i64,
     pub forwarded: i64,

@@ -65,9 +65,7 @@ pub struct AccountingRecord {
 }
 
 /// A SIM's live session (`sim_sessions`): its current address and the session's byte counts.
-#[derive(
-    Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct SimSessionRow {
     pub imsi: String,
     pub session_id: Option<String>,

@@ -4,12 +4,10 @@
 
 use crate::detections::DetectionRow;
 use crate::{Result, Store};
-use serde::{Deserialize, Serialize};
 use sqlx::{QueryBuilder, Sqlite};
-use utoipa::ToSchema;
 
 /// What the playbook made of one detection at one severity.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DecisionRow {
     pub id: i64,
     pub at: i64,
@@ -27,14 +25,15 @@ pub struct DecisionRow {
 }
 
 /// One action and where it stands.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ActionRow {
     pub id: i64,
     pub decision_id: Option<i64>,
     pub field_id: String,
     pub device_id: Option<String>,
     pub action: String,
-    /// `pending`, `awaiting_approval`, `running`, `done`, `failed`, `rejected` or `interrupted`.
+    /// `pending`, `awaiting_approval`, `running`, `done`, `failed`, `skipped`, `rejected` or
+    /// `interrupted` (`skipped` is newer than the schema's comment in `0004_response.sql`).
     pub state: String,
     /// `response:<decision>`, `script:<name>` or `user:<name>`.
     pub trigger: String,
@@ -91,7 +90,7 @@ pub struct ActionFilter {
 }
 
 /// A collected device report.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ReportRow {
     pub id: i64,
     pub at: i64,
@@ -103,7 +102,7 @@ pub struct ReportRow {
 }
 
 /// An update asked of a device.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct UpdateRequestRow {
     pub id: i64,
     pub at: i64,
@@ -423,11 +422,18 @@ impl Store {
         .await?)
     }
 
-    pub async fn reports(&self, device: &str, limit: i64) -> Result<Vec<ReportRow>> {
+    /// A device's collected reports, newest first, with ids below `before` when given.
+    pub async fn reports(
+        &self,
+        device: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<ReportRow>> {
         Ok(sqlx::query_as(
-            "SELECT * FROM device_reports WHERE device_id = ? ORDER BY id DESC LIMIT ?",
+            "SELECT * FROM device_reports WHERE device_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
         )
         .bind(device)
+        .bind(before.unwrap_or(i64::MAX))
         .bind(limit)
         .fetch_all(&self.pool)
         .await?)

@@ -2,10 +2,8 @@
 //! device's progress.
 
 use crate::{Result, Store};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ArtifactRow {
     pub sha256: String,
     pub size: i64,
@@ -17,7 +15,7 @@ pub struct ArtifactRow {
     pub by: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct CampaignRow {
     pub id: i64,
     pub field_id: String,
@@ -38,7 +36,7 @@ pub struct CampaignRow {
     pub by: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ProgressRow {
     pub campaign_id: i64,
     pub device_id: String,

@@ -1,4 +1,4 @@
-//! Sekisho updates (SYSTEM §3 "Update", §5.5): Ed25519-signed update manifests and the reference
+//! Sekisho updates (spec §3 "Update", §5.5): Ed25519-signed update manifests and the reference
 //! device client of device protocol v1, with its CLI `sekisho-device`.
 //!
 //! - [`keys`]: the publisher's [`SigningKey`] and the [`PublicKey`]s devices trust, `key_id`.
@@ -52,7 +52,7 @@
 //! answer may carry `commands` as telemetry's does). `firmware_version` and `config_hash` are left
 //! out when the device does not know them, never sent empty.
 //!
-//! **Auth and telemetry** as SYSTEM §3: `POST /v1/auth/token {"auth_id", "auth_secret",
+//! **Auth and telemetry** as spec §3: `POST /v1/auth/token {"auth_id", "auth_secret",
 //! "unique_id"}` → `200 {"access_token", "token_type", "expires_in", "device_id"}`; `POST
 //! /v1/telemetry` → `202 {"id", "commands": [...]}`. A command `{"type": "update", …}` tells the
 //! device to check `GET /v1/device/update`.

@@ -104,7 +104,7 @@ pub struct Software {
     pub publisher: Option<String>,
 }
 
-/// `POST /v1/device/state`'s body: the device's self-report for audit (SYSTEM §5.5).
+/// `POST /v1/device/state`'s body: the device's self-report for audit (spec §5.5).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceState {
     /// Left out when unknown (never sent empty: an empty version would compare as "older").

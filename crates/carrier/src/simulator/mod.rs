@@ -31,7 +31,7 @@ mod api;
 mod control;
 mod tls;
 
-pub use tls::{TlsMaterial, self_signed, server_config};
+pub use tls::{TlsMaterial, self_signed, self_signed_as, serve as serve_tls, server_config};
 
 use crate::SimId;
 use axum::Router;

@@ -23,12 +23,17 @@ pub struct TlsMaterial {
 
 /// A fresh CA and a server certificate it signed for `names` (DNS names or IP addresses).
 pub fn self_signed(names: &[String]) -> Result<TlsMaterial, String> {
+    self_signed_as("sekisho carrier simulator", names)
+}
+
+/// [`self_signed`] for another stand-in: its CA and certificate are named after `who`.
+pub fn self_signed_as(who: &str, names: &[String]) -> Result<TlsMaterial, String> {
     let err = |e: rcgen::Error| format!("certificate generation: {e}");
     let ca_key = KeyPair::generate().map_err(err)?;
     let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca.distinguished_name
-        .push(DnType::CommonName, "sekisho carrier simulator CA");
+        .push(DnType::CommonName, format!("{who} CA"));
     ca.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
         KeyUsagePurpose::DigitalSignature,
@@ -36,8 +41,7 @@ pub fn self_signed(names: &[String]) -> Result<TlsMaterial, String> {
     let ca_cert = ca.self_signed(&ca_key).map_err(err)?;
     let issuer = Issuer::new(ca, ca_key);
     let mut leaf = CertificateParams::new(names.to_vec()).map_err(err)?;
-    leaf.distinguished_name
-        .push(DnType::CommonName, "sekisho carrier simulator");
+    leaf.distinguished_name.push(DnType::CommonName, who);
     let key = KeyPair::generate().map_err(err)?;
     let cert = leaf.signed_by(&key, &issuer).map_err(err)?;
     Ok(TlsMaterial {
@@ -85,7 +89,7 @@ pub fn server_config(
 }
 
 /// Accepts TLS connections until `shutdown` completes.
-pub(super) async fn serve(
+pub async fn serve(
     listener: TcpListener,
     cfg: Arc<ServerConfig>,
     router: Router,

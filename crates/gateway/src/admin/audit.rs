@@ -3,14 +3,15 @@
 
 use super::Caller;
 use super::devices::device_in;
+use super::views::audit::{AuditRunView, StateView};
+use super::views::{Page, PageQuery};
 use crate::app::App;
-use crate::error::{ApiError, ApiJson, ApiResult};
+use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult};
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use sekisho_detect::audit::{Baseline, SelfReport, propose};
 use sekisho_detect::template::Span;
-use sekisho_store::audit::AuditRunRow;
 use sekisho_store::now_ms;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -57,8 +58,9 @@ pub fn router() -> Router<Arc<App>> {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct BaselineView {
     pub version: i64,
-    pub at: String,
-    pub by: String,
+    pub approved_at: String,
+    /// Who approved it.
+    pub approved_by: String,
     pub baseline: Baseline,
 }
 
@@ -70,8 +72,8 @@ async fn show(app: &App, field: &str, device: &str) -> ApiResult<Json<BaselineVi
         .ok_or_else(|| ApiError::not_found("baseline (none approved yet)"))?;
     Ok(Json(BaselineView {
         version: row.version,
-        at: sekisho_core::time::rfc3339(row.at),
-        by: row.by,
+        approved_at: sekisho_core::time::rfc3339(row.at),
+        approved_by: row.by,
         baseline: serde_json::from_str(&row.body).map_err(ApiError::internal)?,
     }))
 }
@@ -165,7 +167,8 @@ pub struct Learn {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Learning {
     pub started_at: String,
-    pub until: String,
+    /// When it ends: reports after that are judged again.
+    pub ends_at: String,
     /// Devices that reported since it started.
     pub devices: usize,
     /// What their reports propose.
@@ -187,7 +190,7 @@ async fn learning_view(app: &App, field: &str) -> ApiResult<(Learning, Baseline)
     Ok((
         Learning {
             started_at: sekisho_core::time::rfc3339(started),
-            until: sekisho_core::time::rfc3339(until),
+            ends_at: sekisho_core::time::rfc3339(until),
             devices: reports.len(),
             proposal: proposal.clone(),
         },
@@ -265,46 +268,36 @@ pub async fn approve_proposal(
     store(&app, &caller, &f.id.0, "", &proposed).await
 }
 
-/// A device's self-report, as stored.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct StateView {
-    pub id: i64,
-    pub at: String,
-    pub report: SelfReport,
-    pub changed: Vec<String>,
-}
-
 /// A device's self-reports, newest first, with what changed each time.
-#[utoipa::path(get, path = "/api/v1/fields/{field}/devices/{device}/state", tag = "audit", params(("field" = String, Path), ("device" = String, Path)),
-    responses((status = 200, body = Vec<StateView>), (status = 404, body = sekisho_core::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/fields/{field}/devices/{device}/state", tag = "audit", params(("field" = String, Path), ("device" = String, Path), PageQuery),
+    responses((status = 200, body = Page<StateView>), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn device_states(
     State(app): State<Arc<App>>,
     caller: Caller,
     Path((field, device)): Path<(String, String)>,
-) -> ApiResult<Json<Vec<StateView>>> {
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<Json<Page<StateView>>> {
     let f = caller.field(&app, &field)?;
     let d = device_in(&app, &f, &device)?;
-    let rows = app.store.states(d.device.id.as_str(), 50).await?;
-    Ok(Json(
-        rows.into_iter()
-            .map(|s| StateView {
-                id: s.id,
-                at: sekisho_core::time::rfc3339(s.at),
-                report: serde_json::from_str(&s.body).unwrap_or_default(),
-                changed: serde_json::from_str(&s.changed).unwrap_or_default(),
-            })
-            .collect(),
-    ))
+    let limit = q.limit(50);
+    let rows = app
+        .store
+        .states(d.device.id.as_str(), q.before, limit)
+        .await?;
+    Ok(Json(Page::of(rows, limit, |s| s.id, StateView::from)))
 }
 
-/// The field's audit runs, newest first.
-#[utoipa::path(get, path = "/api/v1/fields/{field}/audit-runs", tag = "audit", params(("field" = String, Path)),
-    responses((status = 200, body = Vec<AuditRunRow>), (status = 404, body = sekisho_core::ErrorBody)))]
+/// The field's audit runs, newest first, each with what it found.
+#[utoipa::path(get, path = "/api/v1/fields/{field}/audit-runs", tag = "audit", params(("field" = String, Path), PageQuery),
+    responses((status = 200, body = Page<AuditRunView>), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn audit_runs(
     State(app): State<Arc<App>>,
     caller: Caller,
     Path(field): Path<String>,
-) -> ApiResult<Json<Vec<AuditRunRow>>> {
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<Json<Page<AuditRunView>>> {
     let f = caller.field(&app, &field)?;
-    Ok(Json(app.store.audit_runs(&f.id.0, 200).await?))
+    let limit = q.limit(200);
+    let rows = app.store.audit_runs(&f.id.0, None, q.before, limit).await?;
+    Ok(Json(Page::of(rows, limit, |r| r.id, AuditRunView::from)))
 }

@@ -3,6 +3,8 @@
 
 use super::Caller;
 use super::mfa::header_code;
+use super::views::audit::{AuditRunView, StateView};
+use super::views::history::{AuthAttemptView, MessageView};
 use crate::app::App;
 use crate::crypto;
 use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult};
@@ -11,7 +13,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use http::{HeaderMap, StatusCode};
 use sekisho_core::{Device, DeviceId, DeviceStatus, ErrorCode, Field, Sim};
-use sekisho_store::history::{AuthAttemptRow, Filter, MessageMeta};
+use sekisho_store::history::Filter;
 use sekisho_store::now_ms;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -61,8 +63,14 @@ pub struct Registered {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DeviceDetail {
     pub device: DeviceView,
-    pub recent_messages: Vec<MessageMeta>,
-    pub recent_auth_attempts: Vec<AuthAttemptRow>,
+    /// The latest 20 messages, newest first.
+    pub recent_messages: Vec<MessageView>,
+    /// The latest 20 token requests, newest first.
+    pub recent_auth_attempts: Vec<AuthAttemptView>,
+    /// Its latest self-report with what changed (`null` before the first).
+    pub latest_report: Option<StateView>,
+    /// Its latest audit with what it found (`null` before the first).
+    pub latest_audit: Option<AuditRunView>,
 }
 
 fn view(d: &Device) -> DeviceView {
@@ -169,14 +177,21 @@ pub(crate) async fn register_device(
 pub struct ListQuery {
     /// Only devices with this status.
     pub status: Option<DeviceStatus>,
+    /// Cursor: the `next_before` of the previous page.
+    pub before: Option<usize>,
+    /// Devices to skip (the older way to page; `before` is preferred).
     pub offset: Option<usize>,
     pub limit: Option<usize>,
 }
 
+/// A page of the field's devices, oldest first.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DeviceList {
+    /// Devices that match, on every page.
     pub total: usize,
     pub items: Vec<DeviceView>,
+    /// Pass as `before` for the next page; `null` on the last page.
+    pub next_before: Option<usize>,
 }
 
 /// The field's live (not deleted) devices, oldest first.
@@ -195,14 +210,19 @@ pub async fn list(
         .into_iter()
         .filter(|d| q.status.is_none_or(|s| d.device.status == s))
         .collect();
-    let items = all
+    // The cursor is the position of the next page in the list (the registry keeps it in order).
+    let skip = q.before.or(q.offset).unwrap_or(0);
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let items: Vec<DeviceView> = all
         .iter()
-        .skip(q.offset.unwrap_or(0))
-        .take(q.limit.unwrap_or(100).clamp(1, 1000))
+        .skip(skip)
+        .take(limit)
         .map(|d| view(&d.device))
         .collect();
+    let next = skip + items.len();
     Ok(Json(DeviceList {
         total: all.len(),
+        next_before: (next < all.len()).then_some(next),
         items,
     }))
 }
@@ -214,7 +234,7 @@ pub(crate) fn device_in(app: &App, f: &Field, device: &str) -> ApiResult<Arc<Dev
         .ok_or_else(|| ApiError::not_found("device in this field"))
 }
 
-/// A device with its recent messages and authentication attempts.
+/// A device with its recent messages and authentication attempts, its latest self-report and audit.
 #[utoipa::path(get, path = "/api/v1/fields/{field}/devices/{device}", tag = "devices", params(("field" = String, Path), ("device" = String, Path)),
     responses((status = 200, body = DeviceDetail), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn get_one(
@@ -224,15 +244,22 @@ pub async fn get_one(
 ) -> ApiResult<Json<DeviceDetail>> {
     let f = caller.field(&app, &field)?;
     let d = device_in(&app, &f, &device)?;
+    let id = d.device.id.as_str();
     let filter = Filter {
-        device: Some(d.device.id.0.clone()),
+        device: Some(id.to_owned()),
         limit: 20,
         ..Default::default()
     };
+    let messages = app.store.search_messages(&filter).await?;
+    let attempts = app.store.search_auth_attempts(&filter).await?;
+    let report = app.store.states(id, None, 1).await?.into_iter().next();
+    let audit = app.store.audit_runs(&f.id.0, Some(id), None, 1).await?;
     Ok(Json(DeviceDetail {
         device: view(&d.device),
-        recent_messages: app.store.search_messages(&filter).await?,
-        recent_auth_attempts: app.store.search_auth_attempts(&filter).await?,
+        recent_messages: messages.into_iter().map(MessageView::from).collect(),
+        recent_auth_attempts: attempts.into_iter().map(AuthAttemptView::from).collect(),
+        latest_report: report.map(StateView::from),
+        latest_audit: audit.into_iter().next().map(AuditRunView::from),
     }))
 }
 

@@ -1,6 +1,8 @@
 //! Fields (tenants): create, list, inspect, change; their cloud destination; their dead letters.
 
 use super::Caller;
+use super::views::Page;
+use super::views::history::{DeadLetterView, OutboxView};
 use crate::app::App;
 use crate::crypto;
 use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult};
@@ -9,7 +11,6 @@ use axum::extract::{Path, State};
 use http::StatusCode;
 use sekisho_core::{AuthMode, CloudDestination, Field, FieldId, FieldLimits, Role};
 use sekisho_store::now_ms;
-use sekisho_store::outbox::{DeadLetter, OutboxCounts};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
@@ -54,10 +55,39 @@ pub struct FieldView {
     pub devices: usize,
     /// The name of the template the field runs.
     pub template: String,
+    /// Where its notifications go, and which have nowhere to go.
+    pub notifications: Notifications,
 }
 
-pub(super) fn view(app: &App, f: &Field) -> FieldView {
-    FieldView {
+/// A field's notification targets as its status shows them.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Notifications {
+    /// Addresses `notify_admin` mails.
+    pub admin_emails: usize,
+    /// Addresses `notify_person_in_charge` mails.
+    pub person_in_charge_emails: usize,
+    /// Whether `notify_webhook` has a webhook to post to.
+    pub webhook: bool,
+    /// The notification actions whose target is not set: when a decision asks for one it is
+    /// recorded `skipped`, not tried. Set them with `PUT /api/v1/fields/{field}/notify`.
+    pub unset: Vec<String>,
+}
+
+/// The field as the API shows it, with its notification status. Shared by the API and the console.
+pub(crate) async fn view(app: &App, f: &Field) -> ApiResult<FieldView> {
+    let s = crate::response::notify::settings(app, &f.id.0)
+        .await
+        .map_err(|e| ApiError::internal(e.message))?;
+    let notifications = Notifications {
+        admin_emails: s.admin_emails.len(),
+        person_in_charge_emails: s.person_in_charge_emails.len(),
+        webhook: s.webhook_url.is_some() && s.webhook_secret.is_some(),
+        unset: crate::response::notify::unset(&s)
+            .into_iter()
+            .map(|(action, _)| action.to_owned())
+            .collect(),
+    };
+    Ok(FieldView {
         id: f.id.0.clone(),
         name: f.name.clone(),
         auth_id: f.auth_id.clone(),
@@ -67,7 +97,8 @@ pub(super) fn view(app: &App, f: &Field) -> FieldView {
         created_at: sekisho_core::time::rfc3339(f.created_at),
         devices: app.registry.devices_of(&f.id).len(),
         template: app.detector.template(&f.id).template.name.clone(),
-    }
+        notifications,
+    })
 }
 
 fn name_problems(name: &str) -> Vec<String> {
@@ -88,7 +119,7 @@ pub async fn create(
     ApiJson(req): ApiJson<CreateField>,
 ) -> ApiResult<(StatusCode, Json<FieldView>)> {
     let field = create_field(&app, &caller, req).await?;
-    Ok((StatusCode::CREATED, Json(view(&app, &field))))
+    Ok((StatusCode::CREATED, Json(view(&app, &field).await?)))
 }
 
 /// Validates and creates a field, announces it to the cloud connector and logs the change. Shared by
@@ -145,17 +176,14 @@ pub(crate) async fn create_field(app: &App, caller: &Caller, req: CreateField) -
     Ok(field)
 }
 
-/// Fields this user may see.
-#[utoipa::path(get, path = "/api/v1/fields", tag = "fields", responses((status = 200, body = Vec<FieldView>)))]
-pub async fn list(State(app): State<Arc<App>>, caller: Caller) -> Json<Vec<FieldView>> {
-    Json(
-        app.registry
-            .fields()
-            .iter()
-            .filter(|f| caller.sees(&f.id))
-            .map(|f| view(&app, f))
-            .collect(),
-    )
+/// Fields this user may see (the whole list: `next_before` is always null).
+#[utoipa::path(get, path = "/api/v1/fields", tag = "fields", responses((status = 200, body = Page<FieldView>)))]
+pub async fn list(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Json<Page<FieldView>>> {
+    let mut items = Vec::new();
+    for f in app.registry.fields().iter().filter(|f| caller.sees(&f.id)) {
+        items.push(view(&app, f).await?);
+    }
+    Ok(Json(Page::all(items)))
 }
 
 /// One field.
@@ -167,7 +195,7 @@ pub async fn get_one(
     Path(field): Path<String>,
 ) -> ApiResult<Json<FieldView>> {
     let f = caller.field(&app, &field)?;
-    Ok(Json(view(&app, &f)))
+    Ok(Json(view(&app, &f).await?))
 }
 
 /// Change a field's name, authentication mode or limits.
@@ -200,7 +228,7 @@ pub async fn update(
     caller
         .log(&app, "field_update", Some(f.id.as_str()), None)
         .await;
-    Ok(Json(view(&app, &f)))
+    Ok(Json(view(&app, &f).await?))
 }
 
 /// A field's cloud destination (secrets redacted).
@@ -271,15 +299,17 @@ pub async fn delete_cloud(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DeadLetterQuery {
-    /// Cursor: `message_seq` of the last row of the previous page.
+    /// Cursor: the `next_before` of the previous page.
     pub before: Option<i64>,
     pub limit: Option<i64>,
 }
 
+/// The field's dead letters, newest first, with its outbox counts.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DeadLetters {
-    pub outbox: OutboxCounts,
-    pub items: Vec<DeadLetter>,
+    pub outbox: OutboxView,
+    pub items: Vec<DeadLetterView>,
+    /// Pass as `before` for the next page; `null` on the last page.
     pub next_before: Option<i64>,
 }
 
@@ -293,17 +323,15 @@ pub async fn dead_letters(
     ApiQuery(q): ApiQuery<DeadLetterQuery>,
 ) -> ApiResult<Json<DeadLetters>> {
     let f = caller.field(&app, &field)?;
-    let limit = q.limit.unwrap_or(100);
-    let items = app
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let rows = app
         .store
         .dead_letters(f.id.as_str(), q.before, limit)
         .await?;
-    let next_before = (items.len() as i64 == limit.clamp(1, 1000))
-        .then(|| items.last().map(|d| d.message_seq))
-        .flatten();
+    let page = Page::of(rows, limit, |d| d.message_seq, DeadLetterView::from);
     Ok(Json(DeadLetters {
-        outbox: app.store.outbox_counts(Some(f.id.as_str())).await?,
-        items,
-        next_before,
+        outbox: app.store.outbox_counts(Some(f.id.as_str())).await?.into(),
+        items: page.items,
+        next_before: page.next_before,
     }))
 }

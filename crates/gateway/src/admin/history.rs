@@ -1,6 +1,8 @@
 //! History search (subsystem ⑦): received messages, authentication attempts and connection events,
 //! newest first, filtered, paged with `before` (the `next_before` of the previous page).
 
+use super::views::Page;
+use super::views::history::{AuthAttemptView, MessageView, SecurityEventView};
 use super::{Caller, parse_time};
 use crate::app::App;
 use crate::error::{ApiError, ApiQuery, ApiResult};
@@ -8,10 +10,10 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use sekisho_core::{ErrorCode, FieldId, Role};
-use sekisho_store::history::{AuthAttemptRow, Filter, MessageMeta, SecurityEventRow};
-use serde::{Deserialize, Serialize};
+use sekisho_store::history::Filter;
+use serde::Deserialize;
 use std::sync::Arc;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -22,21 +24,14 @@ pub struct HistoryQuery {
     /// `accepted`/`rejected` (messages) or `success`/`failure`/`throttled` (auth attempts).
     pub outcome: Option<String>,
     pub source_ip: Option<String>,
-    /// From this time on (RFC 3339 or Unix ms).
+    /// From this time on (RFC 3339).
     pub since: Option<String>,
-    /// Before this time (RFC 3339 or Unix ms).
+    /// Before this time (RFC 3339).
     pub until: Option<String>,
     /// Cursor: the `next_before` of the previous page.
     pub before: Option<i64>,
     /// Rows per page, 1-1000 (default 100).
     pub limit: Option<i64>,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    /// Pass as `before` for the next (older) page; absent on the last page.
-    pub next_before: Option<i64>,
 }
 
 /// The store filter for a query, scoped to what the caller may see. Shared by the API and the console.
@@ -66,57 +61,46 @@ pub(crate) fn filter(caller: &Caller, q: HistoryQuery) -> ApiResult<Filter> {
     })
 }
 
-/// A page of rows, with the cursor of the next one when this one is full.
-pub(crate) fn page<T>(items: Vec<T>, limit: i64, id: impl Fn(&T) -> i64) -> Page<T> {
-    let next_before = if items.len() as i64 == limit {
-        items.last().map(&id)
-    } else {
-        None
-    };
-    Page { items, next_before }
-}
-
 /// Received messages (metadata).
 #[utoipa::path(get, path = "/api/v1/history/messages", tag = "history", params(HistoryQuery),
-    responses((status = 200, body = Page<MessageMeta>), (status = 400, body = sekisho_core::ErrorBody)))]
+    responses((status = 200, body = Page<MessageView>), (status = 400, body = sekisho_core::ErrorBody)))]
 pub async fn messages(
     State(app): State<Arc<App>>,
     caller: Caller,
     ApiQuery(q): ApiQuery<HistoryQuery>,
-) -> ApiResult<Json<Page<MessageMeta>>> {
+) -> ApiResult<Json<Page<MessageView>>> {
     let f = filter(&caller, q)?;
-    Ok(Json(page(
-        app.store.search_messages(&f).await?,
-        f.limit,
-        |m| m.seq,
-    )))
+    let rows = app.store.search_messages(&f).await?;
+    Ok(Json(Page::of(rows, f.limit, |m| m.seq, MessageView::from)))
 }
 
 /// Device authentication attempts.
 #[utoipa::path(get, path = "/api/v1/history/auth", tag = "history", params(HistoryQuery),
-    responses((status = 200, body = Page<AuthAttemptRow>), (status = 400, body = sekisho_core::ErrorBody)))]
+    responses((status = 200, body = Page<AuthAttemptView>), (status = 400, body = sekisho_core::ErrorBody)))]
 pub async fn auth_attempts(
     State(app): State<Arc<App>>,
     caller: Caller,
     ApiQuery(q): ApiQuery<HistoryQuery>,
-) -> ApiResult<Json<Page<AuthAttemptRow>>> {
+) -> ApiResult<Json<Page<AuthAttemptView>>> {
     let f = filter(&caller, q)?;
-    Ok(Json(page(
-        app.store.search_auth_attempts(&f).await?,
+    let rows = app.store.search_auth_attempts(&f).await?;
+    Ok(Json(Page::of(
+        rows,
         f.limit,
         |a| a.id,
+        AuthAttemptView::from,
     )))
 }
 
 /// Connection-level events (plaintext on a TLS port, failed handshakes, connection limit). Not per field:
 /// maintainers and analysts only.
 #[utoipa::path(get, path = "/api/v1/history/security", tag = "history", params(HistoryQuery),
-    responses((status = 200, body = Page<SecurityEventRow>), (status = 403, body = sekisho_core::ErrorBody)))]
+    responses((status = 200, body = Page<SecurityEventView>), (status = 403, body = sekisho_core::ErrorBody)))]
 pub async fn security_events(
     State(app): State<Arc<App>>,
     caller: Caller,
     ApiQuery(q): ApiQuery<HistoryQuery>,
-) -> ApiResult<Json<Page<SecurityEventRow>>> {
+) -> ApiResult<Json<Page<SecurityEventView>>> {
     if caller.user.role == Role::FieldAdmin {
         return Err(ApiError::new(
             ErrorCode::Forbidden,
@@ -124,10 +108,12 @@ pub async fn security_events(
         ));
     }
     let f = filter(&caller, q)?;
-    Ok(Json(page(
-        app.store.search_security_events(&f).await?,
+    let rows = app.store.search_security_events(&f).await?;
+    Ok(Json(Page::of(
+        rows,
         f.limit,
         |e| e.id,
+        SecurityEventView::from,
     )))
 }
 

@@ -6,9 +6,11 @@
 //! The browser console ([`crate::console`]) is served on the same listener and calls the same functions.
 
 pub(crate) mod audit;
+pub(crate) mod carrier;
 pub(crate) mod devices;
 pub(crate) mod fields;
 pub(crate) mod history;
+pub(crate) mod metrics_token;
 pub(crate) mod mfa;
 pub(crate) mod response;
 pub(crate) mod session;
@@ -16,6 +18,7 @@ pub(crate) mod sims;
 pub(crate) mod system;
 pub(crate) mod templates;
 pub(crate) mod update;
+pub(crate) mod views;
 
 pub use system::user_problems as system_user_problems;
 
@@ -35,7 +38,7 @@ use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Sekisho admin API", version = "1", description = "Fields, devices, users, history and system status. Log in with `POST /api/v1/login`, then send `Authorization: Bearer <token>`. Errors are `{\"error\": code, \"message\": text}`."),
+    info(title = "Sekisho admin API", version = "1", description = include_str!("api_style.md")),
     paths(
         session::login, session::logout, session::me,
         fields::create, fields::list, fields::get_one, fields::update, fields::get_cloud, fields::put_cloud,
@@ -44,7 +47,7 @@ use utoipa::{Modify, OpenApi};
         devices::issue_certificate, devices::set_certificate,
         sims::get_sim, sims::accounting, sims::suspend, sims::resume, sims::carrier,
         history::messages, history::auth_attempts, history::security_events, history::message_body,
-        system::status, system::create_user, system::list_users,
+        system::status, system::create_user, system::list_users, system::metrics,
         templates::library, templates::library_one, templates::get_template, templates::put_template,
         templates::versions, templates::detections, templates::script_faults,
     ),
@@ -60,6 +63,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(response::ResponseApi::openapi());
     doc.merge(audit::AuditApi::openapi());
     doc.merge(update::UpdateApi::openapi());
+    doc.merge(carrier::CarrierApi::openapi());
     doc
 }
 
@@ -144,6 +148,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/history/auth", get(history::auth_attempts))
         .route("/api/v1/history/security", get(history::security_events))
         .route("/api/v1/system/status", get(system::status))
+        .route(
+            "/api/v1/system/carrier",
+            get(carrier::get).put(carrier::put).delete(carrier::delete),
+        )
         .route("/api/v1/templates", get(templates::library))
         .route("/api/v1/templates/{name}", get(templates::library_one))
         .route(
@@ -303,7 +311,8 @@ impl FromRequestParts<Arc<App>> for Caller {
     }
 }
 
-/// Parses a time filter: RFC 3339 or Unix milliseconds.
+/// Parses a time filter: RFC 3339 (Unix milliseconds are still taken, undocumented, from older
+/// clients).
 pub(crate) fn parse_time(
     name: &str,
     v: &Option<String>,
@@ -318,9 +327,68 @@ pub(crate) fn parse_time(
         Some(ms) => Some(ms),
         None => {
             problems.push(format!(
-                "{name}: '{v}' is neither RFC 3339 nor Unix milliseconds"
+                "{name}: '{v}' is not an RFC 3339 time (e.g. 2026-11-25T13:00:00Z)"
             ));
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    /// Every property in `schema` (and the schemas nested in it) as (name, schema).
+    fn properties<'a>(schema: &'a Value, out: &mut Vec<(&'a str, &'a Value)>) {
+        if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+            for (name, p) in props {
+                out.push((name, p));
+                properties(p, out);
+            }
+        }
+        for key in ["items", "allOf", "oneOf", "anyOf"] {
+            match schema.get(key) {
+                Some(Value::Array(v)) => v.iter().for_each(|s| properties(s, out)),
+                Some(s @ Value::Object(_)) => properties(s, out),
+                _ => {}
+            }
+        }
+    }
+
+    fn is_text(p: &Value) -> bool {
+        match &p["type"] {
+            Value::String(t) => t == "string",
+            Value::Array(ts) => ts.iter().all(|t| t == "string" || t == "null"),
+            _ => false,
+        }
+    }
+
+    #[test]
+    fn the_openapi_document_follows_the_api_style() {
+        let doc = serde_json::to_value(super::openapi()).unwrap();
+        let mut problems = Vec::new();
+        for (schema, s) in doc["components"]["schemas"].as_object().unwrap() {
+            let mut props = Vec::new();
+            properties(s, &mut props);
+            for (name, p) in props {
+                if name == "at" || name == "until" {
+                    problems.push(format!("{schema}.{name}: a time is named *_at"));
+                }
+                if name.ends_with("_at") && !is_text(p) {
+                    problems.push(format!(
+                        "{schema}.{name}: a time is an RFC 3339 string: {p}"
+                    ));
+                }
+            }
+        }
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let body = &op["responses"]["200"]["content"]["application/json"]["schema"];
+                if body["type"] == "array" {
+                    problems.push(format!("{method} {path}: a bare array (a list is a Page)"));
+                }
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
     }
 }

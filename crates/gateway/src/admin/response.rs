@@ -4,6 +4,8 @@
 
 use super::Caller;
 use super::devices::device_in;
+use super::views::response::{ActionView, DecisionView, ReportView};
+use super::views::{Page, PageQuery};
 use crate::app::App;
 use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult};
 use crate::response::DISRUPTIVE;
@@ -15,7 +17,7 @@ use axum::{Json, Router};
 use http::HeaderMap;
 use sekisho_core::ErrorCode;
 use sekisho_store::now_ms;
-use sekisho_store::response::{ActionFilter, ActionRow, DecisionRow, NewAction, ReportRow};
+use sekisho_store::response::{ActionFilter, ActionRow, NewAction};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -133,29 +135,15 @@ pub struct DecisionQuery {
     pub limit: Option<i64>,
 }
 
-/// A decision with its actions.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct DecisionView {
-    #[serde(flatten)]
-    pub decision: DecisionRow,
-    pub actions: Vec<ActionRow>,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Decisions {
-    pub items: Vec<DecisionView>,
-    pub next_before: Option<i64>,
-}
-
 /// What the response did about the field's detections, newest first.
 #[utoipa::path(get, path = "/api/v1/fields/{field}/response/decisions", tag = "response", params(("field" = String, Path), DecisionQuery),
-    responses((status = 200, body = Decisions), (status = 404, body = sekisho_core::ErrorBody)))]
+    responses((status = 200, body = Page<DecisionView>), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn decisions(
     State(app): State<Arc<App>>,
     caller: Caller,
     Path(field): Path<String>,
     ApiQuery(q): ApiQuery<DecisionQuery>,
-) -> ApiResult<Json<Decisions>> {
+) -> ApiResult<Json<Page<DecisionView>>> {
     let f = caller.field(&app, &field)?;
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let rows = app
@@ -176,12 +164,9 @@ pub async fn decisions(
             })
             .await?;
         actions.reverse();
-        items.push(DecisionView {
-            decision: d,
-            actions,
-        });
+        items.push(DecisionView::new(d, actions));
     }
-    Ok(Json(Decisions { items, next_before }))
+    Ok(Json(Page { items, next_before }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -190,38 +175,31 @@ pub async fn decisions(
 pub struct ActionQuery {
     pub field: Option<String>,
     pub device: Option<String>,
-    /// `pending`, `awaiting_approval`, `running`, `done`, `failed`, `rejected` or `interrupted`.
+    /// `pending`, `awaiting_approval`, `running`, `done`, `failed`, `skipped`, `rejected` or
+    /// `interrupted`.
     pub state: Option<String>,
     pub before: Option<i64>,
     pub limit: Option<i64>,
 }
 
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Actions {
-    pub items: Vec<ActionRow>,
-    pub next_before: Option<i64>,
-}
-
-async fn search(app: &App, caller: &Caller, mut f: ActionFilter) -> ApiResult<Json<Actions>> {
+async fn search(
+    app: &App,
+    caller: &Caller,
+    mut f: ActionFilter,
+) -> ApiResult<Json<Page<ActionView>>> {
     f.visible_fields = caller.visible_fields();
     let rows = app.store.actions(&f).await?;
-    let next_before = (rows.len() as i64 == f.limit)
-        .then(|| rows.last().map(|a| a.id))
-        .flatten();
-    Ok(Json(Actions {
-        items: rows,
-        next_before,
-    }))
+    Ok(Json(Page::of(rows, f.limit, |a| a.id, ActionView::from)))
 }
 
 /// Actions in the fields this user may see, newest first.
 #[utoipa::path(get, path = "/api/v1/response/actions", tag = "response", params(ActionQuery),
-    responses((status = 200, body = Actions)))]
+    responses((status = 200, body = Page<ActionView>)))]
 pub async fn list_actions(
     State(app): State<Arc<App>>,
     caller: Caller,
     ApiQuery(q): ApiQuery<ActionQuery>,
-) -> ApiResult<Json<Actions>> {
+) -> ApiResult<Json<Page<ActionView>>> {
     let filter = ActionFilter {
         field: q.field,
         device: q.device,
@@ -235,8 +213,11 @@ pub async fn list_actions(
 
 /// The approval queue: disruptive actions on critical devices waiting for a person.
 #[utoipa::path(get, path = "/api/v1/response/approvals", tag = "response",
-    responses((status = 200, body = Actions)))]
-pub async fn approvals(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Json<Actions>> {
+    responses((status = 200, body = Page<ActionView>)))]
+pub async fn approvals(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+) -> ApiResult<Json<Page<ActionView>>> {
     let filter = ActionFilter {
         state: Some("awaiting_approval".into()),
         limit: 1000,
@@ -270,15 +251,15 @@ fn state_conflict(a: &ActionRow, what: &str) -> ApiError {
 /// Approve an action waiting for approval: it runs now. A person's disruptive action: with MFA on,
 /// the `X-Sekisho-TOTP` header is required.
 #[utoipa::path(post, path = "/api/v1/response/actions/{id}/approve", tag = "response", params(("id" = i64, Path)),
-    responses((status = 200, body = ActionRow), (status = 403, body = sekisho_core::ErrorBody), (status = 404, body = sekisho_core::ErrorBody), (status = 409, body = sekisho_core::ErrorBody)))]
+    responses((status = 200, body = ActionView), (status = 403, body = sekisho_core::ErrorBody), (status = 404, body = sekisho_core::ErrorBody), (status = 409, body = sekisho_core::ErrorBody)))]
 pub async fn approve(
     State(app): State<Arc<App>>,
     caller: Caller,
     headers: HeaderMap,
     Path(id): Path<i64>,
-) -> ApiResult<Json<ActionRow>> {
+) -> ApiResult<Json<ActionView>> {
     let code = crate::admin::mfa::header_code(&headers);
-    Ok(Json(approve_action(&app, &caller, id, code).await?))
+    Ok(Json(approve_action(&app, &caller, id, code).await?.into()))
 }
 
 /// Approves an action awaiting approval (the caller's second factor first). Shared by the API and the
@@ -316,13 +297,13 @@ pub(crate) async fn approve_action(
 
 /// Reject an action waiting for approval: it never runs.
 #[utoipa::path(post, path = "/api/v1/response/actions/{id}/reject", tag = "response", params(("id" = i64, Path)),
-    responses((status = 200, body = ActionRow), (status = 404, body = sekisho_core::ErrorBody), (status = 409, body = sekisho_core::ErrorBody)))]
+    responses((status = 200, body = ActionView), (status = 404, body = sekisho_core::ErrorBody), (status = 409, body = sekisho_core::ErrorBody)))]
 pub async fn reject(
     State(app): State<Arc<App>>,
     caller: Caller,
     Path(id): Path<i64>,
-) -> ApiResult<Json<ActionRow>> {
-    Ok(Json(reject_action(&app, &caller, id).await?))
+) -> ApiResult<Json<ActionView>> {
+    Ok(Json(reject_action(&app, &caller, id).await?.into()))
 }
 
 /// Rejects an action awaiting approval. Shared by the API and the console.
@@ -390,13 +371,13 @@ async fn run_now(
 /// Undo a done disruptive action: re-enable authentication, resume the SIM, release the quarantine,
 /// cancel the update. Recorded as an action of its own.
 #[utoipa::path(post, path = "/api/v1/response/actions/{id}/undo", tag = "response", params(("id" = i64, Path)),
-    responses((status = 200, body = ActionRow), (status = 404, body = sekisho_core::ErrorBody), (status = 409, body = sekisho_core::ErrorBody)))]
+    responses((status = 200, body = ActionView), (status = 404, body = sekisho_core::ErrorBody), (status = 409, body = sekisho_core::ErrorBody)))]
 pub async fn undo(
     State(app): State<Arc<App>>,
     caller: Caller,
     Path(id): Path<i64>,
-) -> ApiResult<Json<ActionRow>> {
-    Ok(Json(undo_action(&app, &caller, id).await?))
+) -> ApiResult<Json<ActionView>> {
+    Ok(Json(undo_action(&app, &caller, id).await?.into()))
 }
 
 /// Undoes a done disruptive action (once). Shared by the API and the console.
@@ -456,14 +437,14 @@ const PERSON_ACTIONS: &[&str] = &[
 /// Run an action on a device now, as a person. Disruptive ones need the second factor when MFA is on.
 #[utoipa::path(post, path = "/api/v1/fields/{field}/devices/{device}/actions", tag = "response", params(("field" = String, Path), ("device" = String, Path)),
     request_body = StartAction,
-    responses((status = 200, body = ActionRow), (status = 400, body = sekisho_core::ErrorBody), (status = 403, body = sekisho_core::ErrorBody), (status = 404, body = sekisho_core::ErrorBody)))]
+    responses((status = 200, body = ActionView), (status = 400, body = sekisho_core::ErrorBody), (status = 403, body = sekisho_core::ErrorBody), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn start_action(
     State(app): State<Arc<App>>,
     caller: Caller,
     headers: HeaderMap,
     Path((field, device)): Path<(String, String)>,
     ApiJson(body): ApiJson<StartAction>,
-) -> ApiResult<Json<ActionRow>> {
+) -> ApiResult<Json<ActionView>> {
     let f = caller.managed_field(&app, &field)?;
     let d = device_in(&app, &f, &device)?;
     if !PERSON_ACTIONS.contains(&body.action.as_str()) {
@@ -485,21 +466,28 @@ pub async fn start_action(
             &body.action,
             None,
         )
-        .await?,
+        .await?
+        .into(),
     ))
 }
 
-/// Device reports collected for the administrator (V29), newest first.
-#[utoipa::path(get, path = "/api/v1/fields/{field}/devices/{device}/reports", tag = "response", params(("field" = String, Path), ("device" = String, Path)),
-    responses((status = 200, body = Vec<ReportRow>), (status = 404, body = sekisho_core::ErrorBody)))]
+/// Device reports collected for the administrator (V29), newest first, each with its body.
+#[utoipa::path(get, path = "/api/v1/fields/{field}/devices/{device}/reports", tag = "response", params(("field" = String, Path), ("device" = String, Path), PageQuery),
+    responses((status = 200, body = Page<ReportView>), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn reports(
     State(app): State<Arc<App>>,
     caller: Caller,
     Path((field, device)): Path<(String, String)>,
-) -> ApiResult<Json<Vec<ReportRow>>> {
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<Json<Page<ReportView>>> {
     let f = caller.field(&app, &field)?;
     let d = device_in(&app, &f, &device)?;
-    Ok(Json(app.store.reports(d.device.id.as_str(), 50).await?))
+    let limit = q.limit(50);
+    let rows = app
+        .store
+        .reports(d.device.id.as_str(), q.before, limit)
+        .await?;
+    Ok(Json(Page::of(rows, limit, |r| r.id, ReportView::from)))
 }
 
 /// One collected report, its body as JSON.
@@ -518,7 +506,5 @@ pub async fn report(
         .await?
         .filter(|r| r.device_id == d.device.id.0)
         .ok_or_else(|| ApiError::not_found("report of this device"))?;
-    Ok(Json(
-        serde_json::from_str(&r.body).map_err(ApiError::internal)?,
-    ))
+    Ok(Json(super::views::json(&r.body)))
 }

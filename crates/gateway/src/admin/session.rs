@@ -27,7 +27,9 @@ pub struct LoginRequest {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct LoginResponse {
     pub token: String,
-    pub expires_in: u64,
+    /// The session ends this many seconds after login.
+    pub expires_in_secs: u64,
+    pub expires_at: String,
     pub role: Role,
 }
 
@@ -52,7 +54,8 @@ pub async fn login(
     let s = open_session(&app, &req.username, &req.password).await?;
     Ok(Json(LoginResponse {
         token: s.token,
-        expires_in: s.ttl_secs,
+        expires_in_secs: s.ttl_secs,
+        expires_at: super::views::at(s.expires_at),
         role: s.user.role,
     }))
 }
@@ -61,6 +64,8 @@ pub async fn login(
 pub(crate) struct NewSession {
     pub token: String,
     pub ttl_secs: u64,
+    /// Unix ms.
+    pub expires_at: i64,
     pub user: UserRow,
 }
 
@@ -103,12 +108,9 @@ pub(crate) async fn open_session(
     app.login_failures.clear(username);
     let token = crypto::new_secret();
     let ttl = app.config.admin.session_ttl_secs;
+    let expires_at = now + ttl as i64 * 1000;
     app.store
-        .insert_session(
-            &crypto::sha256(token.as_bytes()),
-            &user.id,
-            now + ttl as i64 * 1000,
-        )
+        .insert_session(&crypto::sha256(token.as_bytes()), &user.id, expires_at)
         .await?;
     let _ = app
         .store
@@ -117,6 +119,7 @@ pub(crate) async fn open_session(
     Ok(NewSession {
         token,
         ttl_secs: ttl,
+        expires_at,
         user,
     })
 }

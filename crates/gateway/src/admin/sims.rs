@@ -3,6 +3,8 @@
 
 use super::Caller;
 use super::devices::device_in;
+use super::views::Page;
+use super::views::carrier::{AccountingView, SimActionView, SimSessionView};
 use crate::app::App;
 use crate::carrier::control;
 use crate::error::{ApiError, ApiQuery, ApiResult};
@@ -12,8 +14,7 @@ use http::HeaderMap;
 use sekisho_carrier::CarrierError;
 use sekisho_core::ErrorCode;
 use sekisho_core::Sim;
-use sekisho_store::SimSessionRow;
-use sekisho_store::carrier::{AccountingRow, SimActionRow};
+use sekisho_store::carrier::SimActionRow;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
@@ -22,12 +23,12 @@ use utoipa::{IntoParams, ToSchema};
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SimView {
     pub sim: Sim,
-    /// The live session (absent until the packet gateway sent accounting for this IMSI).
-    pub session: Option<SimSessionRow>,
-    /// The latest accounting records, newest first.
-    pub accounting: Vec<AccountingRow>,
-    /// The latest calls to the carrier's SIM API, newest first.
-    pub actions: Vec<SimActionRow>,
+    /// The live session (`null` until the packet gateway sent accounting for this IMSI).
+    pub session: Option<SimSessionView>,
+    /// The latest 20 accounting records, newest first (all of them: `…/sim/accounting`).
+    pub accounting: Vec<AccountingView>,
+    /// The latest 20 calls to the carrier's SIM API, newest first.
+    pub actions: Vec<SimActionView>,
 }
 
 fn sim_of(app: &App, caller: &Caller, field: &str, device: &str) -> ApiResult<(String, Sim)> {
@@ -53,10 +54,12 @@ pub async fn get_sim(
     Path((field, device)): Path<(String, String)>,
 ) -> ApiResult<Json<SimView>> {
     let (device_id, sim) = sim_of(&app, &caller, &field, &device)?;
+    let accounting = app.store.accounting(&sim.imsi, None, 20).await?;
+    let actions = app.store.sim_actions(&device_id, 20).await?;
     Ok(Json(SimView {
-        session: app.sims.session(&sim.imsi),
-        accounting: app.store.accounting(&sim.imsi, None, 20).await?,
-        actions: app.store.sim_actions(&device_id, 20).await?,
+        session: app.sims.session(&sim.imsi).map(SimSessionView::from),
+        accounting: accounting.into_iter().map(AccountingView::from).collect(),
+        actions: actions.into_iter().map(SimActionView::from).collect(),
         sim,
     }))
 }
@@ -65,34 +68,30 @@ pub async fn get_sim(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AccountingQuery {
-    /// Cursor: `id` of the last record of the previous page.
+    /// Cursor: the `next_before` of the previous page.
     pub before: Option<i64>,
     pub limit: Option<u32>,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct AccountingPage {
-    pub items: Vec<AccountingRow>,
-    pub next_before: Option<i64>,
 }
 
 /// The SIM's accounting history, newest first.
 #[utoipa::path(get, path = "/api/v1/fields/{field}/devices/{device}/sim/accounting", tag = "carrier",
     params(("field" = String, Path), ("device" = String, Path), AccountingQuery),
-    responses((status = 200, body = AccountingPage), (status = 404, body = sekisho_core::ErrorBody)))]
+    responses((status = 200, body = Page<AccountingView>), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn accounting(
     State(app): State<Arc<App>>,
     caller: Caller,
     Path((field, device)): Path<(String, String)>,
     ApiQuery(q): ApiQuery<AccountingQuery>,
-) -> ApiResult<Json<AccountingPage>> {
+) -> ApiResult<Json<Page<AccountingView>>> {
     let (_, sim) = sim_of(&app, &caller, &field, &device)?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let items = app.store.accounting(&sim.imsi, q.before, limit).await?;
-    let next_before = (items.len() == limit as usize)
-        .then(|| items.last().map(|a| a.id))
-        .flatten();
-    Ok(Json(AccountingPage { items, next_before }))
+    let rows = app.store.accounting(&sim.imsi, q.before, limit).await?;
+    Ok(Json(Page::of(
+        rows,
+        limit.into(),
+        |a| a.id,
+        AccountingView::from,
+    )))
 }
 
 /// A SIM as the carrier's API reports it.
@@ -124,7 +123,7 @@ impl From<sekisho_carrier::SimStatus> for CarrierSim {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SimActionResult {
     pub sim: CarrierSim,
-    pub record: SimActionRow,
+    pub record: SimActionView,
 }
 
 /// The carrier's answer to a live query.
@@ -183,7 +182,7 @@ async fn set_suspended(
     match out.result {
         Ok(s) => Ok(SimActionResult {
             sim: s.into(),
-            record: out.record,
+            record: out.record.into(),
         }),
         Err(e) => Err(carrier_error(e, &out.record)),
     }

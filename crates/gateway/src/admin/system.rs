@@ -1,6 +1,8 @@
 //! Operations (subsystem ⑧): the system's status, Prometheus metrics, and users.
 
 use super::Caller;
+use super::views::Page;
+use super::views::history::OutboxView;
 use crate::app::App;
 use crate::crypto;
 use crate::error::{ApiError, ApiJson, ApiResult};
@@ -10,7 +12,6 @@ use axum::extract::State;
 use http::StatusCode;
 use sekisho_core::{FieldId, Role, UserId};
 use sekisho_store::now_ms;
-use sekisho_store::outbox::OutboxCounts;
 use sekisho_store::users::UserRow;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write;
@@ -25,6 +26,10 @@ pub struct ListenerStatus {
     pub plaintext_refused: u64,
     pub handshake_failed: u64,
     pub over_limit: u64,
+    /// Connections refused at their source address's cap.
+    pub address_over_limit: u64,
+    /// Refused connections answered `503 too_many_connections` (the others were closed unanswered).
+    pub refusals_answered: u64,
 }
 
 fn listener(s: &ListenerStats) -> ListenerStatus {
@@ -34,6 +39,8 @@ fn listener(s: &ListenerStats) -> ListenerStatus {
         plaintext_refused: s.plaintext_refused.load(Ordering::Relaxed),
         handshake_failed: s.handshake_failed.load(Ordering::Relaxed),
         over_limit: s.over_limit.load(Ordering::Relaxed),
+        address_over_limit: s.address_over_limit.load(Ordering::Relaxed),
+        refusals_answered: s.refusals_answered.load(Ordering::Relaxed),
     }
 }
 
@@ -95,7 +102,7 @@ pub struct Status {
     pub device_listener: ListenerStatus,
     pub admin_listener: ListenerStatus,
     pub store: StoreStatus,
-    pub outbox: OutboxCounts,
+    pub outbox: OutboxView,
     pub messages_accepted: u64,
     pub messages_rejected: u64,
     pub auth_success: u64,
@@ -144,7 +151,7 @@ pub(crate) async fn status_of(app: &App) -> ApiResult<Status> {
             refused_writes: n(&w.refused),
             file_bytes,
         },
-        outbox: app.store.outbox_counts(None).await?,
+        outbox: app.store.outbox_counts(None).await?.into(),
         messages_accepted: n(&s.messages_accepted),
         messages_rejected: n(&s.messages_rejected),
         auth_success: n(&s.auth_success),
@@ -153,10 +160,17 @@ pub(crate) async fn status_of(app: &App) -> ApiResult<Status> {
     })
 }
 
-/// Prometheus text exposition of the gateway's counters (no device ids as labels).
+/// Prometheus text exposition of the gateway's counters (no device ids as labels; the names are
+/// listed in docs/api.md). Open unless `[admin] metrics_token_file` is set; then it needs
+/// `Authorization: Bearer <that token>` (not a session token).
+#[utoipa::path(get, path = "/metrics", tag = "system", security((), ("bearer" = [])),
+    responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain"),
+              (status = 401, description = "`unauthorized`: a metrics token is configured and was not sent", body = sekisho_core::ErrorBody)))]
 pub async fn metrics(
     State(app): State<Arc<App>>,
-) -> ([(http::HeaderName, &'static str); 1], String) {
+    headers: http::HeaderMap,
+) -> ApiResult<([(http::HeaderName, &'static str); 1], String)> {
+    super::metrics_token::check(&app, &headers)?;
     let s = &app.stats;
     let w = app.store.writer.stats();
     let mut out = String::with_capacity(2048);
@@ -209,6 +223,12 @@ pub async fn metrics(
         n(&s.dead_lettered),
     );
     put(
+        "forward_poisoned_total",
+        "counter",
+        "Messages dead-lettered because the cloud kept failing them alone while accepting the next.",
+        n(&s.forward_poisoned),
+    );
+    put(
         "store_commits_total",
         "counter",
         "Group commits.",
@@ -253,8 +273,20 @@ pub async fn metrics(
     put(
         "device_connections_over_limit_total",
         "counter",
-        "Device connections refused at the limit.",
+        "Device connections refused at the listener's max_connections.",
         n(&s.device_listener.over_limit),
+    );
+    put(
+        "device_connections_over_address_limit_total",
+        "counter",
+        "Device connections refused at their source address's cap.",
+        n(&s.device_listener.address_over_limit),
+    );
+    put(
+        "device_connection_refusals_answered_total",
+        "counter",
+        "Refused device connections that were answered 503 too_many_connections.",
+        n(&s.device_listener.refusals_answered),
     );
     put(
         "devices",
@@ -331,6 +363,11 @@ pub async fn metrics(
             n(&rs.actions_failed),
         ),
         (
+            "response_actions_skipped_total",
+            "Notifications skipped: the field has not set where they go.",
+            n(&rs.actions_skipped),
+        ),
+        (
             "response_retries_total",
             "Response action attempts that failed and wait for another.",
             n(&rs.retries),
@@ -338,10 +375,10 @@ pub async fn metrics(
     ] {
         put(name, "counter", help, v);
     }
-    (
+    Ok((
         [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         out,
-    )
+    ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -441,14 +478,13 @@ pub async fn create_user(
     Ok((StatusCode::CREATED, Json(user_view(&user))))
 }
 
-/// Every user (maintainer).
-#[utoipa::path(get, path = "/api/v1/users", tag = "system", responses((status = 200, body = Vec<UserView>), (status = 403, body = sekisho_core::ErrorBody)))]
+/// Every user (maintainer; the whole list: `next_before` is always null).
+#[utoipa::path(get, path = "/api/v1/users", tag = "system", responses((status = 200, body = Page<UserView>), (status = 403, body = sekisho_core::ErrorBody)))]
 pub async fn list_users(
     State(app): State<Arc<App>>,
     caller: Caller,
-) -> ApiResult<Json<Vec<UserView>>> {
+) -> ApiResult<Json<Page<UserView>>> {
     caller.require(Role::Maintainer)?;
-    Ok(Json(
-        app.store.users().await?.iter().map(user_view).collect(),
-    ))
+    let users = app.store.users().await?;
+    Ok(Json(Page::all(users.iter().map(user_view).collect())))
 }

@@ -2,6 +2,8 @@
 //! (JSON or TOML, versioned, refused whole with every problem listed), and the field's detections.
 
 use super::Caller;
+use super::views::response::DetectionView;
+use super::views::{Page, PageQuery, at};
 use crate::app::App;
 use crate::error::{ApiError, ApiQuery, ApiResult};
 use axum::Json;
@@ -11,7 +13,7 @@ use http::HeaderMap;
 use sekisho_core::ErrorCode;
 use sekisho_detect::Template;
 use sekisho_detect::template::LIBRARY;
-use sekisho_store::detections::{DetectionFilter, DetectionRow};
+use sekisho_store::detections::{DetectionFilter, ScriptFault};
 use sekisho_store::now_ms;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -23,10 +25,10 @@ pub struct LibraryEntry {
     pub description: String,
 }
 
-/// The shipped template library.
-#[utoipa::path(get, path = "/api/v1/templates", tag = "detection", responses((status = 200, body = Vec<LibraryEntry>)))]
-pub async fn library(_caller: Caller) -> Json<Vec<LibraryEntry>> {
-    Json(
+/// The shipped template library (the whole list: `next_before` is always null).
+#[utoipa::path(get, path = "/api/v1/templates", tag = "detection", responses((status = 200, body = Page<LibraryEntry>)))]
+pub async fn library(_caller: Caller) -> Json<Page<LibraryEntry>> {
+    Json(Page::all(
         LIBRARY
             .iter()
             .filter_map(|(n, _)| sekisho_detect::template::library(n))
@@ -35,7 +37,7 @@ pub async fn library(_caller: Caller) -> Json<Vec<LibraryEntry>> {
                 description: t.description,
             })
             .collect(),
-    )
+    ))
 }
 
 /// One template of the library.
@@ -79,7 +81,7 @@ pub async fn get_template(
         }) {
             Some((v, t)) => FieldTemplate {
                 version: v.version,
-                created_at: Some(sekisho_core::time::rfc3339(v.created_at)),
+                created_at: Some(at(v.created_at)),
                 created_by: Some(v.created_by),
                 template: t,
             },
@@ -143,6 +145,9 @@ pub(crate) async fn apply(
         .insert_template(field.as_str(), &caller.user.username, &json, now_ms())
         .await?;
     app.detector.scripts.set(field, scripts);
+    if let Some(caps) = app.device_caps.get() {
+        caps.set_field_nat(field, compiled.template.network.nat_ranges.clone());
+    }
     app.detector.set_template(field, compiled);
     caller
         .log(
@@ -173,7 +178,7 @@ pub async fn put_template(
     let version = apply(&app, &caller, &f.id, t.clone()).await?;
     Ok(Json(FieldTemplate {
         version,
-        created_at: Some(sekisho_core::time::rfc3339(now_ms())),
+        created_at: Some(at(now_ms())),
         created_by: Some(caller.user.username.clone()),
         template: t,
     }))
@@ -186,37 +191,68 @@ pub struct VersionEntry {
     pub created_by: String,
 }
 
-/// Every version of a field's template, newest first.
+/// Every version of a field's template, newest first (the whole list: `next_before` is always null).
 #[utoipa::path(get, path = "/api/v1/fields/{field}/template/versions", tag = "detection", params(("field" = String, Path)),
-    responses((status = 200, body = Vec<VersionEntry>), (status = 404, body = sekisho_core::ErrorBody)))]
+    responses((status = 200, body = Page<VersionEntry>), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn versions(
     State(app): State<Arc<App>>,
     caller: Caller,
     Path(field): Path<String>,
-) -> ApiResult<Json<Vec<VersionEntry>>> {
+) -> ApiResult<Json<Page<VersionEntry>>> {
     let f = caller.field(&app, &field)?;
     let v = app.store.template_versions(f.id.as_str()).await?;
-    Ok(Json(
+    Ok(Json(Page::all(
         v.into_iter()
             .map(|v| VersionEntry {
                 version: v.version,
-                created_at: sekisho_core::time::rfc3339(v.created_at),
+                created_at: at(v.created_at),
                 created_by: v.created_by,
             })
             .collect(),
-    ))
+    )))
+}
+
+/// A field script's fault.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ScriptFaultView {
+    pub id: i64,
+    pub occurred_at: String,
+    pub field_id: String,
+    pub script: String,
+    /// `error`, `timeout` (the CPU limit) or `memory`.
+    pub kind: String,
+    pub message: String,
+}
+
+impl From<ScriptFault> for ScriptFaultView {
+    fn from(f: ScriptFault) -> Self {
+        Self {
+            id: f.id,
+            occurred_at: at(f.at),
+            field_id: f.field_id,
+            script: f.script,
+            kind: f.kind,
+            message: f.message,
+        }
+    }
 }
 
 /// Script faults of a field (errors, CPU and memory limits, skipped runs), newest first.
-#[utoipa::path(get, path = "/api/v1/fields/{field}/script-faults", tag = "detection", params(("field" = String, Path)),
-    responses((status = 200, body = Vec<sekisho_store::detections::ScriptFault>), (status = 404, body = sekisho_core::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/fields/{field}/script-faults", tag = "detection", params(("field" = String, Path), PageQuery),
+    responses((status = 200, body = Page<ScriptFaultView>), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn script_faults(
     State(app): State<Arc<App>>,
     caller: Caller,
     Path(field): Path<String>,
-) -> ApiResult<Json<Vec<sekisho_store::detections::ScriptFault>>> {
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<Json<Page<ScriptFaultView>>> {
     let f = caller.field(&app, &field)?;
-    Ok(Json(app.store.script_faults(f.id.as_str(), 200).await?))
+    let limit = q.limit(200);
+    let rows = app
+        .store
+        .script_faults(f.id.as_str(), q.before, limit)
+        .await?;
+    Ok(Json(Page::of(rows, limit, |r| r.id, ScriptFaultView::from)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -227,63 +263,21 @@ pub struct DetectionQuery {
     /// e.g. `rate.max`, `silence.theft`, `script.my_rule`.
     pub rule: Option<String>,
     pub threat: Option<String>,
-    /// Detections active at or after this time (RFC 3339 or Unix ms).
+    /// Detections active at or after this time (RFC 3339).
     pub since: Option<String>,
     pub before: Option<i64>,
     pub limit: Option<i64>,
 }
 
-/// A detection as the API shows it.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct DetectionView {
-    pub id: i64,
-    pub field_id: String,
-    pub device_id: Option<String>,
-    pub rule: String,
-    pub threat: String,
-    pub severity: String,
-    pub summary: String,
-    #[schema(value_type = Object)]
-    pub evidence: serde_json::Value,
-    pub first_at: String,
-    pub last_at: String,
-    /// Findings grouped into this detection.
-    pub count: i64,
-    pub status: String,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Detections {
-    pub items: Vec<DetectionView>,
-    pub next_before: Option<i64>,
-}
-
-fn view(d: DetectionRow) -> DetectionView {
-    DetectionView {
-        id: d.id,
-        field_id: d.field_id,
-        device_id: d.device_id,
-        rule: d.rule,
-        threat: d.threat,
-        severity: d.severity,
-        summary: d.summary,
-        evidence: serde_json::from_str(&d.evidence).unwrap_or(serde_json::Value::Null),
-        first_at: sekisho_core::time::rfc3339(d.first_at),
-        last_at: sekisho_core::time::rfc3339(d.last_at),
-        count: d.count,
-        status: d.status,
-    }
-}
-
 /// A field's detections, newest first: threat, severity, rule, evidence.
 #[utoipa::path(get, path = "/api/v1/fields/{field}/detections", tag = "detection", params(("field" = String, Path), DetectionQuery),
-    responses((status = 200, body = Detections), (status = 400, body = sekisho_core::ErrorBody), (status = 404, body = sekisho_core::ErrorBody)))]
+    responses((status = 200, body = Page<DetectionView>), (status = 400, body = sekisho_core::ErrorBody), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn detections(
     State(app): State<Arc<App>>,
     caller: Caller,
     Path(field): Path<String>,
     ApiQuery(q): ApiQuery<DetectionQuery>,
-) -> ApiResult<Json<Detections>> {
+) -> ApiResult<Json<Page<DetectionView>>> {
     let f = caller.field(&app, &field)?;
     let mut problems = Vec::new();
     let since = super::parse_time("since", &q.since, &mut problems);
@@ -302,11 +296,5 @@ pub async fn detections(
         limit,
     };
     let rows = app.store.search_detections(&filter).await?;
-    let next_before = (rows.len() as i64 == limit)
-        .then(|| rows.last().map(|d| d.id))
-        .flatten();
-    Ok(Json(Detections {
-        items: rows.into_iter().map(view).collect(),
-        next_before,
-    }))
+    Ok(Json(Page::of(rows, limit, |d| d.id, DetectionView::from)))
 }

@@ -2,6 +2,7 @@
 //! keys (public keys for devices, rotation), and each field's campaigns with per-device progress.
 
 use super::Caller;
+use super::views::{Page, at, json};
 use crate::app::App;
 use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult};
 use axum::body::Bytes;
@@ -45,16 +46,43 @@ pub struct UploadQuery {
     pub name: Option<String>,
 }
 
+/// An uploaded artifact.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ArtifactView {
+    pub sha256: String,
+    pub size: i64,
+    /// `firmware` or `config`.
+    pub kind: String,
+    pub version: String,
+    pub name: String,
+    pub uploaded_at: String,
+    pub uploaded_by: String,
+}
+
+impl From<ArtifactRow> for ArtifactView {
+    fn from(a: ArtifactRow) -> Self {
+        Self {
+            sha256: a.sha256,
+            size: a.size,
+            kind: a.kind,
+            version: a.version,
+            name: a.name,
+            uploaded_at: at(a.at),
+            uploaded_by: a.by,
+        }
+    }
+}
+
 /// Upload an artifact (the raw bytes); it is stored under its SHA-256.
 #[utoipa::path(post, path = "/api/v1/update/artifacts", tag = "update", params(UploadQuery),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
-    responses((status = 201, body = ArtifactRow), (status = 400, body = sekisho_core::ErrorBody), (status = 413, body = sekisho_core::ErrorBody)))]
+    responses((status = 201, body = ArtifactView), (status = 400, body = sekisho_core::ErrorBody), (status = 413, body = sekisho_core::ErrorBody)))]
 pub async fn upload(
     State(app): State<Arc<App>>,
     caller: Caller,
     ApiQuery(q): ApiQuery<UploadQuery>,
     body: Bytes,
-) -> ApiResult<(http::StatusCode, Json<ArtifactRow>)> {
+) -> ApiResult<(http::StatusCode, Json<ArtifactView>)> {
     if caller.user.role == Role::Analyst {
         return Err(ApiError::new(
             ErrorCode::Forbidden,
@@ -100,16 +128,19 @@ pub async fn upload(
             Some(&row.version),
         )
         .await;
-    Ok((http::StatusCode::CREATED, Json(row)))
+    Ok((http::StatusCode::CREATED, Json(row.into())))
 }
 
-/// Every stored artifact, newest first.
-#[utoipa::path(get, path = "/api/v1/update/artifacts", tag = "update", responses((status = 200, body = Vec<ArtifactRow>)))]
+/// Every stored artifact, newest first (the whole list: `next_before` is always null).
+#[utoipa::path(get, path = "/api/v1/update/artifacts", tag = "update", responses((status = 200, body = Page<ArtifactView>)))]
 pub async fn artifacts(
     State(app): State<Arc<App>>,
     _caller: Caller,
-) -> ApiResult<Json<Vec<ArtifactRow>>> {
-    Ok(Json(app.store.artifacts().await?))
+) -> ApiResult<Json<Page<ArtifactView>>> {
+    let rows = app.store.artifacts().await?;
+    Ok(Json(Page::all(
+        rows.into_iter().map(ArtifactView::from).collect(),
+    )))
 }
 
 /// A public key devices trust.
@@ -187,44 +218,106 @@ fn all() -> i64 {
     100
 }
 
+/// One device's progress in a campaign.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ProgressView {
+    pub device_id: String,
+    /// `offered`, `applied`, `rejected` or `confirmed`.
+    pub state: String,
+    /// Why the device refused it.
+    pub reason: Option<String>,
+    pub updated_at: String,
+}
+
 /// A campaign with its devices' progress.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CampaignView {
-    #[serde(flatten)]
-    pub campaign: CampaignRow,
-    pub progress: Vec<ProgressRow>,
+    pub id: i64,
+    pub field_id: String,
+    /// `firmware` or `config`.
+    pub kind: String,
+    pub version: String,
+    /// The artifact's SHA-256.
+    pub sha256: String,
+    /// The manifest's sequence (monotonic per field).
+    pub sequence: i64,
+    /// The signed manifest. Devices verify the signature over its exact bytes, which they get from
+    /// the device API (`GET /v1/device/update`).
+    #[schema(value_type = Object)]
+    pub manifest: serde_json::Value,
+    /// The manifest's Ed25519 signature (base64).
+    pub signature: String,
+    pub key_id: String,
+    /// Share of the field's devices offered it.
+    pub percent: i64,
+    /// Rejections before it halts (0: never).
+    pub max_failures: i64,
+    /// `active`, `halted` or `superseded`.
+    pub status: String,
+    pub note: Option<String>,
+    pub created_at: String,
+    /// Who approved it.
+    pub created_by: String,
+    pub progress: Vec<ProgressView>,
     /// Devices per state (`offered`, `applied`, `rejected`, `confirmed`).
     pub counts: std::collections::BTreeMap<String, usize>,
 }
 
-async fn views(app: &App, field: &str) -> ApiResult<Vec<CampaignView>> {
+fn campaign_view(c: CampaignRow, progress: Vec<ProgressRow>) -> CampaignView {
+    let mut counts = std::collections::BTreeMap::new();
+    for p in &progress {
+        *counts.entry(p.state.clone()).or_default() += 1;
+    }
+    CampaignView {
+        id: c.id,
+        field_id: c.field_id,
+        kind: c.kind,
+        version: c.version,
+        sha256: c.sha256,
+        sequence: c.sequence,
+        manifest: json(&c.payload),
+        signature: c.signature,
+        key_id: c.key_id,
+        percent: c.percent,
+        max_failures: c.max_failures,
+        status: c.status,
+        note: c.note,
+        created_at: at(c.created_at),
+        created_by: c.by,
+        progress: progress
+            .into_iter()
+            .map(|p| ProgressView {
+                device_id: p.device_id,
+                state: p.state,
+                reason: p.reason,
+                updated_at: at(p.at),
+            })
+            .collect(),
+        counts,
+    }
+}
+
+/// The field's campaigns (the whole list: `next_before` is always null).
+async fn views(app: &App, field: &str) -> ApiResult<Page<CampaignView>> {
     let mut out = Vec::new();
     for c in app.store.campaigns(field).await? {
         let progress = app.store.progress(c.id).await?;
-        let mut counts = std::collections::BTreeMap::new();
-        for p in &progress {
-            *counts.entry(p.state.clone()).or_default() += 1;
-        }
-        out.push(CampaignView {
-            campaign: c,
-            progress,
-            counts,
-        });
+        out.push(campaign_view(c, progress));
     }
-    Ok(out)
+    Ok(Page::all(out))
 }
 
 /// Approve an artifact for the field: a signed manifest with the next sequence, rolled out to the
 /// field's devices (V31). A disruptive action: the second factor when MFA is on.
 #[utoipa::path(put, path = "/api/v1/fields/{field}/update", tag = "update", params(("field" = String, Path)), request_body = Approve,
-    responses((status = 200, body = Vec<CampaignView>), (status = 400, body = sekisho_core::ErrorBody), (status = 404, body = sekisho_core::ErrorBody)))]
+    responses((status = 200, body = Page<CampaignView>), (status = 400, body = sekisho_core::ErrorBody), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn approve(
     State(app): State<Arc<App>>,
     caller: Caller,
     headers: HeaderMap,
     Path(field): Path<String>,
     ApiJson(a): ApiJson<Approve>,
-) -> ApiResult<Json<Vec<CampaignView>>> {
+) -> ApiResult<Json<Page<CampaignView>>> {
     let f = caller.managed_field(&app, &field)?;
     let art = app
         .store
@@ -303,12 +396,12 @@ pub async fn approve(
 
 /// The field's current campaigns with every device's progress.
 #[utoipa::path(get, path = "/api/v1/fields/{field}/update", tag = "update", params(("field" = String, Path)),
-    responses((status = 200, body = Vec<CampaignView>), (status = 404, body = sekisho_core::ErrorBody)))]
+    responses((status = 200, body = Page<CampaignView>), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn campaigns(
     State(app): State<Arc<App>>,
     caller: Caller,
     Path(field): Path<String>,
-) -> ApiResult<Json<Vec<CampaignView>>> {
+) -> ApiResult<Json<Page<CampaignView>>> {
     let f = caller.field(&app, &field)?;
     Ok(Json(views(&app, &f.id.0).await?))
 }
@@ -320,7 +413,7 @@ async fn set_status(
     kind: &str,
     from: &str,
     to: &str,
-) -> ApiResult<Vec<CampaignView>> {
+) -> ApiResult<Page<CampaignView>> {
     let f = caller.managed_field(app, field)?;
     let c = app
         .store
@@ -359,12 +452,12 @@ async fn set_status(
 
 /// Halt a campaign: devices are no longer offered it.
 #[utoipa::path(post, path = "/api/v1/fields/{field}/update/{kind}/halt", tag = "update", params(("field" = String, Path), ("kind" = String, Path)),
-    responses((status = 200, body = Vec<CampaignView>), (status = 409, body = sekisho_core::ErrorBody)))]
+    responses((status = 200, body = Page<CampaignView>), (status = 409, body = sekisho_core::ErrorBody)))]
 pub async fn halt(
     State(app): State<Arc<App>>,
     caller: Caller,
     Path((field, kind)): Path<(String, String)>,
-) -> ApiResult<Json<Vec<CampaignView>>> {
+) -> ApiResult<Json<Page<CampaignView>>> {
     Ok(Json(
         set_status(&app, &caller, &field, &kind, "active", "halted").await?,
     ))
@@ -372,12 +465,12 @@ pub async fn halt(
 
 /// Resume a halted campaign.
 #[utoipa::path(post, path = "/api/v1/fields/{field}/update/{kind}/resume", tag = "update", params(("field" = String, Path), ("kind" = String, Path)),
-    responses((status = 200, body = Vec<CampaignView>), (status = 409, body = sekisho_core::ErrorBody)))]
+    responses((status = 200, body = Page<CampaignView>), (status = 409, body = sekisho_core::ErrorBody)))]
 pub async fn resume(
     State(app): State<Arc<App>>,
     caller: Caller,
     Path((field, kind)): Path<(String, String)>,
-) -> ApiResult<Json<Vec<CampaignView>>> {
+) -> ApiResult<Json<Page<CampaignView>>> {
     Ok(Json(
         set_status(&app, &caller, &field, &kind, "halted", "active").await?,
     ))

@@ -93,8 +93,8 @@ pub async fn set_suspended(
 ) -> Outcome<SimStatus> {
     let op = if suspend { Op::Suspend } else { Op::Resume };
     let call = match sim_id(device) {
-        Ok(id) if suspend => app.sim_api.suspend(&id).await,
-        Ok(id) => app.sim_api.resume(&id).await,
+        Ok(id) if suspend => app.sim_api().suspend(&id).await,
+        Ok(id) => app.sim_api().resume(&id).await,
         Err(e) => refused(e),
     };
     record(app, device, op, actor, call, state_of).await
@@ -103,7 +103,7 @@ pub async fn set_suspended(
 /// The carrier's status of the device's SIM.
 pub async fn status(app: &App, device: &Device, actor: &str) -> Outcome<SimStatus> {
     let call = match sim_id(device) {
-        Ok(id) => app.sim_api.status(&id).await,
+        Ok(id) => app.sim_api().status(&id).await,
         Err(e) => refused(e),
     };
     record(app, device, Op::Status, actor, call, state_of).await
@@ -112,7 +112,7 @@ pub async fn status(app: &App, device: &Device, actor: &str) -> Outcome<SimStatu
 /// The carrier's cumulative usage of the device's SIM.
 pub async fn usage(app: &App, device: &Device, actor: &str) -> Outcome<SimUsage> {
     let call = match sim_id(device) {
-        Ok(id) => app.sim_api.usage(&id).await,
+        Ok(id) => app.sim_api().usage(&id).await,
         Err(e) => refused(e),
     };
     record(app, device, Op::Usage, actor, call, |u| {

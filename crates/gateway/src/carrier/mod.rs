@@ -13,6 +13,7 @@
 
 pub mod control;
 pub mod radius;
+pub mod settings;
 
 use crate::detection::SimIps;
 use crate::listener::Meter;

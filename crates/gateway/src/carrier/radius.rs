@@ -12,6 +12,7 @@
 use super::Applied;
 use crate::app::App;
 use crate::listener::event;
+use crate::ratelog::LogLimit;
 use ipnet::IpNet;
 use sekisho_radius::{Accounting, RadiusError};
 use sekisho_store::records::{AccountingRecord, Record};
@@ -96,6 +97,15 @@ pub struct RadiusStats {
     pub not_stored: AtomicU64,
 }
 
+// What a remote party can make the listener log is sampled; the counts are exact in `RadiusStats`
+// (metrics, status) and, for bad authenticators and unknown clients, in security events.
+static RECEIVE_FAILED: LogLimit = LogLimit::per_minute(5);
+static UNKNOWN_CLIENT: LogLimit = LogLimit::per_minute(5);
+static BAD_AUTHENTICATOR: LogLimit = LogLimit::per_minute(5);
+static MALFORMED: LogLimit = LogLimit::per_minute(5);
+static NOT_STORED: LogLimit = LogLimit::per_minute(5);
+static NOT_SENT: LogLimit = LogLimit::per_minute(5);
+
 /// A packet seen recently: its authenticator, when, and its answer once stored.
 struct Seen {
     authenticator: [u8; 16],
@@ -126,7 +136,9 @@ pub async fn serve(
             r = socket.recv_from(&mut buf) => match r {
                 Ok(x) => x,
                 Err(e) => {
-                    tracing::warn!(error = %e, "RADIUS receive failed");
+                    if let Some(skipped) = RECEIVE_FAILED.allow() {
+                        tracing::warn!(error = %e, skipped, "RADIUS receive failed");
+                    }
                     continue;
                 }
             },
@@ -137,7 +149,9 @@ pub async fn serve(
         let packet = &buf[..n];
         let Some(client) = clients.iter().find(|c| c.net.contains(&peer.ip())) else {
             stats.unknown_client.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(peer = %peer, "RADIUS packet from an unknown client dropped");
+            if let Some(skipped) = UNKNOWN_CLIENT.allow() {
+                tracing::warn!(peer = %peer, skipped, "RADIUS packet from an unknown client dropped");
+            }
             let _ = app.store.writer.try_submit(vec![event(
                 "radius",
                 peer,
@@ -150,7 +164,9 @@ pub async fn serve(
             Ok(a) => a,
             Err(RadiusError::BadAuthenticator) => {
                 stats.bad_authenticator.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(peer = %peer, "RADIUS packet with a wrong authenticator dropped (shared secret mismatch?)");
+                if let Some(skipped) = BAD_AUTHENTICATOR.allow() {
+                    tracing::warn!(peer = %peer, skipped, "RADIUS packet with a wrong authenticator dropped (shared secret mismatch?)");
+                }
                 let _ = app.store.writer.try_submit(vec![event(
                     "radius",
                     peer,
@@ -161,7 +177,9 @@ pub async fn serve(
             }
             Err(e) => {
                 stats.malformed.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(peer = %peer, error = %e, "malformed RADIUS packet dropped");
+                if let Some(skipped) = MALFORMED.allow() {
+                    tracing::debug!(peer = %peer, error = %e, skipped, "malformed RADIUS packet dropped");
+                }
                 continue;
             }
         };
@@ -197,7 +215,9 @@ pub async fn serve(
             Ok(c) => c,
             Err(e) => {
                 stats.not_stored.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, "RADIUS record not stored; the packet gateway will retransmit");
+                if let Some(skipped) = NOT_STORED.allow() {
+                    tracing::warn!(error = %e, skipped, "RADIUS record not stored; the packet gateway will retransmit");
+                }
                 continue;
             }
         };
@@ -232,8 +252,10 @@ pub async fn serve(
             if let Some(s) = lock(&recent).get_mut(&key) {
                 s.response = Some(response);
             }
-            if let Err(e) = socket.send_to(&response, peer).await {
-                tracing::warn!(peer = %peer, error = %e, "RADIUS response not sent");
+            if let Err(e) = socket.send_to(&response, peer).await
+                && let Some(skipped) = NOT_SENT.allow()
+            {
+                tracing::warn!(peer = %peer, error = %e, skipped, "RADIUS response not sent");
             }
         });
     }

@@ -1,4 +1,4 @@
-//! A field's page: its auth ID and outbox, its devices with the register form and the enable / disable /
+//! A field's page: its auth ID, outbox and notification status, its devices with the register form and the enable / disable /
 //! delete buttons (htmx swaps the row; without JavaScript they are plain forms), its recent messages.
 //! For a user with a second factor, disable and delete carry a `totp` code field, checked by the API's
 //! own check before the change.
@@ -51,6 +51,8 @@ struct FieldPage {
     cloud: Option<String>,
     created: String,
     outbox: OutboxCounts,
+    /// The notification actions the field gives nowhere to go, in words.
+    notify_unset: Vec<String>,
     devices: Vec<DeviceRow>,
     messages: Vec<MessageRow>,
     can_manage: bool,
@@ -87,12 +89,15 @@ async fn field_page(
     };
     let messages = app.store.search_messages(&recent).await;
     let outbox = app.store.outbox_counts(Some(f.id.as_str())).await;
+    let shown = crate::admin::fields::view(app, &f).await;
+    let notify_unset = shown.map_err(|e| ctx.fail(e))?.notifications.unset;
     let page = FieldPage {
         c: ctx.chrome("fields", f.name.clone()),
         auth_mode: t.mode(f.auth_mode),
         cloud: f.cloud.as_ref().map(|c| c.url.clone()),
         created: when(f.created_at),
         outbox: outbox.map_err(|e| ctx.fail(e.into()))?,
+        notify_unset: notify_unset.iter().map(|a| t.word(a)).collect(),
         devices: app
             .registry
             .devices_of(&f.id)

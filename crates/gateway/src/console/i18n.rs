@@ -221,6 +221,11 @@ pub struct Text {
     pub st_failed: &'static str,
     pub st_running: &'static str,
     pub st_interrupted: &'static str,
+    pub st_skipped: &'static str,
+    pub notifications: &'static str,
+    pub notify_all_set: &'static str,
+    pub notify_unset: &'static str,
+    pub notify_unset_hint: &'static str,
 }
 
 impl Text {
@@ -288,6 +293,7 @@ impl Text {
             "failed" => self.st_failed,
             "running" => self.st_running,
             "interrupted" => self.st_interrupted,
+            "skipped" => self.st_skipped,
             other => return other.to_owned(),
         }
         .to_owned()
@@ -456,6 +462,11 @@ pub static EN: Text = Text {
     st_failed: "Failed",
     st_running: "Running",
     st_interrupted: "Interrupted",
+    st_skipped: "Skipped",
+    notifications: "Notifications",
+    notify_all_set: "Every target is set",
+    notify_unset: "No target: skipped",
+    notify_unset_hint: "Set where they go with PUT /api/v1/fields/{field}/notify.",
 };
 
 pub static JA: Text = Text {
@@ -620,6 +631,11 @@ pub static JA: Text = Text {
     st_failed: "失敗",
     st_running: "実行中",
     st_interrupted: "中断",
+    st_skipped: "スキップ",
+    notifications: "通知",
+    notify_all_set: "すべての送り先が設定済み",
+    notify_unset: "送り先未設定: スキップ",
+    notify_unset_hint: "送り先は PUT /api/v1/fields/{field}/notify で設定します。",
 };
 
 #[cfg(test)]

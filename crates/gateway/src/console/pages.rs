@@ -3,8 +3,9 @@
 use super::view::{AuthRow, FieldRow, MessageRow, duration, query};
 use super::{Chrome, Ctx, Failure, render, see_other};
 use crate::admin::fields::{CreateField, create_field as create};
-use crate::admin::history::{HistoryQuery, filter, page};
+use crate::admin::history::{HistoryQuery, filter};
 use crate::admin::system::{Status, status_of};
+use crate::admin::views::Page;
 use crate::app::App;
 use crate::error::ApiResult;
 use askama::Template;
@@ -203,12 +204,22 @@ pub async fn history(
     .map_err(|e| ctx.fail(e))?;
     let (messages, auth, next) = if kind == "auth" {
         let rows = app.store.search_auth_attempts(&f).await;
-        let p = page(rows.map_err(|e| ctx.fail(e.into()))?, f.limit, |a| a.id);
+        let p = Page::of(
+            rows.map_err(|e| ctx.fail(e.into()))?,
+            f.limit,
+            |a| a.id,
+            |a| a,
+        );
         let auth = p.items.iter().map(|a| AuthRow::of(&app, t, a)).collect();
         (Vec::new(), auth, p.next_before)
     } else {
         let rows = app.store.search_messages(&f).await;
-        let p = page(rows.map_err(|e| ctx.fail(e.into()))?, f.limit, |m| m.seq);
+        let p = Page::of(
+            rows.map_err(|e| ctx.fail(e.into()))?,
+            f.limit,
+            |m| m.seq,
+            |m| m,
+        );
         let messages = p.items.iter().map(|m| MessageRow::of(&app, t, m)).collect();
         (messages, Vec::new(), p.next_before)
     };

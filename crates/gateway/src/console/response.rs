@@ -1,6 +1,7 @@
 //! The response page: disruptive actions waiting for approval (approve with the second factor when
-//! the user has one, or reject), and the latest actions with their state and undo. It calls the same
-//! functions as the admin API (roles, scoping, second factor, admin log).
+//! the user has one, or reject), and the latest actions with their state (a skipped notification
+//! with its reason) and undo. It calls the same functions as the admin API (roles, scoping, second
+//! factor, admin log).
 
 use super::view::{device_label, field_name, when};
 use super::{Ctx, Failure, render, see_other};
@@ -27,6 +28,7 @@ pub struct ActionLine {
     pub state: String,
     pub state_label: String,
     pub trigger: String,
+    /// Why it failed, or (skipped) why it did not run.
     pub error: String,
     pub can_manage: bool,
     pub can_undo: bool,
@@ -56,13 +58,26 @@ fn line(app: &App, ctx: &Ctx, a: &ActionRow) -> ActionLine {
         state: a.state.clone(),
         state_label: t.word(&a.state),
         trigger: a.trigger.clone(),
-        error: a.error.clone().unwrap_or_default(),
+        error: a
+            .error
+            .clone()
+            .or_else(|| skip_reason(a))
+            .unwrap_or_default(),
         can_manage,
         can_undo: can_manage
             && a.state == "done"
             && a.undone_by.is_none()
             && undo_of(&a.action).is_some(),
     }
+}
+
+/// The reason a skipped action recorded (`{"reason": …}` in its output).
+fn skip_reason(a: &ActionRow) -> Option<String> {
+    if a.state != "skipped" {
+        return None;
+    }
+    let out: serde_json::Value = serde_json::from_str(a.output.as_deref()?).ok()?;
+    out["reason"].as_str().map(str::to_owned)
 }
 
 pub async fn page(State(app): State<Arc<App>>, ctx: Ctx) -> Result<Response, Failure> {

@@ -6,6 +6,7 @@ use crate::app::App;
 use crate::crypto;
 use crate::error::{ApiError, ApiResult};
 use crate::listener::ConnInfo;
+use crate::ratelog::LogLimit;
 use crate::registry::DeviceEntry;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
@@ -89,10 +90,14 @@ pub async fn token(
             app.stats.auth_failure.fetch_add(1, Ordering::Relaxed);
         }
     }
-    tracing::info!(
-        outcome = attempt.outcome, reason = attempt.reason, method = attempt.method,
-        device = attempt.device_id.as_deref(), source_ip = %attempt.source_ip, "device auth attempt"
-    );
+    // Every attempt is stored and counted; the log samples them (devices can send any number).
+    static AUTH_LINES: LogLimit = LogLimit::per_minute(30);
+    if let Some(skipped) = AUTH_LINES.allow() {
+        tracing::info!(
+            outcome = attempt.outcome, reason = attempt.reason, method = attempt.method,
+            device = attempt.device_id.as_deref(), source_ip = %attempt.source_ip, skipped, "device auth attempt"
+        );
+    }
     let field = attempt.field_id.clone().map(sekisho_core::FieldId);
     let device = attempt.device_id.clone().map(sekisho_core::DeviceId);
     let unique_id = attempt.unique_id.clone().unwrap_or_default();
@@ -105,6 +110,7 @@ pub async fn token(
             success: result.is_ok(),
             unique_id: &unique_id,
             source_ip: conn.remote.ip(),
+            malformed: matches!(&result, Err(e) if e.code == ErrorCode::MalformedJson),
         };
         app.detector.on_auth(&field, device.as_ref(), &facts);
     }
@@ -144,12 +150,25 @@ async fn issue(
     }
     let timeout = Duration::from_secs(app.config.device.body_timeout_secs);
     let body = read_body(req.into_body(), TOKEN_BODY_LIMIT, timeout).await?;
-    let tr: TokenRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            ErrorCode::MalformedJson,
-            format!("the token request is not valid JSON: {e}"),
-        )
-    })?;
+    let parsed = sekisho_core::json::check(&body)
+        .and_then(|()| serde_json::from_slice::<TokenRequest>(&body).map_err(|e| e.to_string()));
+    let tr = match parsed {
+        Ok(tr) => tr,
+        Err(e) => {
+            // Refused, but still attributed where the body lets us: a field's devices sending broken
+            // JSON is the field's format detection (V24).
+            if let Ok(tr) = serde_json::from_str::<TokenRequest>(&String::from_utf8_lossy(&body))
+                && let Some(f) = tr.auth_id.and_then(|a| app.registry.field_by_auth_id(&a))
+            {
+                attempt.field_id = Some(f.id.0.clone());
+                attempt.unique_id = tr.unique_id;
+            }
+            return Err(ApiError::new(
+                ErrorCode::MalformedJson,
+                format!("the token request is not JSON in UTF-8: {e}"),
+            ));
+        }
+    };
     attempt.unique_id = tr.unique_id.clone();
     if let Some(f) = tr
         .auth_id

@@ -1,4 +1,4 @@
-//! The device listener's API: device protocol v1 (SYSTEM §3). Token issuance (subsystem ⑥ device
+//! The device listener's API: device protocol v1 (spec §3). Token issuance (subsystem ⑥ device
 //! authentication) and telemetry reception (subsystem ① device connector).
 //!
 //! Architecture invariant: every request that reaches a handler is recorded (auth attempt or message

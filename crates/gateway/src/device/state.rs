@@ -1,8 +1,8 @@
-//! The device's self-report (`POST /v1/device/state`, SYSTEM §3): firmware version, configuration
+//! The device's self-report (`POST /v1/device/state`, spec §3): firmware version, configuration
 //! hash, running processes, software, free-form facts. Stored with what changed since the previous
 //! report, then audited against the device's baseline ([`crate::audit`]). Open to quarantined devices.
 
-use super::telemetry::authenticate;
+use super::telemetry::{authenticate, base_record, reject};
 use super::{is_json, read_body};
 use crate::app::App;
 use crate::error::ApiError;
@@ -43,16 +43,23 @@ pub async fn report(
 ) -> Response {
     let now = now_ms();
     let (parts, body) = req.into_parts();
+    // A refused report is recorded and judged like refused telemetry (broken JSON is a detection).
+    let mut rec = base_record(&conn, &parts.headers, now);
     let authed = match authenticate(&app, &conn, &parts.headers, now, true) {
         Ok(a) => a,
-        Err((e, _)) => return e.into_response(),
+        Err((e, device)) => {
+            rec.device_id = device.map(|d| d.0);
+            return reject(&app, rec, e, None).await;
+        }
     };
+    rec.field_id = Some(authed.field.id.0.clone());
+    rec.device_id = Some(authed.device.device.id.0.clone());
     if !is_json(&parts.headers) {
-        return ApiError::new(
+        let e = ApiError::new(
             ErrorCode::UnsupportedMediaType,
             "send the state as application/json",
-        )
-        .into_response();
+        );
+        return reject(&app, rec, e, Some(&authed)).await;
     }
     let limit = authed.field.limits.max_body_bytes as usize;
     let bytes = match read_body(
@@ -63,13 +70,16 @@ pub async fn report(
     .await
     {
         Ok(b) => b,
-        Err(e) => return e.into_response(),
+        Err(e) => return reject(&app, rec, e, Some(&authed)).await,
     };
-    let report: SelfReport = match serde_json::from_slice(&bytes) {
+    rec.size = bytes.len() as i64;
+    let parsed = sekisho_core::json::check(&bytes)
+        .and_then(|()| serde_json::from_slice::<SelfReport>(&bytes).map_err(|e| e.to_string()));
+    let report = match parsed {
         Ok(r) => r,
         Err(e) => {
-            return ApiError::new(ErrorCode::MalformedJson, format!("the state report: {e}"))
-                .into_response();
+            let e = ApiError::new(ErrorCode::MalformedJson, format!("the state report: {e}"));
+            return reject(&app, rec, e, Some(&authed)).await;
         }
     };
     let device = &authed.device.device;

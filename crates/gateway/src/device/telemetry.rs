@@ -7,6 +7,7 @@ use crate::app::App;
 use crate::crypto;
 use crate::error::ApiError;
 use crate::listener::ConnInfo;
+use crate::ratelog::LogLimit;
 use crate::registry::DeviceEntry;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
@@ -184,23 +185,28 @@ fn record(base: &MessageRecord, meta: TelemetryMeta, body: &[u8]) -> MessageReco
     }
 }
 
-async fn ingest(app: Arc<App>, conn: ConnInfo, req: Request, is_batch: bool) -> Response {
-    let now = now_ms();
-    let (parts, body) = req.into_parts();
-    let declared = content_length(&parts.headers);
-    let mut base = MessageRecord {
+/// The record of a request that carries device data, before anything of it is known.
+pub(super) fn base_record(conn: &ConnInfo, headers: &HeaderMap, now: i64) -> MessageRecord {
+    MessageRecord {
         id: MessageId::new_v7().0,
         at: now,
         field_id: None,
         device_id: None,
         source_ip: conn.remote.ip().to_string(),
-        size: declared.unwrap_or(0) as i64,
+        size: content_length(headers).unwrap_or(0) as i64,
         rejected: None,
         device_ts: None,
         device_seq: None,
         buffered: false,
         body: None,
-    };
+    }
+}
+
+async fn ingest(app: Arc<App>, conn: ConnInfo, req: Request, is_batch: bool) -> Response {
+    let now = now_ms();
+    let (parts, body) = req.into_parts();
+    let declared = content_length(&parts.headers);
+    let mut base = base_record(&conn, &parts.headers, now);
     let authed = match authenticate(&app, &conn, &parts.headers, now, false) {
         Ok(a) => a,
         Err((e, device)) => {
@@ -343,7 +349,7 @@ fn facts<'a>(
 
 /// Records a refused message, then answers with its error. A refused message of a known device is
 /// judged too: malformed data, oversized bodies and off-network sources are detections (V23, V24).
-async fn reject(
+pub(super) async fn reject(
     app: &App,
     mut rec: MessageRecord,
     e: ApiError,
@@ -352,10 +358,14 @@ async fn reject(
     rec.rejected = Some(e.code.as_str());
     rec.body = None;
     app.stats.messages_rejected.fetch_add(1, Ordering::Relaxed);
-    tracing::info!(
-        reason = e.code.as_str(), device = rec.device_id.as_deref(), source_ip = %rec.source_ip,
-        size = rec.size, "telemetry refused"
-    );
+    // Every refusal is stored and counted; the log samples them.
+    static REFUSED_LINES: LogLimit = LogLimit::per_minute(30);
+    if let Some(skipped) = REFUSED_LINES.allow() {
+        tracing::info!(
+            reason = e.code.as_str(), device = rec.device_id.as_deref(), source_ip = %rec.source_ip,
+            size = rec.size, skipped, "telemetry refused"
+        );
+    }
     let (at, size) = (rec.at, rec.size.max(0) as usize);
     let ip = rec
         .source_ip

@@ -1,10 +1,11 @@
-//! Updates for devices (SYSTEM §3): the signed manifest of the update a device should apply, its
+//! Updates for devices (spec §3): the signed manifest of the update a device should apply, its
 //! artifact, and the device's report of what it did. Open to quarantined devices.
 
 use super::telemetry::authenticate;
 use crate::app::App;
 use crate::error::{ApiError, ApiJson};
 use crate::listener::ConnInfo;
+use crate::ratelog::LogLimit;
 use axum::Json;
 use axum::extract::{Extension, Path, Request, State};
 use axum::response::{IntoResponse, Response};
@@ -137,7 +138,10 @@ pub async fn result(
     };
     let reason: Option<String> = r.reason.map(|x| x.chars().take(64).collect());
     let d = &authed.device.device;
-    tracing::info!(device = %d.id, sequence = r.sequence, version = r.version, status = r.status, reason = ?reason, "update result");
+    static RESULT_LINES: LogLimit = LogLimit::per_minute(30);
+    if let Some(skipped) = RESULT_LINES.allow() {
+        tracing::info!(device = %d.id, sequence = r.sequence, version = r.version, status = r.status, reason = ?reason, skipped, "update result");
+    }
     match crate::update::on_result(
         &app,
         &d.field_id,

@@ -2,6 +2,10 @@
 //! have changed since the decision), does its one thing, and returns its output for the record.
 
 use super::{backoff, notify};
+use crate::admin::views::audit::StateView;
+use crate::admin::views::carrier::SimSessionView;
+use crate::admin::views::history::{AuthAttemptView, MessageView};
+use crate::admin::views::response::{ActionView, DetectionView};
 use crate::app::App;
 use crate::carrier::control;
 use crate::registry::DeviceEntry;
@@ -42,6 +46,16 @@ impl From<sekisho_store::StoreError> for ActionError {
     }
 }
 
+/// How an action ended when it did not fail.
+#[derive(Debug)]
+pub enum Outcome {
+    /// It did its thing; the output is recorded.
+    Done(Value),
+    /// It had nothing to act on (a notification whose target the field has not set): recorded as
+    /// `skipped` with the reason, neither done nor failed, and never retried.
+    Skipped(String),
+}
+
 /// The action that undoes `action`, if it has one.
 pub fn undo_of(action: &str) -> Option<&'static str> {
     Some(match action {
@@ -53,18 +67,27 @@ pub fn undo_of(action: &str) -> Option<&'static str> {
     })
 }
 
-/// Runs one claimed action and records how it ended (done, failed, or pending again after a backoff).
+/// Runs one claimed action and records how it ended (done, skipped, failed, or pending again after a
+/// backoff).
 pub async fn run(app: &App, a: ActionRow) {
     let attempt = a.attempts as u32 + 1;
     let result = execute(app, &a).await;
     let now = now_ms();
     let stats = &app.response_stats;
     let recorded = match result {
-        Ok(out) => {
+        Ok(Outcome::Done(out)) => {
             stats.actions_done.fetch_add(1, Ordering::Relaxed);
             tracing::info!(action = a.id, kind = a.action, device = ?a.device_id, "action done");
             app.store
                 .finish_action(a.id, "done", Some(&out.to_string()), None, now, now)
+                .await
+        }
+        Ok(Outcome::Skipped(reason)) => {
+            // Not logged here: a skip is a state of the field, said once an hour where it is found.
+            stats.actions_skipped.fetch_add(1, Ordering::Relaxed);
+            let out = json!({ "reason": reason }).to_string();
+            app.store
+                .finish_action(a.id, "skipped", Some(&out), None, now, now)
                 .await
         }
         Err(e) if e.retryable && attempt < app.config.response.max_attempts => {
@@ -112,7 +135,18 @@ fn device_of(app: &App, a: &ActionRow) -> Result<Device, ActionError> {
 }
 
 /// Does what `a` says.
-pub async fn execute(app: &App, a: &ActionRow) -> Result<Value, ActionError> {
+pub async fn execute(app: &App, a: &ActionRow) -> Result<Outcome, ActionError> {
+    if matches!(
+        a.action.as_str(),
+        "notify_admin" | "notify_person_in_charge" | "notify_webhook"
+    ) {
+        return notify::send(app, a).await;
+    }
+    act(app, a).await.map(Outcome::Done)
+}
+
+/// Does what a device action (anything but a notification) says.
+async fn act(app: &App, a: &ActionRow) -> Result<Value, ActionError> {
     let actor = a.trigger.clone();
     match a.action.as_str() {
         "stop_auth" => set_status(app, &device_of(app, a)?, DeviceStatus::Disabled).await,
@@ -178,7 +212,6 @@ pub async fn execute(app: &App, a: &ActionRow) -> Result<Value, ActionError> {
                 .await?;
             Ok(json!({"report": id}))
         }
-        "notify_admin" | "notify_person_in_charge" | "notify_webhook" => notify::send(app, a).await,
         other => Err(ActionError::fatal(format!("unknown action '{other}'"))),
     }
 }
@@ -225,7 +258,8 @@ pub async fn apply_status(
 }
 
 /// The device information an administrator needs to judge an incident (V29): its registration, the
-/// carrier's view of its SIM, its latest messages, authentication attempts, detections and actions.
+/// carrier's view of its SIM, its latest messages, authentication attempts, detections and actions,
+/// in the admin API's own views (the report is an answer of that API).
 pub async fn collect(app: &App, device: &Device) -> Result<Value, ActionError> {
     let filter = Filter {
         device: Some(device.id.0.clone()),
@@ -253,19 +287,15 @@ pub async fn collect(app: &App, device: &Device) -> Result<Value, ActionError> {
         .await?;
     let self_report = app
         .store
-        .states(&device.id.0, 1)
+        .states(&device.id.0, None, 1)
         .await?
         .into_iter()
         .next()
-        .map(|s| {
-            json!({"at": sekisho_core::time::rfc3339(s.at),
-                "report": serde_json::from_str::<Value>(&s.body).unwrap_or(Value::Null),
-                "changed": serde_json::from_str::<Value>(&s.changed).unwrap_or(Value::Null)})
-        });
-    let sim = device
-        .sim
-        .as_ref()
-        .map(|s| json!({"registered": s, "session": app.sims.session(&s.imsi)}));
+        .map(StateView::from);
+    let sim = device.sim.as_ref().map(|s| {
+        let session = app.sims.session(&s.imsi).map(SimSessionView::from);
+        json!({"registered": s, "session": session})
+    });
     Ok(json!({
         "collected_at": sekisho_core::time::rfc3339(now_ms()),
         "device": {"id": device.id.0, "field_id": device.field_id.0, "unique_id": device.unique_id,
@@ -274,9 +304,9 @@ pub async fn collect(app: &App, device: &Device) -> Result<Value, ActionError> {
             "certificate_sha256": device.cert_sha256},
         "sim": sim,
         "self_report": self_report,
-        "recent_messages": messages,
-        "recent_auth_attempts": auth,
-        "detections": detections,
-        "actions": actions,
+        "recent_messages": messages.into_iter().map(MessageView::from).collect::<Vec<_>>(),
+        "recent_auth_attempts": auth.into_iter().map(AuthAttemptView::from).collect::<Vec<_>>(),
+        "detections": detections.into_iter().map(DetectionView::from).collect::<Vec<_>>(),
+        "actions": actions.into_iter().map(ActionView::from).collect::<Vec<_>>(),
     }))
 }

@@ -8,8 +8,9 @@
 //!   within `response.suppress`, unless the severity rose), and stores the decision with its actions in
 //!   one transaction. A detection is decided once per severity (a unique key), also across restarts.
 //! - The **executor** runs due actions from the store: each is claimed (`pending → running`), run, and
-//!   ends `done`, `failed`, or `pending` again after a backoff when the failure is worth retrying. Mail,
-//!   webhook and carrier calls have their own timeouts, so a dead mail server delays mail only.
+//!   ends `done`, `failed`, `skipped` (a notification whose target the field has not set), or
+//!   `pending` again after a backoff when the failure is worth retrying. Mail, webhook and carrier
+//!   calls have their own timeouts, so a dead mail server delays mail only.
 //! - **Safety**: on a device marked critical, disruptive actions ([`DISRUPTIVE`]) wait in
 //!   `awaiting_approval` for a person (`POST /api/v1/response/actions/{id}/approve`); every disruptive
 //!   action has its undo; every action records its trigger, input, outcome and attempts.
@@ -52,6 +53,8 @@ pub struct ResponseStats {
     pub suppressed: AtomicU64,
     pub actions_done: AtomicU64,
     pub actions_failed: AtomicU64,
+    /// Notifications skipped because the field has not set where they go.
+    pub actions_skipped: AtomicU64,
     pub retries: AtomicU64,
 }
 

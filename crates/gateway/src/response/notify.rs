@@ -1,14 +1,23 @@
 //! Notification actions: mail to the field's administrator or person in charge, and the field's
 //! webhook. Where they go is set per field (`PUT /api/v1/fields/{field}/notify`); the SMTP server is
 //! `[response.smtp]`. The texts (Japanese and English) come from `sekisho-notify`.
+//!
+//! A notification whose target the field has not set is not an error of each incident but a state of
+//! the field: the action is recorded `skipped` with the reason, the field's status lists the unset
+//! targets (`GET /api/v1/fields/{field}` → `notifications`), and the log says so once per field per
+//! hour ([`OncePer`]).
 
-use super::actions::ActionError;
+use super::actions::{ActionError, Outcome};
 use crate::app::App;
 use sekisho_notify::text::{Incident, Lang, incident_mail, webhook_body};
 use sekisho_notify::{Mail, Webhook};
 use sekisho_store::response::{ActionFilter, ActionRow};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::time::Instant;
 use utoipa::ToSchema;
 
 /// Where a field's notifications go.
@@ -79,6 +88,73 @@ impl NotifySettings {
             _ => Lang::Both,
         }
     }
+}
+
+/// The notification actions these settings give nowhere to go, each with the setting it lacks.
+pub fn unset(s: &NotifySettings) -> Vec<(&'static str, &'static str)> {
+    let mut out = Vec::new();
+    if s.admin_emails.is_empty() {
+        out.push(("notify_admin", "admin_emails"));
+    }
+    if s.person_in_charge_emails.is_empty() {
+        out.push(("notify_person_in_charge", "person_in_charge_emails"));
+    }
+    if s.webhook_url.is_none() || s.webhook_secret.is_none() {
+        out.push(("notify_webhook", "webhook_url"));
+    }
+    out
+}
+
+/// Says yes once per key per period: a log line about a lasting state, not one per incident. It runs
+/// on tokio's clock, so a test can pause and advance it.
+pub struct OncePer {
+    period: Duration,
+    last: Mutex<HashMap<String, Instant>>,
+}
+
+impl OncePer {
+    pub fn new(period: Duration) -> Self {
+        Self {
+            period,
+            last: Mutex::default(),
+        }
+    }
+
+    pub fn hourly() -> Self {
+        Self::new(Duration::from_secs(3600))
+    }
+
+    /// Whether `key` may be told about now; if so, not again until a period has passed.
+    pub fn first(&self, key: &str) -> bool {
+        let now = Instant::now();
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        match last.get(key) {
+            Some(t) if now.duration_since(*t) < self.period => false,
+            _ => {
+                last.insert(key.to_owned(), now);
+                true
+            }
+        }
+    }
+}
+
+/// Why `a` has nowhere to go under `s`, if it has not; logs the field's unset targets, at most once
+/// per field per hour.
+fn nowhere(app: &App, a: &ActionRow, s: &NotifySettings) -> Option<String> {
+    let missing = unset(s);
+    let (_, setting) = missing.iter().find(|(action, _)| *action == a.action)?;
+    if app.notify_unset_log.first(&a.field_id) {
+        let targets: Vec<&str> = missing.iter().map(|(_, s)| *s).collect();
+        tracing::warn!(
+            field = a.field_id,
+            unset = targets.join(","),
+            "this field's notifications have nowhere to go: actions that need them are recorded as skipped \
+             (set them with PUT /api/v1/fields/{{field}}/notify; said once an hour)"
+        );
+    }
+    Some(format!(
+        "this field has no {setting} (PUT /api/v1/fields/{{field}}/notify)"
+    ))
 }
 
 /// The field's settings as stored (default: nowhere).
@@ -153,15 +229,16 @@ async fn incident(app: &App, a: &ActionRow) -> Result<(Incident, i64), ActionErr
     ))
 }
 
-/// Sends the notification `a` asks for.
-pub async fn send(app: &App, a: &ActionRow) -> Result<Value, ActionError> {
+/// Sends the notification `a` asks for, or skips it when the field has not set where it goes.
+pub async fn send(app: &App, a: &ActionRow) -> Result<Outcome, ActionError> {
     let s = settings(app, &a.field_id).await?;
+    if let Some(reason) = nowhere(app, a, &s) {
+        return Ok(Outcome::Skipped(reason));
+    }
     let (incident, decision) = incident(app, a).await?;
     if a.action == "notify_webhook" {
         let (Some(url), Some(secret)) = (&s.webhook_url, &s.webhook_secret) else {
-            return Err(ActionError::fatal(
-                "no webhook set for this field (PUT /api/v1/fields/{field}/notify)",
-            ));
+            return Err(ActionError::fatal("no webhook set for this field"));
         };
         let hook = Webhook::new(
             url,
@@ -171,7 +248,9 @@ pub async fn send(app: &App, a: &ActionRow) -> Result<Value, ActionError> {
         .map_err(|e| ActionError::fatal(format!("webhook: {e}")))?;
         let event = format!("sekisho-action-{}", a.id);
         return match hook.post(&event, &webhook_body(&incident, decision)).await {
-            Ok(status) => Ok(json!({"url": url, "status": status, "event": event})),
+            Ok(status) => Ok(Outcome::Done(
+                json!({"url": url, "status": status, "event": event}),
+            )),
             Err(e) if e.retryable() => Err(ActionError::retry(format!("webhook: {e}"))),
             Err(e) => Err(ActionError::fatal(format!("webhook: {e}"))),
         };
@@ -181,12 +260,6 @@ pub async fn send(app: &App, a: &ActionRow) -> Result<Value, ActionError> {
     } else {
         &s.person_in_charge_emails
     };
-    if to.is_empty() {
-        return Err(ActionError::fatal(format!(
-            "no address for {} in this field (PUT /api/v1/fields/{{field}}/notify)",
-            a.action
-        )));
-    }
     let (subject, text) = incident_mail(s.lang(), &incident);
     let mail = Mail {
         to: to.clone(),
@@ -195,8 +268,55 @@ pub async fn send(app: &App, a: &ActionRow) -> Result<Value, ActionError> {
         reply_to: None,
     };
     match app.mailer.send(&mail).await {
-        Ok(()) => Ok(json!({"to": to, "subject": subject})),
+        Ok(()) => Ok(Outcome::Done(json!({"to": to, "subject": subject}))),
         Err(e) if e.retryable() => Err(ActionError::retry(format!("mail: {e}"))),
         Err(e) => Err(ActionError::fatal(format!("mail: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn says_yes_once_per_key_per_period() {
+        let once = OncePer::hourly();
+        assert!(once.first("f1"));
+        assert!(!once.first("f1"));
+        assert!(once.first("f2"), "each key has its own hour");
+        tokio::time::advance(Duration::from_secs(3599)).await;
+        assert!(!once.first("f1"));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(once.first("f1"), "an hour later it is said again");
+        assert!(!once.first("f1"));
+    }
+
+    #[test]
+    fn lists_the_notifications_without_a_target() {
+        let none = NotifySettings::default();
+        let all: Vec<&str> = unset(&none).into_iter().map(|(a, _)| a).collect();
+        assert_eq!(
+            all,
+            ["notify_admin", "notify_person_in_charge", "notify_webhook"]
+        );
+        let set = NotifySettings {
+            admin_emails: vec!["ops@example.jp".into()],
+            webhook_url: Some("https://siem.example/hook".into()),
+            webhook_secret: Some("0123456789abcdef".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            unset(&set),
+            [("notify_person_in_charge", "person_in_charge_emails")]
+        );
+        let no_secret = NotifySettings {
+            webhook_secret: None,
+            ..set
+        };
+        assert!(
+            unset(&no_secret)
+                .iter()
+                .any(|(a, _)| *a == "notify_webhook")
+        );
     }
 }

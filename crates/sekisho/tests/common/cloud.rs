@@ -22,6 +22,8 @@ pub struct Received {
     pub headers: Mutex<Vec<(Option<String>, Option<String>)>>,
     /// When not 0, answer with this status instead of 200.
     pub fail_with: AtomicU16,
+    /// Answer 500 to any request whose body contains this (a message this cloud cannot take).
+    pub poison: Mutex<Option<String>>,
 }
 
 pub struct Cloud {
@@ -50,6 +52,11 @@ async fn ingest(
     let code = r.fail_with.load(Ordering::Relaxed);
     if code != 0 {
         return http::StatusCode::from_u16(code).unwrap();
+    }
+    if let Some(p) = r.poison.lock().unwrap().as_deref()
+        && String::from_utf8_lossy(&body).contains(p)
+    {
+        return http::StatusCode::INTERNAL_SERVER_ERROR;
     }
     let v: Value = serde_json::from_slice(&body).expect("the gateway sends JSON");
     r.messages

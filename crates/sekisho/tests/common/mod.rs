@@ -6,6 +6,7 @@ pub mod carrier;
 pub mod cloud;
 pub mod mfa;
 pub mod smtp;
+pub mod style;
 
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
@@ -245,10 +246,19 @@ impl Admin {
         let resp = r.send().await.unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        let answer = match serde_json::from_str(&text) {
+            Ok(v) => v,
+            Err(_) => return (status, Value::String(text)),
+        };
+        if style::applies_to(path) {
+            let problems = style::problems(&answer);
+            assert!(
+                problems.is_empty(),
+                "{path}: the answer breaks the API style:\n{}\n{answer}",
+                problems.join("\n")
+            );
+        }
+        (status, answer)
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
@@ -369,6 +379,15 @@ pub async fn tls_connect(
     dir: &std::path::Path,
     addr: &str,
 ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    tls_connect_from(dir, addr, None).await
+}
+
+/// [`tls_connect`] from a given loopback source address (`127.0.0.2`…), as another device would.
+pub async fn tls_connect_from(
+    dir: &std::path::Path,
+    addr: &str,
+    source: Option<&str>,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_pki_types::CertificateDer::pem_file_iter(dir.join("tls/ca.crt")).unwrap() {
@@ -380,11 +399,30 @@ pub async fn tls_connect(
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let tcp = match source {
+        None => tokio::net::TcpStream::connect(addr).await?,
+        Some(src) => {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(format!("{src}:0").parse().unwrap())?;
+            socket.connect(addr.parse().unwrap()).await?
+        }
+    };
     let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
     tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
         .connect(name, tcp)
         .await
+}
+
+/// Sends `request` on `conn` and reads the answer until the gateway closes the connection.
+pub async fn raw_exchange<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    conn: &mut S,
+    request: &str,
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), conn.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The current time in Unix milliseconds.
