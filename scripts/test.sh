@@ -16,6 +16,8 @@ command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v perl >/dev/null 2>&1 || need+=(perl)   # vendored OpenSSL's build
 command -v radclient >/dev/null 2>&1 || need+=(freeradius-utils)   # a real RADIUS accounting client
+command -v curl >/dev/null 2>&1 || need+=(curl)   # a real HTTP client (refusals, the README's tour)
+command -v jq >/dev/null 2>&1 || need+=(jq)       # the README's tour
 # a real SMTP server (Python aiosmtpd) for the mail tests; Debian's package serves /usr/bin/python3
 python3 -c 'import aiosmtpd' 2>/dev/null || /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null ||
   need+=(python3-aiosmtpd)
@@ -33,6 +35,8 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
+# Every binary first: the README's tour runs the simulators the suite built.
+cargo build --workspace --bins --locked
 cargo test --workspace --locked
 echo "== console in a real browser"
 bash tests/console/run.sh

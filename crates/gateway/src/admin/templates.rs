@@ -9,6 +9,7 @@ use crate::error::{ApiError, ApiQuery, ApiResult};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
 use http::HeaderMap;
 use sekisho_core::ErrorCode;
 use sekisho_detect::Template;
@@ -40,13 +41,47 @@ pub async fn library(_caller: Caller) -> Json<Page<LibraryEntry>> {
     ))
 }
 
-/// One template of the library.
+/// `true` when the client asks for TOML (`Accept: application/toml`) rather than JSON.
+fn wants_toml(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|m| m.trim().starts_with("application/toml"))
+        })
+}
+
+fn toml_answer(text: String) -> Response {
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            "application/toml; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// One template of the library: JSON, or with `Accept: application/toml` the shipped file itself,
+/// with its comments (a starting point to edit and `PUT` to a field).
 #[utoipa::path(get, path = "/api/v1/templates/{name}", tag = "detection", params(("name" = String, Path)),
-    responses((status = 200, body = Template), (status = 404, body = sekisho_core::ErrorBody)))]
-pub async fn library_one(_caller: Caller, Path(name): Path<String>) -> ApiResult<Json<Template>> {
-    sekisho_detect::template::library(&name)
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("library template"))
+    responses((status = 200, description = "the template", content((Template = "application/json"), (String = "application/toml"))),
+        (status = 404, body = sekisho_core::ErrorBody)))]
+pub async fn library_one(
+    _caller: Caller,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    let template = sekisho_detect::template::library(&name)
+        .ok_or_else(|| ApiError::not_found("library template"))?;
+    if wants_toml(&headers)
+        && let Some((_, text)) = LIBRARY.iter().find(|(n, _)| *n == name)
+    {
+        return Ok(toml_answer((*text).to_owned()));
+    }
+    Ok(Json(template).into_response())
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -58,22 +93,41 @@ pub struct FieldTemplate {
     pub template: Template,
 }
 
-/// The template a field runs.
+/// The template a field runs: JSON (with its version), or with `Accept: application/toml` the template
+/// alone as TOML, ready to edit and `PUT` back with `Content-Type: application/toml`.
 #[utoipa::path(get, path = "/api/v1/fields/{field}/template", tag = "detection", params(("field" = String, Path)),
-    responses((status = 200, body = FieldTemplate), (status = 404, body = sekisho_core::ErrorBody)))]
+    responses((status = 200, description = "the field's template", content((FieldTemplate = "application/json"), (String = "application/toml"))),
+        (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn get_template(
     State(app): State<Arc<App>>,
     caller: Caller,
+    headers: HeaderMap,
     Path(field): Path<String>,
-) -> ApiResult<Json<FieldTemplate>> {
-    let f = caller.field(&app, &field)?;
+) -> ApiResult<Response> {
+    let current = field_template(&app, &caller, &field).await?;
+    if wants_toml(&headers) {
+        let body = toml::to_string(&current.template).map_err(ApiError::internal)?;
+        let head = match (&current.created_at, &current.created_by) {
+            (Some(at), Some(by)) => format!(
+                "# The template of field {field}: version {}, set {at} by {by}.\n",
+                current.version
+            ),
+            _ => format!("# The template of field {field}: the gateway's default (never set).\n"),
+        };
+        return Ok(toml_answer(format!("{head}{body}")));
+    }
+    Ok(Json(current).into_response())
+}
+
+async fn field_template(app: &App, caller: &Caller, field: &str) -> ApiResult<FieldTemplate> {
+    let f = caller.field(app, field)?;
     let latest = app
         .store
         .template_versions(f.id.as_str())
         .await?
         .into_iter()
         .next();
-    Ok(Json(
+    Ok(
         match latest.and_then(|v| {
             serde_json::from_str::<Template>(&v.body)
                 .ok()
@@ -92,7 +146,7 @@ pub async fn get_template(
                 template: app.detector.template(&f.id).template.clone(),
             },
         },
-    ))
+    )
 }
 
 /// Parses a template body: JSON, or TOML with `Content-Type: application/toml`.
