@@ -173,9 +173,20 @@ fn main() -> ExitCode {
 
 /// Logs go to standard error, coloured only when that is a terminal.
 fn logging(level: &str, format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SEKISHO_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+    let directives = std::env::var("SEKISHO_LOG")
+        .ok()
+        .filter(|d| !d.trim().is_empty())
+        .unwrap_or_else(|| level.to_owned());
+    let mut filter = tracing_subscriber::EnvFilter::try_new(&directives)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // rustls warns once per handshake about what a client sent wrong (an IP address or an invalid
+    // name as SNI): a remote party could grow the log without bound. Its errors still show; a filter
+    // that names rustls decides for itself.
+    if !directives.contains("rustls")
+        && let Ok(d) = "rustls=error".parse()
+    {
+        filter = filter.add_directive(d);
+    }
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)

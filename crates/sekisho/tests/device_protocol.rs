@@ -926,3 +926,29 @@ async fn one_address_cannot_lock_out_the_others() {
         "the NAT cap holds too: {answer}"
     );
 }
+
+#[tokio::test]
+async fn clients_sending_a_bad_server_name_cannot_grow_the_log() {
+    let (_dir, gw, _admin, _field) = setup("sni").await;
+    // OpenSSL's client (a real one) sends what it is given as SNI: an IP address, an invalid name.
+    for name in ["127.0.0.1", "bad_name!", "127.0.0.1", "bad_name!"] {
+        let mut child = std::process::Command::new("openssl")
+            .args(["s_client", "-connect", &gw.device, "-servername", name])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("openssl runs");
+        drop(child.stdin.take());
+        let ok = child.wait().unwrap().success();
+        // An IP address is ignored as a name; an invalid name fails the handshake.
+        assert_eq!(ok, name == "127.0.0.1", "{name}");
+    }
+    // Nothing of it reached the log (rustls warns once per handshake about either).
+    let (s, _) = Device::new(&gw, &json!({"auth_id": "", "auth_secret": ""}), "x")
+        .send_raw("/v1/telemetry", "application/json", "{}")
+        .await;
+    assert_eq!(s, 401, "the gateway serves on");
+    let log = gw.log_text();
+    assert!(!log.contains("SNI"), "{log}");
+}

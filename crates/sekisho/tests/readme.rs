@@ -121,6 +121,14 @@ fn the_readme_tour_runs_as_written() {
         up.contains(" up"),
         "the first command runs the gateway: {up}"
     );
+    /// Kills what it holds when the test ends, however it ends (the tour uses fixed ports).
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
     let mut gateway = Command::new("sh")
         .args(["-c", &format!("exec {up}")])
         .current_dir(&dir.0)
@@ -133,6 +141,8 @@ fn the_readme_tour_runs_as_written() {
         .spawn()
         .unwrap();
     let mut stdout = BufReader::new(gateway.stdout.take().unwrap()).lines();
+    let gateway_err = gateway.stderr.take().unwrap();
+    let gateway = KillOnDrop(gateway);
     let mut banner = Vec::new();
     for line in stdout.by_ref() {
         let line = line.unwrap();
@@ -143,7 +153,6 @@ fn the_readme_tour_runs_as_written() {
         }
     }
     // Keep reading what the gateway prints (and its log), so that it never writes into a closed pipe.
-    let gateway_err = gateway.stderr.take().unwrap();
     std::thread::spawn(move || stdout.for_each(drop));
     let gateway_log =
         std::thread::spawn(move || std::io::read_to_string(gateway_err).unwrap_or_default());
@@ -187,8 +196,7 @@ fn the_readme_tour_runs_as_written() {
         .status();
     let _ = child.wait();
     let (out, err) = (out.join().unwrap(), err.join().unwrap());
-    let _ = gateway.kill();
-    let _ = gateway.wait();
+    drop(gateway);
     let log = gateway_log.join().unwrap();
     let status = status.unwrap_or_else(|| panic!("the tour did not finish:\n{out}\n{err}"));
     assert!(

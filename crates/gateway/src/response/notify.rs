@@ -260,6 +260,18 @@ pub async fn send(app: &App, a: &ActionRow) -> Result<Outcome, ActionError> {
     } else {
         &s.person_in_charge_emails
     };
+    // Mail switched off for the whole gateway is a state too, not a failure per incident.
+    if !app.mailer.enabled() {
+        if app.notify_unset_log.first("[response.smtp]") {
+            tracing::warn!(
+                "mail is off ([response.smtp] host is not set): mail actions are recorded as skipped \
+                 (said once an hour)"
+            );
+        }
+        return Ok(Outcome::Skipped(
+            "mail is off: the gateway has no [response.smtp] host".into(),
+        ));
+    }
     let (subject, text) = incident_mail(s.lang(), &incident);
     let mail = Mail {
         to: to.clone(),
