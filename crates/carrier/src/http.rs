@@ -17,6 +17,7 @@
 use crate::{Call, CarrierError, Op, SimId, SimState, SimStatus};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
+use sekisho_core::backoff::{Backoff, random_u64};
 use serde_json::Value;
 use std::future::Future;
 use std::sync::Arc;
@@ -38,25 +39,8 @@ impl RetryPolicy {
     /// The wait before retry number `retry` (0-based): the carrier's `Retry-After` capped by the
     /// maximum, or the jittered backoff.
     pub fn wait(&self, retry: u32, retry_after: Option<Duration>, random: u64) -> Duration {
-        let max = Duration::from_millis(self.max_ms);
-        if let Some(ra) = retry_after {
-            return ra.min(max);
-        }
-        let base = self
-            .initial_ms
-            .saturating_mul(1u64 << retry.min(20))
-            .min(self.max_ms);
-        Duration::from_millis(base / 2 + random % (base / 2 + 1))
+        Backoff::new(self.initial_ms, self.max_ms).delay_or(retry, retry_after, random)
     }
-}
-
-fn random_u64() -> u64 {
-    let mut b = [0u8; 8];
-    // Jitter only spreads retries out; without randomness it degrades to the midpoint.
-    if getrandom::fill(&mut b).is_err() {
-        return u64::MAX / 2;
-    }
-    u64::from_le_bytes(b)
 }
 
 /// One operation in progress: what it is, for which SIM, and the attempts made so far.

@@ -5,15 +5,22 @@
 //! It may be used by any other crate; it uses none of them.
 #![forbid(unsafe_code)]
 
+pub mod backoff;
+pub mod clock;
+pub mod detection;
 pub mod ids;
 pub mod json;
 pub mod model;
 pub mod protocol;
+pub mod response;
 pub mod span;
 pub mod telemetry;
 pub mod time;
 
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use detection::{Rule, RuleId, Severity, Threat, UnknownName};
 pub use ids::{DeviceId, FieldId, MessageId, UserId};
 pub use model::{AuthMode, CloudDestination, Device, DeviceStatus, Field, FieldLimits, Role, Sim};
 pub use protocol::{ErrorBody, ErrorCode};
+pub use response::{Action, ActionState};
 pub use span::Span;

@@ -6,7 +6,7 @@
 //!
 //! Pure: no I/O and no clock.
 
-use crate::finding::{Finding, Severity, Threat};
+use crate::finding::{Finding, Rule, Severity, Threat};
 use crate::template::Span;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -167,12 +167,12 @@ pub fn compare_versions(a: &str, b: &str) -> Ordering {
 }
 
 fn finding(
-    rule: &str,
+    rule: Rule,
     severity: Severity,
     summary: String,
     evidence: serde_json::Value,
 ) -> Finding {
-    Finding::new(rule, Threat::Hijacking, severity, summary, evidence)
+    Finding::new(rule.into(), Threat::Hijacking, severity, summary, evidence)
 }
 
 /// Judges one self-report against the device's baseline.
@@ -182,7 +182,7 @@ pub fn audit(b: &Baseline, r: &SelfReport) -> Vec<Finding> {
         && approved != hash
     {
         out.push(finding(
-            "audit.config_mismatch",
+            Rule::AuditConfigMismatch,
             Severity::High,
             format!("the device's configuration is {hash}; the approved one is {approved}"),
             json!({"config_hash": hash, "approved": approved}),
@@ -192,7 +192,7 @@ pub fn audit(b: &Baseline, r: &SelfReport) -> Vec<Finding> {
         && compare_versions(v, approved) == Ordering::Less
     {
         out.push(finding(
-            "audit.firmware_downgrade",
+            Rule::AuditFirmwareDowngrade,
             Severity::High,
             format!("the device runs firmware {v}, older than the approved {approved}"),
             json!({"firmware_version": v, "approved": approved}),
@@ -202,7 +202,7 @@ pub fn audit(b: &Baseline, r: &SelfReport) -> Vec<Finding> {
         && !approved.eq_ignore_ascii_case(hash)
     {
         out.push(finding(
-            "audit.firmware_mismatch",
+            Rule::AuditFirmwareMismatch,
             Severity::High,
             format!("the device runs a firmware image {hash}; the approved one is {approved}"),
             json!({"firmware_sha256": hash, "approved": approved}),
@@ -225,7 +225,7 @@ pub fn audit(b: &Baseline, r: &SelfReport) -> Vec<Finding> {
         if !unknown.is_empty() {
             let names: Vec<&str> = unknown.iter().map(|p| p.name()).collect();
             out.push(finding(
-                "audit.unknown_process",
+                Rule::AuditUnknownProcess,
                 Severity::High,
                 format!(
                     "processes not used in normal operation: {}",
@@ -237,7 +237,7 @@ pub fn audit(b: &Baseline, r: &SelfReport) -> Vec<Finding> {
         if !by_publisher.is_empty() {
             let names: Vec<&str> = by_publisher.iter().map(|p| p.name()).collect();
             out.push(finding(
-                "audit.unlisted_signed_process",
+                Rule::AuditUnlistedSignedProcess,
                 Severity::Low,
                 format!(
                     "processes not on the list, signed by a trusted publisher: {}",
@@ -256,7 +256,7 @@ pub fn audit(b: &Baseline, r: &SelfReport) -> Vec<Finding> {
         if !extra.is_empty() {
             let names: Vec<&str> = extra.iter().map(|s| s.name.as_str()).collect();
             out.push(finding(
-                "audit.unknown_software",
+                Rule::AuditUnknownSoftware,
                 Severity::Low,
                 format!("software outside the allow-list: {}", names.join(", ")),
                 json!({"software": extra}),
@@ -272,7 +272,7 @@ pub fn silent(b: &Baseline, last_report_ms: Option<i64>, now_ms: i64) -> Option<
     let since = last_report_ms?;
     (every > 0 && now_ms - since > every).then(|| {
         finding(
-            "audit.silent",
+            Rule::AuditSilent,
             Severity::Low,
             format!(
                 "no self-report for {} s; the baseline expects one every {}",
@@ -326,6 +326,7 @@ pub fn propose(reports: &[SelfReport]) -> Baseline {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::finding::RuleId;
 
     fn report(fw: &str, cfg: &str, procs: &[&str]) -> SelfReport {
         SelfReport {
@@ -359,7 +360,7 @@ mod tests {
         // The healthy devices pass (the one on 1.4.1 is older than the proposed approval).
         assert!(audit(&b, &healthy[0]).is_empty());
         let rules =
-            |r: &SelfReport| -> Vec<String> { audit(&b, r).into_iter().map(|f| f.rule).collect() };
+            |r: &SelfReport| -> Vec<RuleId> { audit(&b, r).into_iter().map(|f| f.rule).collect() };
         assert_eq!(rules(&healthy[2]), ["audit.firmware_downgrade"]);
         assert_eq!(
             rules(&report("1.4.2", "sha256:bb", &["sensord"])),
@@ -375,12 +376,12 @@ mod tests {
         let mut trusting = b.clone();
         trusting.publishers = vec!["Acme".into()];
         let f = audit(&trusting, &tampered);
-        let got: Vec<(&str, Severity)> = f.iter().map(|f| (f.rule.as_str(), f.severity)).collect();
+        let got: Vec<(RuleId, Severity)> = f.iter().map(|f| (f.rule.clone(), f.severity)).collect();
         assert_eq!(
             got,
             [
-                ("audit.unknown_process", Severity::High),
-                ("audit.unlisted_signed_process", Severity::Low)
+                (Rule::AuditUnknownProcess.into(), Severity::High),
+                (Rule::AuditUnlistedSignedProcess.into(), Severity::Low)
             ]
         );
         // A device's own entries override the field's.
@@ -397,7 +398,7 @@ mod tests {
         other_image.firmware_sha256 = Some("cd".repeat(32));
         let f = audit(&pinned, &other_image);
         assert_eq!(
-            f.iter().map(|f| f.rule.as_str()).collect::<Vec<_>>(),
+            f.iter().map(|f| f.rule.clone()).collect::<Vec<_>>(),
             ["audit.firmware_mismatch"]
         );
         other_image.firmware_sha256 = Some("AB".repeat(32));

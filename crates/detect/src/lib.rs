@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod finding;
+pub mod playbook;
 pub mod rules;
 pub mod silence;
 pub mod state;

@@ -7,11 +7,12 @@
 //! takeover looks like is still caught: a reused `seq`, a timestamp older than the device's latest,
 //! a cadence faster than normal in device time, messages from another address at once.
 
-use crate::finding::{Finding, Severity, Threat};
+use crate::finding::{Finding, Rule, Severity, Threat};
 use crate::state::{
     self, DeviceState, HAS_MIN_WINDOW, HAS_RATE_WINDOW, HAS_SEQ, HAS_TS, HAS_VOL_WINDOW, SEEN,
 };
 use crate::template::{Compiled, OffNetwork};
+use sekisho_core::ErrorCode;
 use sekisho_core::time::rfc3339;
 use serde_json::json;
 use std::collections::HashMap;
@@ -28,8 +29,8 @@ pub struct MessageFacts<'a> {
     pub seq: Option<i64>,
     pub buffered: bool,
     pub size: u32,
-    /// The error code when the gateway refused the message.
-    pub rejected: Option<&'a str>,
+    /// Why the gateway refused the message, when it did.
+    pub rejected: Option<ErrorCode>,
     pub source_ip: IpAddr,
     /// The accepted object's bytes (for regime, schema and file-name checks).
     pub body: Option<&'a [u8]>,
@@ -71,7 +72,7 @@ pub fn sim_volume(c: &Compiled, v: &SimVolumeFacts) -> Vec<Finding> {
     let limit_up = expect_up * r.uplink_tolerance + r.uplink_min_excess_bytes as f64;
     if r.check_uplink && v.sim_uplink as f64 > limit_up {
         out.push(f(
-            "sim.uplink_excess",
+            Rule::SimUplinkExcess,
             Threat::Hijacking,
             Severity::High,
             format!(
@@ -88,7 +89,7 @@ pub fn sim_volume(c: &Compiled, v: &SimVolumeFacts) -> Vec<Finding> {
     let limit_down = expect_down * r.downlink_tolerance + r.downlink_min_excess_bytes as f64;
     if r.check_downlink && v.sim_downlink as f64 > limit_down {
         out.push(f(
-            "sim.downlink_unsolicited",
+            Rule::SimDownlinkUnsolicited,
             Threat::UnauthorizedAccess,
             Severity::Low,
             format!(
@@ -105,13 +106,13 @@ pub fn sim_volume(c: &Compiled, v: &SimVolumeFacts) -> Vec<Finding> {
 }
 
 fn f(
-    rule: &str,
+    rule: Rule,
     threat: Threat,
     severity: Severity,
     summary: String,
     evidence: serde_json::Value,
 ) -> Finding {
-    Finding::new(rule, threat, severity, summary, evidence)
+    Finding::new(rule.into(), threat, severity, summary, evidence)
 }
 
 /// The string value of a top-level key of a JSON object, without building the whole object.
@@ -126,16 +127,16 @@ pub fn message(c: &Compiled, s: &mut DeviceState, m: &MessageFacts) -> Vec<Findi
     let t = &c.template;
     if let Some(code) = m.rejected {
         match code {
-            "malformed_json" | "json_too_deep" => out.push(f(
-                "format.malformed",
+            ErrorCode::MalformedJson | ErrorCode::JsonTooDeep => out.push(f(
+                Rule::FormatMalformed,
                 Threat::Hijacking,
                 Severity::Medium,
                 format!("the device sent data that is not valid JSON ({code})"),
                 json!({"error": code, "size": m.size}),
             )),
-            "off_network" => out.push(off_network(c, m.source_ip, "data (refused)")),
-            "payload_too_large" | "batch_too_large" => out.push(f(
-                "size.max",
+            ErrorCode::OffNetwork => out.push(off_network(c, m.source_ip, "data (refused)")),
+            ErrorCode::PayloadTooLarge | ErrorCode::BatchTooLarge => out.push(f(
+                Rule::SizeMax,
                 Threat::Hijacking,
                 Severity::Medium,
                 format!(
@@ -161,7 +162,7 @@ pub fn message(c: &Compiled, s: &mut DeviceState, m: &MessageFacts) -> Vec<Findi
 
     if t.size.max_bytes > 0 && m.size > t.size.max_bytes {
         out.push(f(
-            "size.max",
+            Rule::SizeMax,
             Threat::Hijacking,
             Severity::Medium,
             format!("{} bytes; the template allows {}", m.size, t.size.max_bytes),
@@ -174,7 +175,7 @@ pub fn message(c: &Compiled, s: &mut DeviceState, m: &MessageFacts) -> Vec<Findi
     let mut usable_ts = None;
     if m.bad_ts {
         out.push(f(
-            "ts.unreadable",
+            Rule::TsUnreadable,
             Threat::Hijacking,
             Severity::Low,
             "the device timestamp cannot be read".into(),
@@ -186,7 +187,7 @@ pub fn message(c: &Compiled, s: &mut DeviceState, m: &MessageFacts) -> Vec<Findi
         let behind = (m.rx_ms - ts_ms) / 1000;
         if ahead > ts_rules.max_future.0 as i64 {
             out.push(f(
-                "ts.future",
+                Rule::TsFuture,
                 Threat::Hijacking,
                 Severity::Medium,
                 format!("the device timestamp is {ahead} s ahead of the gateway; the template allows {}", ts_rules.max_future),
@@ -194,7 +195,7 @@ pub fn message(c: &Compiled, s: &mut DeviceState, m: &MessageFacts) -> Vec<Findi
             ));
         } else if behind > ts_rules.max_age.0 as i64 {
             out.push(f(
-                "ts.too_old",
+                Rule::TsTooOld,
                 Threat::Hijacking,
                 Severity::Medium,
                 format!("the device timestamp is {behind} s old; the template allows {}", ts_rules.max_age),
@@ -204,7 +205,7 @@ pub fn message(c: &Compiled, s: &mut DeviceState, m: &MessageFacts) -> Vec<Findi
             let ts = state::secs(ts_ms);
             if s.has(HAS_TS) && ts.saturating_add(ts_rules.out_of_order_tolerance.0) < s.last_ts {
                 out.push(f(
-                    "ts.out_of_order",
+                    Rule::TsOutOfOrder,
                     Threat::Hijacking,
                     Severity::High,
                     format!("the device timestamp goes back {} s behind the device's latest", s.last_ts - ts),
@@ -220,7 +221,7 @@ pub fn message(c: &Compiled, s: &mut DeviceState, m: &MessageFacts) -> Vec<Findi
         && seq <= s.last_seq
     {
         out.push(f(
-                "seq.reused",
+                Rule::SeqReused,
                 Threat::Hijacking,
                 Severity::High,
                 format!("seq {seq} is not above the device's latest {}: a replay or a second device with the same credentials", s.last_seq),
@@ -243,7 +244,7 @@ pub fn message(c: &Compiled, s: &mut DeviceState, m: &MessageFacts) -> Vec<Findi
             s.rate_count = s.rate_count.saturating_add(1);
             if s.rate_count as u32 == regime.max_messages + 1 {
                 out.push(f(
-                    "rate.max",
+                    Rule::RateMax,
                     Threat::Hijacking,
                     Severity::High,
                     format!(
@@ -267,7 +268,7 @@ pub fn message(c: &Compiled, s: &mut DeviceState, m: &MessageFacts) -> Vec<Findi
             let contiguous = t_now < s.min_start.saturating_add(w.saturating_mul(2));
             if contiguous && (s.min_count as u32) < regime.min_messages {
                 out.push(f(
-                    "rate.min",
+                    Rule::RateMin,
                     Threat::Theft,
                     Severity::Low,
                     format!(
@@ -297,7 +298,7 @@ pub fn message(c: &Compiled, s: &mut DeviceState, m: &MessageFacts) -> Vec<Findi
         s.vol_bytes = s.vol_bytes.saturating_add(m.size);
         if before <= regime.max_volume_bytes && s.vol_bytes > regime.max_volume_bytes {
             out.push(f(
-                "volume.max",
+                Rule::VolumeMax,
                 Threat::Hijacking,
                 Severity::Medium,
                 format!(
@@ -319,7 +320,7 @@ pub fn message(c: &Compiled, s: &mut DeviceState, m: &MessageFacts) -> Vec<Findi
         .filter(|ip| t.network.check_sim_ip && *ip != m.source_ip)
     {
         out.push(f(
-            "network.sim_ip_mismatch",
+            Rule::NetworkSimIpMismatch,
             Threat::Spoofing,
             Severity::High,
             format!(
@@ -354,7 +355,7 @@ pub fn message(c: &Compiled, s: &mut DeviceState, m: &MessageFacts) -> Vec<Findi
                 .collect();
             if !errors.is_empty() {
                 out.push(f(
-                    "format.schema",
+                    Rule::FormatSchema,
                     Threat::Hijacking,
                     Severity::Medium,
                     format!("the data does not match the {whose} schema: {}", errors[0]),
@@ -372,7 +373,7 @@ pub fn message(c: &Compiled, s: &mut DeviceState, m: &MessageFacts) -> Vec<Findi
                 .unwrap_or_default();
             if !t.format.allowed_extensions.contains(&ext) {
                 out.push(f(
-                        "format.file_extension",
+                        Rule::FormatFileExtension,
                         Threat::Hijacking,
                         Severity::Medium,
                         format!("file '{name}' has an extension outside the allow-list"),
@@ -410,7 +411,7 @@ fn off_network(c: &Compiled, ip: IpAddr, what: &str) -> Finding {
         _ => Severity::Medium,
     };
     f(
-        "network.off_network",
+        Rule::NetworkOffNetwork,
         Threat::Theft,
         severity,
         format!("{what} from {ip}, outside the field's networks"),
@@ -462,7 +463,7 @@ pub fn auth(c: &Compiled, bursts: &mut Windows, a: &AuthFacts) -> Vec<Finding> {
     let t = &c.template;
     if a.malformed {
         out.push(f(
-            "format.malformed",
+            Rule::FormatMalformed,
             Threat::Hijacking,
             Severity::Medium,
             format!(
@@ -476,7 +477,7 @@ pub fn auth(c: &Compiled, bursts: &mut Windows, a: &AuthFacts) -> Vec<Finding> {
         let n = bursts.hit(a.unique_id, state::secs(a.at_ms), t.auth.burst_window.0);
         if n == t.auth.burst_max {
             out.push(f(
-                "auth.burst",
+                Rule::AuthBurst,
                 Threat::UnauthorizedAccess,
                 Severity::High,
                 format!("{n} token requests for '{}' within {}; the template's limit is {}", a.unique_id, t.auth.burst_window, t.auth.burst_max),
@@ -488,7 +489,7 @@ pub fn auth(c: &Compiled, bursts: &mut Windows, a: &AuthFacts) -> Vec<Finding> {
     if a.success && c.in_quiet_hours(a.at_ms.div_euclid(1000)) {
         let q = t.auth.quiet_hours.as_ref();
         out.push(f(
-            "auth.quiet_hours",
+            Rule::AuthQuietHours,
             Threat::UnauthorizedAccess,
             Severity::Medium,
             format!(
@@ -563,7 +564,7 @@ pub fn shared_ip(
     let count = ips.record(ip, device_key, state::secs(now_ms), n.shared_ip_window.0);
     (count == n.max_devices_per_ip + 1).then(|| {
         f(
-            "network.shared_ip",
+            Rule::NetworkSharedIp,
             Threat::Spoofing,
             Severity::High,
             format!("{count} devices sent from {ip} within {}; the template allows {}", n.shared_ip_window, n.max_devices_per_ip),
@@ -577,9 +578,9 @@ pub fn silence(c: &Compiled, s: &mut DeviceState, now_ms: i64) -> Option<Finding
     let (name, r) = c.regime(s.regime);
     let quiet_for = state::secs(now_ms).saturating_sub(s.last_rx);
     let steps = [
-        (r.silence_notice.0, "silence.notice", Severity::Notice),
-        (r.silence_warning.0, "silence.warning", Severity::Medium),
-        (r.silence_theft.0, "silence.theft", Severity::High),
+        (r.silence_notice.0, Rule::SilenceNotice, Severity::Notice),
+        (r.silence_warning.0, Rule::SilenceWarning, Severity::Medium),
+        (r.silence_theft.0, Rule::SilenceTheft, Severity::High),
     ];
     let reached = steps
         .iter()
@@ -593,7 +594,7 @@ pub fn silence(c: &Compiled, s: &mut DeviceState, now_ms: i64) -> Option<Finding
     }
     s.silence_level = level;
     Some(f(
-        rule,
+        *rule,
         Threat::Theft,
         *severity,
         format!(
@@ -618,6 +619,7 @@ pub fn next_silence_check(c: &Compiled, s: &DeviceState) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::finding::RuleId;
     use crate::template::library;
 
     const T0: i64 = 1_795_611_600_000; // 2026-11-25T13:00:00Z (22:00 in Japan)
@@ -668,7 +670,7 @@ mod tests {
         c: &Compiled,
         s: &mut DeviceState,
         seq: &[(i64, i64, i64, String, bool)],
-    ) -> Vec<String> {
+    ) -> Vec<RuleId> {
         let mut rules = Vec::new();
         for (rx, ts, n, body, buffered) in seq {
             let facts = MessageFacts {
@@ -704,7 +706,7 @@ mod tests {
     fn normal_cadence_raises_nothing() {
         let c = car();
         let mut s = DeviceState::default();
-        assert_eq!(run(&c, &mut s, &cadence(T0, 1, 30)), Vec::<String>::new());
+        assert_eq!(run(&c, &mut s, &cadence(T0, 1, 30)), Vec::<RuleId>::new());
     }
 
     #[test]
@@ -748,11 +750,11 @@ mod tests {
             .collect();
         assert_eq!(
             run(&c, &mut s, &flush),
-            Vec::<String>::new(),
+            Vec::<RuleId>::new(),
             "a backlog flush is not a takeover"
         );
         let after = cadence(last + 45 * MIN, 15, 6);
-        assert_eq!(run(&c, &mut s, &after), Vec::<String>::new());
+        assert_eq!(run(&c, &mut s, &after), Vec::<RuleId>::new());
         assert_eq!(s.silence_level, 0, "the device is back");
     }
 
@@ -766,7 +768,7 @@ mod tests {
         let replay = vec![msg(last + 10 * MIN, last - 20 * MIN, 2, "on", true)];
         let got = run(&c, &mut s, &replay);
         assert!(
-            got.contains(&"seq.reused".to_owned()) && got.contains(&"ts.out_of_order".to_owned()),
+            got.contains(&Rule::SeqReused.into()) && got.contains(&Rule::TsOutOfOrder.into()),
             "{got:?}"
         );
         // ... or sends "buffered" data faster than any car records it, in device time.
@@ -792,7 +794,7 @@ mod tests {
         let mut s = DeviceState::default();
         run(&c, &mut s, &[msg(T0, T0, 1, "off", false)]);
         assert_eq!(next_silence_check(&c, &s), Some(state::secs(T0) + 390 * 60));
-        let rules: Vec<String> = [6 * 60, 391, 12 * 60 + 1, 24 * 60 + 1, 48 * 60]
+        let rules: Vec<RuleId> = [6 * 60, 391, 12 * 60 + 1, 24 * 60 + 1, 48 * 60]
             .iter()
             .filter_map(|m| silence(&c, &mut s, T0 + m * MIN))
             .map(|f| f.rule)
@@ -822,7 +824,7 @@ mod tests {
         let c = car();
         let check = |ts: Option<i64>,
                      size: u32,
-                     rejected: Option<&str>,
+                     rejected: Option<ErrorCode>,
                      bad_ts: bool,
                      expected: &[&str]| {
             let mut s = DeviceState::default();
@@ -838,7 +840,7 @@ mod tests {
                 body: None,
                 sim_ip: None,
             };
-            let got: Vec<String> = message(&c, &mut s, &facts)
+            let got: Vec<RuleId> = message(&c, &mut s, &facts)
                 .into_iter()
                 .map(|f| f.rule)
                 .collect();
@@ -858,18 +860,18 @@ mod tests {
         check(
             None,
             70_000,
-            Some("payload_too_large"),
+            Some(ErrorCode::PayloadTooLarge),
             false,
             &["size.max"],
         );
         check(
             None,
             12,
-            Some("malformed_json"),
+            Some(ErrorCode::MalformedJson),
             false,
             &["format.malformed"],
         );
-        check(None, 12, Some("invalid_token"), false, &[]);
+        check(None, 12, Some(ErrorCode::InvalidToken), false, &[]);
     }
 
     #[test]
@@ -889,7 +891,7 @@ mod tests {
         assert_eq!(
             auth(&c, &mut w, &a(T0, true, "10.0.0.1"))
                 .iter()
-                .map(|f| f.rule.as_str())
+                .map(|f| f.rule.to_string())
                 .collect::<Vec<_>>(),
             vec!["auth.quiet_hours"]
         );
@@ -908,7 +910,7 @@ mod tests {
             vec!["auth.burst"],
             "once per window, at the 10th attempt"
         );
-        let got: Vec<String> = auth(&c, &mut w, &a(noon + 5 * MIN, true, "203.0.113.9"))
+        let got: Vec<RuleId> = auth(&c, &mut w, &a(noon + 5 * MIN, true, "203.0.113.9"))
             .into_iter()
             .map(|f| f.rule)
             .collect();
@@ -917,7 +919,7 @@ mod tests {
             malformed: true,
             ..a(noon + 6 * MIN, false, "10.0.0.1")
         };
-        let got: Vec<String> = auth(&c, &mut w, &broken)
+        let got: Vec<RuleId> = auth(&c, &mut w, &broken)
             .into_iter()
             .map(|f| f.rule)
             .collect();
@@ -984,7 +986,7 @@ mod tests {
             sim_ip: Some(ip("10.20.30.40")),
             ..at(T0)
         };
-        let got: Vec<String> = message(&c, &mut s, &facts)
+        let got: Vec<RuleId> = message(&c, &mut s, &facts)
             .into_iter()
             .map(|f| f.rule)
             .collect();
@@ -1015,7 +1017,7 @@ mod tests {
             message(&c, s, &facts)
                 .into_iter()
                 .map(|f| f.rule)
-                .filter(|r| r == "volume.max")
+                .filter(|r| *r == "volume.max")
                 .count()
         };
         assert_eq!(send(&mut s, T0, 600), 0);
@@ -1047,7 +1049,7 @@ mod tests {
                 body: Some(body.as_bytes()),
                 ..at(T0)
             };
-            let got: Vec<String> = message(&c, &mut s, &facts)
+            let got: Vec<RuleId> = message(&c, &mut s, &facts)
                 .into_iter()
                 .map(|f| f.rule)
                 .collect();
@@ -1075,7 +1077,7 @@ mod tests {
     #[test]
     fn sim_volume_reconciles_retries_and_keeps_uplink_and_downlink_apart() {
         let c = car();
-        let rules = |v: SimVolumeFacts| -> Vec<String> {
+        let rules = |v: SimVolumeFacts| -> Vec<RuleId> {
             sim_volume(&c, &v).into_iter().map(|f| f.rule).collect()
         };
         // 40 connections (most of them failed handshakes the device retried), 60 KB read, 20 KB
@@ -1120,25 +1122,38 @@ mod tests {
     #[test]
     fn the_playbook_takes_the_first_matching_rule_then_the_threat() {
         let t = library("car-mobility").unwrap();
-        let by = |threat, rule, sev| t.actions_for(threat, rule, sev, false).0;
+        let c = t.clone().compile().unwrap();
+        let by =
+            |threat, rule: Rule, sev| c.playbook.actions_for(threat, &rule.into(), sev, false).0;
         assert_eq!(
-            by("hijacking", "sim.uplink_excess", Severity::High),
+            by(Threat::Hijacking, Rule::SimUplinkExcess, Severity::High),
             "playbook.sim-hijack"
         );
         assert_eq!(
-            by("hijacking", "rate.max", Severity::High),
+            by(Threat::Hijacking, Rule::RateMax, Severity::High),
             "playbook.taken-over"
         );
         assert_eq!(
-            by("hijacking", "rate.max", Severity::Medium),
+            by(Threat::Hijacking, Rule::RateMax, Severity::Medium),
             "actions.hijacking"
         );
-        assert_eq!(by("eavesdropping", "x", Severity::High), "none");
+        assert_eq!(
+            by(Threat::Eavesdropping, Rule::SizeMax, Severity::High),
+            "none"
+        );
         let mut only_critical = t.clone();
         only_critical.playbook[0].critical = Some(true);
         assert_eq!(
             only_critical
-                .actions_for("hijacking", "sim.uplink_excess", Severity::High, false)
+                .compile()
+                .unwrap()
+                .playbook
+                .actions_for(
+                    Threat::Hijacking,
+                    &Rule::SimUplinkExcess.into(),
+                    Severity::High,
+                    false
+                )
                 .0,
             "playbook.taken-over"
         );
@@ -1146,18 +1161,21 @@ mod tests {
         bad.playbook.push(crate::template::PlaybookRule {
             name: "Bad Name".into(),
             threats: vec!["nope".into()],
-            rules: vec![],
+            rules: vec!["nope".into(), "sim.*".into(), "script.mine".into()],
             min_severity: None,
             critical: None,
-            actions: vec!["explode".into()],
+            actions: vec!["enable_auth".into(), "explode".into()],
         });
         let p = bad.compile().unwrap_err();
         for needle in [
             "playbook[4].name",
-            "playbook[4].threats",
-            "playbook[4].actions",
+            "playbook[4].threats: 'nope'",
+            "playbook[4].rules: 'nope'",
+            "playbook[4].actions: 'enable_auth'",
+            "playbook[4].actions: 'explode'",
         ] {
             assert!(p.iter().any(|x| x.contains(needle)), "{needle}: {p:?}");
         }
+        assert_eq!(p.len(), 5, "sim.* and script.mine are fine: {p:?}");
     }
 }

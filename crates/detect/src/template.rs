@@ -3,6 +3,7 @@
 //! JSON (the admin API); both are this one type. [`Template::compile`] checks everything and lists every
 //! problem; a field only ever runs a compiled template.
 
+pub use crate::playbook::Playbook;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -240,21 +241,6 @@ pub struct ScriptDef {
     pub source: String,
 }
 
-/// The response playbook's vocabulary (the trial's 対処アクション).
-pub const ACTIONS: &[&str] = &[
-    "notify_admin",
-    "notify_person_in_charge",
-    "notify_webhook",
-    "stop_auth",
-    "suspend_sim",
-    "quarantine",
-    "push_update",
-    "collect_info",
-];
-
-/// Actions a person must approve before they run on a device marked critical, and that can be undone.
-pub const DISRUPTIVE: &[&str] = &["stop_auth", "suspend_sim", "quarantine", "push_update"];
-
 /// One rule of the response playbook: when a detection matches every condition given, these actions
 /// run (the first matching rule wins; no match falls back to `actions[threat]`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -276,25 +262,6 @@ pub struct PlaybookRule {
     pub critical: Option<bool>,
     /// In order. Disruptive ones on a critical device wait for approval.
     pub actions: Vec<String>,
-}
-
-impl PlaybookRule {
-    pub fn matches(
-        &self,
-        threat: &str,
-        rule: &str,
-        severity: crate::Severity,
-        critical: bool,
-    ) -> bool {
-        (self.threats.is_empty() || self.threats.iter().any(|t| t == threat))
-            && (self.rules.is_empty()
-                || self.rules.iter().any(|r| match r.strip_suffix('*') {
-                    Some(prefix) => rule.starts_with(prefix),
-                    None => r == rule,
-                }))
-            && self.min_severity.is_none_or(|m| severity >= m)
-            && self.critical.is_none_or(|c| c == critical)
-    }
 }
 
 /// How the response worker treats this field's detections.
@@ -352,30 +319,6 @@ pub struct Template {
     pub response: ResponseRules,
 }
 
-impl Template {
-    /// The actions for a detection: the first matching playbook rule's, else `actions[threat]`, and
-    /// the name of what decided (`playbook.<name>`, `actions.<threat>` or `none`).
-    pub fn actions_for(
-        &self,
-        threat: &str,
-        rule: &str,
-        severity: crate::Severity,
-        critical: bool,
-    ) -> (String, Vec<String>) {
-        if let Some(r) = self
-            .playbook
-            .iter()
-            .find(|r| r.matches(threat, rule, severity, critical))
-        {
-            return (format!("playbook.{}", r.name), r.actions.clone());
-        }
-        match self.actions.get(threat) {
-            Some(a) => (format!("actions.{threat}"), a.clone()),
-            None => ("none".to_owned(), Vec::new()),
-        }
-    }
-}
-
 fn default_offset() -> String {
     "+00:00".into()
 }
@@ -383,6 +326,8 @@ fn default_offset() -> String {
 /// A template ready to run: everything parsed once.
 pub struct Compiled {
     pub template: Template,
+    /// The response playbook, typed.
+    pub playbook: Playbook,
     pub utc_offset_secs: i32,
     /// Quiet hours as minutes of the local day, `[start, end)`, wrapping past midnight.
     pub quiet: Option<(u16, u16)>,
@@ -558,50 +503,7 @@ impl Template {
                 p.push(format!("scripts.{}: source larger than 64 KiB", s.name));
             }
         }
-        for (threat, actions) in &self.actions {
-            if crate::Threat::parse(threat).is_none() {
-                p.push(format!("actions: '{threat}' is not a threat (unauthorized_access, spoofing, hijacking, eavesdropping, theft)"));
-            }
-            for a in actions {
-                if !ACTIONS.contains(&a.as_str()) {
-                    p.push(format!(
-                        "actions.{threat}: '{a}' is not one of {}",
-                        ACTIONS.join(", ")
-                    ));
-                }
-            }
-        }
-        let mut rule_names = std::collections::HashSet::new();
-        for (i, r) in self.playbook.iter().enumerate() {
-            let at = format!("playbook[{i}]");
-            if r.name.is_empty()
-                || !r
-                    .name
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-            {
-                p.push(format!("{at}.name: '{}' must be [a-z0-9_-]+", r.name));
-            }
-            if !rule_names.insert(r.name.as_str()) {
-                p.push(format!("{at}.name: '{}' appears twice", r.name));
-            }
-            for t in &r.threats {
-                if crate::Threat::parse(t).is_none() {
-                    p.push(format!("{at}.threats: '{t}' is not a threat"));
-                }
-            }
-            if r.actions.is_empty() {
-                p.push(format!("{at}.actions: name at least one action"));
-            }
-            for a in &r.actions {
-                if !ACTIONS.contains(&a.as_str()) {
-                    p.push(format!(
-                        "{at}.actions: '{a}' is not one of {}",
-                        ACTIONS.join(", ")
-                    ));
-                }
-            }
-        }
+        let playbook = Playbook::compile(&self.actions, &self.playbook, &mut p);
         if !p.is_empty() {
             return Err(p);
         }
@@ -615,6 +517,7 @@ impl Template {
             .position(|(k, _)| *k == self.regime.default)
             .unwrap_or(0) as u8;
         Ok(Compiled {
+            playbook,
             utc_offset_secs: offset.unwrap_or(0),
             quiet,
             regimes,
@@ -704,7 +607,8 @@ mod tests {
             start: "25:00".into(),
             end: "06:00".into(),
         });
-        t.actions.insert("hijacking".into(), vec!["explode".into()]);
+        t.actions
+            .insert("hijacking".into(), vec!["cancel_update".into()]);
         t.format.json_schema = Some(serde_json::json!({"type": 12}));
         t.regimes.get_mut("on").unwrap().silence_warning = Span(1);
         let p = t.compile().unwrap_err();
@@ -712,7 +616,7 @@ mod tests {
             "utc_offset",
             "regime.default",
             "quiet_hours",
-            "explode",
+            "actions.hijacking: 'cancel_update'",
             "json_schema",
             "silence steps",
         ] {

@@ -13,9 +13,9 @@ pub struct DetectionEvent {
     pub id: i64,
     pub field_id: String,
     pub device_id: Option<String>,
-    pub rule: String,
-    pub threat: String,
-    pub severity: String,
+    pub rule: sekisho_core::RuleId,
+    pub threat: sekisho_core::Threat,
+    pub severity: sekisho_core::Severity,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -11,6 +11,7 @@
 //! was not told `202` about, and a crash between the cloud's 2xx and the status update only resends.
 
 use crate::app::App;
+use sekisho_core::backoff::Backoff;
 use sekisho_core::{CloudDestination, FieldId};
 use sekisho_store::now_ms;
 use sekisho_store::outbox::Pending;
@@ -115,15 +116,6 @@ async fn deliver(client: &Client, field: &FieldId, batch: &[Pending]) -> Outcome
 
 /// How often each forwarder dead-letters what is older than `cloud.max_age_secs`.
 const EXPIRY_EVERY_MS: i64 = 2_000;
-
-/// Exponential backoff with full jitter: a random wait in [base/2, base], base doubling up to `max`.
-fn backoff(attempt: u32, initial_ms: u64, max_ms: u64) -> Duration {
-    let base = initial_ms
-        .saturating_mul(1u64 << attempt.min(20))
-        .min(max_ms);
-    let r = u64::from_le_bytes(crate::crypto::random::<8>());
-    Duration::from_millis(base / 2 + r % (base / 2 + 1))
-}
 
 /// Starts one forwarder per field now and every field created later (`fields` announces new ones).
 pub fn spawn(
@@ -288,7 +280,8 @@ async fn forward_field(app: Arc<App>, field_id: FieldId, mut shutdown: watch::Re
                         continue;
                     }
                 }
-                let wait = backoff(backoff_step, cfg.backoff_initial_ms, cfg.backoff_max_ms);
+                let wait =
+                    Backoff::new(cfg.backoff_initial_ms, cfg.backoff_max_ms).jittered(backoff_step);
                 backoff_step = backoff_step.saturating_add(1);
                 tracing::warn!(field = %field_id, reason = %why, retry_in_ms = wait.as_millis() as u64, "cloud delivery failed");
                 sleep_or_shutdown(wait, &mut shutdown).await;
@@ -382,14 +375,5 @@ mod tests {
                 .unwrap()
                 .contains(r#""data":{"x" : 1.50}"#)
         );
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        for attempt in 0..30 {
-            let d = backoff(attempt, 500, 60_000).as_millis() as u64;
-            let base = (500u64 << attempt.min(20)).min(60_000);
-            assert!((base / 2..=base).contains(&d), "attempt {attempt}: {d}");
-        }
     }
 }

@@ -185,7 +185,7 @@ pub async fn on_result(
             field: field.clone(),
             device: Some(device.clone()),
             finding: Finding::new(
-                "update.rejected",
+                sekisho_core::Rule::UpdateRejected.into(),
                 Threat::Hijacking,
                 Severity::Medium,
                 format!(

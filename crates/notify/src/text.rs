@@ -12,6 +12,7 @@ mod words;
 
 pub use json::webhook_body;
 
+use sekisho_core::{Action, ActionState, RuleId, Severity, Threat};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -31,7 +32,7 @@ pub enum Lang {
 
 /// One incident as the texts describe it: a detection, its device and field, and what the
 /// response did about it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Incident {
     pub field_name: String,
     pub field_id: String,
@@ -41,11 +42,9 @@ pub struct Incident {
     pub unique_id: String,
     /// A critical device (e.g. medical) is never cut off automatically.
     pub critical: bool,
-    /// `unauthorized_access`, `spoofing`, `hijacking`, `eavesdropping` or `theft`.
-    pub threat: String,
-    /// `notice`, `low`, `medium`, `high` or `critical`.
-    pub severity: String,
-    pub rule: String,
+    pub threat: Threat,
+    pub severity: Severity,
+    pub rule: RuleId,
     /// The detector's sentence (English).
     pub summary: String,
     pub evidence: Value,
@@ -53,8 +52,8 @@ pub struct Incident {
     pub last_at_ms: i64,
     /// Findings grouped into this detection.
     pub count: u64,
-    /// `(action, state)`, e.g. `("suspend_sim", "awaiting_approval")`.
-    pub actions: Vec<(String, String)>,
+    /// What the response did, e.g. `(SuspendSim, AwaitingApproval)`.
+    pub actions: Vec<(Action, ActionState)>,
     /// The detection or device in the console.
     pub console_url: Option<String>,
 }
@@ -67,20 +66,20 @@ const SEPARATOR: &str = "-------------------------------------------------------
 /// The subject and text of the mail about `i`.
 pub fn incident_mail(lang: Lang, i: &Incident) -> (String, String) {
     let target = target(i);
-    let sev = one_line(&i.severity);
+    let sev = i.severity;
     let subject = match lang {
         Lang::Ja => format!(
             "[Sekisho] {}の疑い ({sev}) — {target}",
-            word(words::threat(&i.threat, true), &i.threat)
+            words::threat(i.threat, true)
         ),
         Lang::En => format!(
             "[Sekisho] Suspected {} ({sev}) — {target}",
-            word(words::threat(&i.threat, false), &i.threat)
+            words::threat(i.threat, false)
         ),
         Lang::Both => format!(
             "[Sekisho] {}の疑い / Suspected {} ({sev}) — {target}",
-            word(words::threat(&i.threat, true), &i.threat),
-            word(words::threat(&i.threat, false), &i.threat)
+            words::threat(i.threat, true),
+            words::threat(i.threat, false)
         ),
     };
     // One signature block ("-- "), at the very end: mail programs hide or grey what follows it.
@@ -200,13 +199,13 @@ fn body(i: &Incident, ja: bool) -> String {
         s,
         "{}: {}",
         l.threat,
-        named(words::threat(&i.threat, ja), &i.threat)
+        named(words::threat(i.threat, ja), i.threat.as_str())
     );
     let _ = writeln!(
         s,
         "{}: {}",
         l.severity,
-        named(words::severity(&i.severity, ja), &i.severity)
+        named(words::severity(i.severity, ja), i.severity.as_str())
     );
     let field = if i.field_name.is_empty() || i.field_name == i.field_id {
         one_line(&i.field_id)
@@ -228,7 +227,7 @@ fn body(i: &Incident, ja: bool) -> String {
     } else {
         let _ = writeln!(s, "{}: {}", l.at, when(i.first_at_ms, ja));
     }
-    let _ = writeln!(s, "{}: {}", l.rule, one_line(&i.rule));
+    let _ = writeln!(s, "{}: {}", l.rule, one_line(&i.rule.to_string()));
     let _ = writeln!(s, "{}: {}", l.summary, one_line(&i.summary));
     let _ = writeln!(s, "\n{}:", l.evidence);
     let mut lines = Vec::new();
@@ -247,8 +246,8 @@ fn body(i: &Incident, ja: bool) -> String {
         let _ = writeln!(
             s,
             "  - {}: {}",
-            named(words::action(action, ja), action),
-            word(words::state(state, ja), state)
+            named(words::action(*action, ja), action.as_str()),
+            words::state(*state, ja)
         );
     }
     if i.critical {
@@ -296,17 +295,9 @@ fn when(ms: i64, ja: bool) -> String {
     t.format(fmt).unwrap_or_else(|_| format!("{ms} ms"))
 }
 
-/// The word for `code`, or `code` itself when there is none (on one line).
-fn word(word: Option<&str>, code: &str) -> String {
-    one_line(word.unwrap_or(code))
-}
-
 /// The word for `code`, capitalised, with the code in parentheses when it differs
-/// (`High`, `Stop authentication (stop_auth)`, `乗っ取り (hijacking)`); an unknown code as it is.
-fn named(word: Option<&str>, code: &str) -> String {
-    let Some(word) = word else {
-        return one_line(code);
-    };
+/// (`High`, `Stop authentication (stop_auth)`, `乗っ取り (hijacking)`).
+fn named(word: &str, code: &str) -> String {
     let mut c = word.chars();
     let word: String = c
         .next()

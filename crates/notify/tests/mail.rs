@@ -5,6 +5,7 @@
 mod common;
 
 use common::{Pki, Scratch, SmtpServer, pki};
+use sekisho_core::{Action, ActionState, Rule, Severity, Threat};
 use sekisho_notify::text::{Incident, Lang, incident_mail};
 use sekisho_notify::{Mail, Mailer, NotifyError, SmtpConfig};
 use serde_json::json;
@@ -40,17 +41,17 @@ fn incident() -> Incident {
         device_name: Some("ポンプ7".into()),
         unique_id: "pump-0007".into(),
         critical: true,
-        threat: "hijacking".into(),
-        severity: "high".into(),
-        rule: "V20".into(),
+        threat: Threat::Hijacking,
+        severity: Severity::High,
+        rule: Rule::NetworkSimIpMismatch.into(),
         summary: "Source address differs from the SIM's address.".into(),
         evidence: json!({"source_ip": "203.0.113.9", "sim": {"ip": "10.0.0.7"}}),
         first_at_ms: 1_777_600_000_000,
         last_at_ms: 1_777_600_060_000,
         count: 3,
         actions: vec![
-            ("stop_auth".into(), "done".into()),
-            ("suspend_sim".into(), "awaiting_approval".into()),
+            (Action::StopAuth, ActionState::Done),
+            (Action::SuspendSim, ActionState::AwaitingApproval),
         ],
         console_url: Some("https://gw.example.jp/console/detections?field=f-1".into()),
     }

@@ -1,6 +1,7 @@
 //! The notification texts: the right words in each language, both languages in `Both`, times in
 //! JST and UTC, the critical-device line, the webhook JSON's shape, and no panic on odd input.
 
+use sekisho_core::{Action, ActionState, Rule, Severity, Threat};
 use sekisho_notify::text::{Incident, Lang, incident_mail, webhook_body};
 use serde_json::json;
 
@@ -12,9 +13,9 @@ fn incident() -> Incident {
         device_name: Some("ポンプ7".into()),
         unique_id: "pump-0007".into(),
         critical: false,
-        threat: "hijacking".into(),
-        severity: "high".into(),
-        rule: "V20".into(),
+        threat: Threat::Hijacking,
+        severity: Severity::High,
+        rule: Rule::NetworkSimIpMismatch.into(),
         summary: "Source address differs from the SIM's address.".into(),
         evidence: json!({"source_ip": "203.0.113.9", "sim": {"ip": "10.0.0.7", "imsi": "440101234567890"}}),
         // 2026-05-01T01:46:40Z = 2026-05-01T10:46:40+09:00
@@ -22,8 +23,8 @@ fn incident() -> Incident {
         last_at_ms: 1_777_600_060_000,
         count: 3,
         actions: vec![
-            ("stop_auth".into(), "done".into()),
-            ("suspend_sim".into(), "awaiting_approval".into()),
+            (Action::StopAuth, ActionState::Done),
+            (Action::SuspendSim, ActionState::AwaitingApproval),
         ],
         console_url: Some("https://gw.example.jp/console/detections?field=f-1".into()),
     }
@@ -70,30 +71,35 @@ fn subjects_name_threat_severity_field_and_device() {
 #[test]
 fn each_threat_and_severity_in_each_language() {
     let cases = [
-        ("unauthorized_access", "不正アクセス", "unauthorized access"),
-        ("spoofing", "なりすまし", "spoofing"),
-        ("hijacking", "乗っ取り", "hijacking"),
-        ("eavesdropping", "盗聴", "eavesdropping"),
-        ("theft", "盗難", "theft"),
+        (
+            Threat::UnauthorizedAccess,
+            "不正アクセス",
+            "unauthorized access",
+        ),
+        (Threat::Spoofing, "なりすまし", "spoofing"),
+        (Threat::Hijacking, "乗っ取り", "hijacking"),
+        (Threat::Eavesdropping, "盗聴", "eavesdropping"),
+        (Threat::Theft, "盗難", "theft"),
     ];
-    for (code, ja, en) in cases {
+    for (threat, ja, en) in cases {
         let i = Incident {
-            threat: code.into(),
+            threat,
             ..incident()
         };
         check(Lang::Ja, &i, &[ja, &format!("{ja}の疑い")], &["Suspected"]);
         check(Lang::En, &i, &[&format!("Suspected {en}")], &[ja]);
     }
     let severities = [
-        ("notice", "注意", "Notice"),
-        ("low", "低", "Low"),
-        ("medium", "中", "Medium"),
-        ("high", "高", "High"),
-        ("critical", "緊急", "Critical"),
+        (Severity::Notice, "注意", "Notice"),
+        (Severity::Low, "低", "Low"),
+        (Severity::Medium, "中", "Medium"),
+        (Severity::High, "高", "High"),
+        (Severity::Critical, "緊急", "Critical"),
     ];
-    for (code, ja, en) in severities {
+    for (severity, ja, en) in severities {
+        let code = severity.as_str();
         let i = Incident {
-            severity: code.into(),
+            severity,
             ..incident()
         };
         check(Lang::Ja, &i, &[&format!("重大度: {ja} ({code})")], &[]);
@@ -112,7 +118,7 @@ fn japanese_body() {
             "デバイス: ポンプ7 (固有ID pump-0007, ID d-7)",
             "初回検知: 2026-05-01T10:46:40+09:00",
             "最終検知: 2026-05-01T10:47:40+09:00 (3 回)",
-            "ルール: V20",
+            "ルール: network.sim_ip_mismatch",
             "概要: Source address differs",
             "証拠:\n  sim:\n    imsi: 440101234567890\n    ip: 10.0.0.7\n  source_ip: 203.0.113.9\n",
             "  - 認証停止 (stop_auth): 完了",
@@ -135,7 +141,7 @@ fn english_body() {
             "Device: ポンプ7 (unique ID pump-0007, ID d-7)",
             "First seen: 2026-05-01T01:46:40Z",
             "Last seen: 2026-05-01T01:47:40Z (3 times)",
-            "Rule: V20",
+            "Rule: network.sim_ip_mismatch",
             "Summary: Source address differs from the SIM's address.",
             "Evidence:\n  sim:\n    imsi: 440101234567890",
             "  - Stop authentication (stop_auth): done",
@@ -247,9 +253,7 @@ fn odd_evidence_and_values_neither_panic_nor_forge_lines() {
             first_at_ms: i64::MAX,
             last_at_ms: i64::MIN,
             count: 0,
-            threat: "new_threat".into(),
-            severity: String::new(),
-            actions: vec![("new_action".into(), "new_state".into())],
+            actions: vec![(Action::Quarantine, ActionState::Skipped)],
             ..incident()
         };
         for lang in [Lang::Ja, Lang::En, Lang::Both] {
@@ -269,10 +273,7 @@ fn odd_evidence_and_values_neither_panic_nor_forge_lines() {
                 "bounded: {} lines",
                 text.lines().count()
             );
-            assert!(
-                text.contains("new_threat") && text.contains("new_action"),
-                "{text}"
-            );
+            assert!(text.to_lowercase().contains("quarantine"), "{text}");
         }
     }
 }
@@ -291,7 +292,7 @@ fn webhook_body_shape() {
     let d = &b["detection"];
     assert_eq!(d["threat"], "hijacking");
     assert_eq!(d["severity"], "high");
-    assert_eq!(d["rule"], "V20");
+    assert_eq!(d["rule"], "network.sim_ip_mismatch");
     assert_eq!(d["evidence"]["sim"]["ip"], "10.0.0.7");
     assert_eq!(d["first_at"], "2026-05-01T01:46:40.000Z");
     assert_eq!(d["last_at"], "2026-05-01T01:47:40.000Z");

@@ -14,6 +14,7 @@ use common::{Scratch, pki};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use sekisho_core::{Action, ActionState, Rule, Severity, Threat};
 use sekisho_notify::text::{Incident, webhook_body};
 use sekisho_notify::webhook::{TIMESTAMP_TOLERANCE_SECS, fresh};
 use sekisho_notify::{NotifyError, Webhook, WebhookClient, sign, verify};
@@ -149,16 +150,17 @@ fn incident() -> Incident {
         device_id: "d-1".into(),
         device_name: None,
         unique_id: "pump-0001".into(),
-        threat: "spoofing".into(),
-        severity: "medium".into(),
-        rule: "V12".into(),
+        threat: Threat::Spoofing,
+        severity: Severity::Medium,
+        rule: Rule::NetworkSharedIp.into(),
         summary: "One credential used from two addresses at once.".into(),
         evidence: json!({"addresses": ["198.51.100.1", "198.51.100.2"]}),
         first_at_ms: 1_777_600_000_000,
         last_at_ms: 1_777_600_000_000,
         count: 1,
-        actions: vec![("notify_webhook".into(), "running".into())],
-        ..Incident::default()
+        actions: vec![(Action::NotifyWebhook, ActionState::Running)],
+        critical: false,
+        console_url: None,
     }
 }
 
@@ -196,10 +198,10 @@ async fn signed_post_is_verified_by_the_receiver() {
     // What a receiver must refuse: a changed body, another secret, a replayed old timestamp.
     let mut tampered = r.body.to_vec();
     let at = tampered
-        .iter()
-        .position(|&b| b == b'V')
-        .expect("rule V12 in body");
-    tampered[at] = b'W';
+        .windows(9)
+        .position(|w| w == b"shared_ip")
+        .expect("rule network.shared_ip in body");
+    tampered[at] = b'S';
     assert!(!verify(SECRET, r.timestamp, &tampered, &r.signature));
     assert!(!verify(
         b"another secret",

@@ -15,6 +15,7 @@
 //! - `log(text)` writes to the gateway's log.
 
 use mlua::{Function, Lua, LuaSerdeExt, Table, Value, VmState};
+use sekisho_core::{Severity, Threat};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -59,21 +60,20 @@ impl Fault {
 /// A finding a script emitted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Emitted {
-    pub threat: String,
-    pub severity: String,
+    pub threat: Threat,
+    pub severity: Severity,
     pub summary: String,
     pub evidence: serde_json::Value,
     pub device: Option<String>,
 }
 
-const THREATS: &[&str] = &[
-    "unauthorized_access",
-    "spoofing",
-    "hijacking",
-    "eavesdropping",
-    "theft",
-];
-const SEVERITIES: &[&str] = &["notice", "low", "medium", "high", "critical"];
+/// The names of a vocabulary, for error messages.
+fn names<T: Copy + std::fmt::Display>(all: &[T]) -> String {
+    all.iter()
+        .map(|v| v.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 const TIMEOUT_MARK: &str = "sekisho: CPU time limit exceeded";
 
 /// One compiled script in its own VM.
@@ -254,19 +254,21 @@ fn first_line(e: &mlua::Error) -> String {
 fn emitted_from(lua: &Lua, t: &Table) -> mlua::Result<Emitted> {
     let get = |k: &str| t.get::<Option<String>>(k);
     let threat = get("threat")?.unwrap_or_default();
-    if !THREATS.contains(&threat.as_str()) {
-        return Err(mlua::Error::runtime(format!(
+    let threat: Threat = threat.parse().map_err(|_| {
+        mlua::Error::runtime(format!(
             "emit: threat '{threat}' is not one of {}",
-            THREATS.join(", ")
-        )));
-    }
-    let severity = get("severity")?.unwrap_or_else(|| "medium".into());
-    if !SEVERITIES.contains(&severity.as_str()) {
-        return Err(mlua::Error::runtime(format!(
-            "emit: severity '{severity}' is not one of {}",
-            SEVERITIES.join(", ")
-        )));
-    }
+            names(Threat::ALL)
+        ))
+    })?;
+    let severity = match get("severity")? {
+        None => Severity::Medium,
+        Some(s) => s.parse().map_err(|_| {
+            mlua::Error::runtime(format!(
+                "emit: severity '{s}' is not one of {}",
+                names(Severity::ALL)
+            ))
+        })?,
+    };
     let evidence: serde_json::Value = match t.get::<Value>("evidence")? {
         Value::Nil => serde_json::Value::Null,
         v => lua.from_value(v)?,
@@ -316,8 +318,8 @@ mod tests {
         let out = p.call("on_message", &[msg, json!({}), json!({})]).unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(
-            (out[0].threat.as_str(), out[0].summary.as_str()),
-            ("hijacking", "speed 250")
+            (out[0].threat, out[0].summary.as_str()),
+            (Threat::Hijacking, "speed 250")
         );
         assert_eq!(out[0].evidence, json!({"speed": 250, "limit": 180}));
         assert!(

@@ -2,6 +2,7 @@
 //! incidents) and script faults.
 
 use crate::{Result, Store};
+use sekisho_core::{RuleId, Severity, Threat};
 use sqlx::{QueryBuilder, Sqlite};
 
 /// A template version as stored.
@@ -21,9 +22,12 @@ pub struct DetectionRow {
     pub id: i64,
     pub field_id: String,
     pub device_id: Option<String>,
-    pub rule: String,
-    pub threat: String,
-    pub severity: String,
+    #[sqlx(try_from = "String")]
+    pub rule: RuleId,
+    #[sqlx(try_from = "String")]
+    pub threat: Threat,
+    #[sqlx(try_from = "String")]
+    pub severity: Severity,
     pub summary: String,
     /// JSON: observed values, thresholds, window, baseline.
     pub evidence: String,
@@ -38,9 +42,9 @@ pub struct DetectionRow {
 pub struct NewDetection<'a> {
     pub field_id: &'a str,
     pub device_id: Option<&'a str>,
-    pub rule: &'a str,
-    pub threat: &'a str,
-    pub severity: &'a str,
+    pub rule: &'a RuleId,
+    pub threat: Threat,
+    pub severity: Severity,
     pub summary: &'a str,
     pub evidence: &'a str,
     pub at: i64,
@@ -51,8 +55,8 @@ pub struct DetectionFilter {
     pub field: Option<String>,
     pub visible_fields: Option<Vec<String>>,
     pub device: Option<String>,
-    pub rule: Option<String>,
-    pub threat: Option<String>,
+    pub rule: Option<RuleId>,
+    pub threat: Option<Threat>,
     /// Detections whose latest finding is at or after this time.
     pub since: Option<i64>,
     pub before: Option<i64>,
@@ -119,9 +123,9 @@ impl Store {
         )
         .bind(d.field_id)
         .bind(d.device_id)
-        .bind(d.rule)
-        .bind(d.threat)
-        .bind(d.severity)
+        .bind(d.rule.to_string())
+        .bind(d.threat.as_str())
+        .bind(d.severity.as_str())
         .bind(d.summary)
         .bind(d.evidence)
         .bind(d.at)
@@ -136,7 +140,7 @@ impl Store {
         &self,
         id: i64,
         count: i64,
-        severity: &str,
+        severity: Severity,
         summary: &str,
         evidence: &str,
         at: i64,
@@ -144,7 +148,7 @@ impl Store {
         sqlx::query("UPDATE detections SET count = ?, last_at = ?, severity = ?, summary = ?, evidence = ? WHERE id = ?")
             .bind(count)
             .bind(at)
-            .bind(severity)
+            .bind(severity.as_str())
             .bind(summary)
             .bind(evidence)
             .bind(id)
@@ -168,10 +172,10 @@ impl Store {
             q.push(")");
         }
         for (col, v) in [
-            ("field_id", &f.field),
-            ("device_id", &f.device),
-            ("rule", &f.rule),
-            ("threat", &f.threat),
+            ("field_id", f.field.clone()),
+            ("device_id", f.device.clone()),
+            ("rule", f.rule.as_ref().map(RuleId::to_string)),
+            ("threat", f.threat.map(|t| t.as_str().to_owned())),
         ] {
             if let Some(v) = v {
                 q.push(format!(" AND {col} = ")).push_bind(v.clone());
@@ -261,22 +265,22 @@ mod tests {
         let d = NewDetection {
             field_id: "f",
             device_id: Some("d1"),
-            rule: "rate.max",
-            threat: "hijacking",
-            severity: "medium",
+            rule: &RuleId::from(sekisho_core::Rule::RateMax),
+            threat: Threat::Hijacking,
+            severity: Severity::Medium,
             summary: "s",
             evidence: "{}",
             at: 10,
         };
         let id = store.insert_detection(&d).await.unwrap();
         store
-            .update_detection(id, 2, "high", "s2", "{\"n\":2}", 20)
+            .update_detection(id, 2, Severity::High, "s2", "{\"n\":2}", 20)
             .await
             .unwrap();
         store
             .insert_detection(&NewDetection {
                 device_id: Some("d2"),
-                rule: "seq.reused",
+                rule: &RuleId::from(sekisho_core::Rule::SeqReused),
                 ..d
             })
             .await
@@ -298,8 +302,8 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            (one[0].count, one[0].last_at, one[0].severity.as_str()),
-            (2, 20, "high")
+            (one[0].count, one[0].last_at, one[0].severity),
+            (2, 20, Severity::High)
         );
         let none = store
             .search_detections(&DetectionFilter {

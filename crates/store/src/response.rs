@@ -4,6 +4,7 @@
 
 use crate::detections::DetectionRow;
 use crate::{Result, Store};
+use sekisho_core::{Action, ActionState, RuleId, Severity, Threat};
 use sqlx::{QueryBuilder, Sqlite};
 
 /// What the playbook made of one detection at one severity.
@@ -12,11 +13,14 @@ pub struct DecisionRow {
     pub id: i64,
     pub at: i64,
     pub detection_id: i64,
-    pub severity: String,
+    #[sqlx(try_from = "String")]
+    pub severity: Severity,
     pub field_id: String,
     pub device_id: Option<String>,
-    pub threat: String,
-    pub rule: String,
+    #[sqlx(try_from = "String")]
+    pub threat: Threat,
+    #[sqlx(try_from = "String")]
+    pub rule: RuleId,
     /// `playbook.<name>`, `actions.<threat>` or `none`.
     pub decided_by: String,
     /// The earlier decision of the same incident when this one took no new actions.
@@ -31,10 +35,10 @@ pub struct ActionRow {
     pub decision_id: Option<i64>,
     pub field_id: String,
     pub device_id: Option<String>,
-    pub action: String,
-    /// `pending`, `awaiting_approval`, `running`, `done`, `failed`, `skipped`, `rejected` or
-    /// `interrupted` (`skipped` is newer than the schema's comment in `0004_response.sql`).
-    pub state: String,
+    #[sqlx(try_from = "String")]
+    pub action: Action,
+    #[sqlx(try_from = "String")]
+    pub state: ActionState,
     /// `response:<decision>`, `script:<name>` or `user:<name>`.
     pub trigger: String,
     /// JSON.
@@ -56,11 +60,11 @@ pub struct ActionRow {
 pub struct NewDecision {
     pub at: i64,
     pub detection_id: i64,
-    pub severity: String,
+    pub severity: Severity,
     pub field_id: String,
     pub device_id: Option<String>,
-    pub threat: String,
-    pub rule: String,
+    pub threat: Threat,
+    pub rule: RuleId,
     pub decided_by: String,
     pub suppressed_by: Option<i64>,
     pub note: Option<String>,
@@ -71,8 +75,8 @@ pub struct NewDecision {
 pub struct NewAction {
     pub field_id: String,
     pub device_id: Option<String>,
-    pub action: String,
-    pub state: &'static str,
+    pub action: Action,
+    pub state: ActionState,
     pub trigger: String,
     pub input: Option<String>,
     pub undo_of: Option<i64>,
@@ -84,7 +88,7 @@ pub struct ActionFilter {
     pub field: Option<String>,
     pub device: Option<String>,
     pub decision: Option<i64>,
-    pub state: Option<String>,
+    pub state: Option<ActionState>,
     pub before: Option<i64>,
     pub limit: i64,
 }
@@ -127,11 +131,11 @@ impl Store {
         )
         .bind(d.at)
         .bind(d.detection_id)
-        .bind(&d.severity)
+        .bind(d.severity.as_str())
         .bind(&d.field_id)
         .bind(&d.device_id)
-        .bind(&d.threat)
-        .bind(&d.rule)
+        .bind(d.threat.as_str())
+        .bind(d.rule.to_string())
         .bind(&d.decided_by)
         .bind(d.suppressed_by)
         .bind(&d.note)
@@ -159,7 +163,7 @@ impl Store {
     pub async fn acting_decision(
         &self,
         device: &str,
-        threat: &str,
+        threat: Threat,
         since: i64,
     ) -> Result<Option<DecisionRow>> {
         Ok(sqlx::query_as(
@@ -167,7 +171,7 @@ impl Store {
              AND suppressed_by IS NULL ORDER BY id DESC LIMIT 1",
         )
         .bind(device)
-        .bind(threat)
+        .bind(threat.as_str())
         .bind(since)
         .fetch_optional(&self.pool)
         .await?)
@@ -254,8 +258,8 @@ impl Store {
     pub async fn move_action(
         &self,
         id: i64,
-        from: &str,
-        to: &str,
+        from: ActionState,
+        to: ActionState,
         approved_by: Option<&str>,
         now: i64,
     ) -> Result<bool> {
@@ -265,8 +269,8 @@ impl Store {
              WHERE id = ?1 AND state = ?2",
         )
         .bind(id)
-        .bind(from)
-        .bind(to)
+        .bind(from.as_str())
+        .bind(to.as_str())
         .bind(now)
         .bind(approved_by)
         .execute(&self.pool)
@@ -279,7 +283,7 @@ impl Store {
     pub async fn finish_action(
         &self,
         id: i64,
-        state: &str,
+        state: ActionState,
         output: Option<&str>,
         error: Option<&str>,
         next_at: i64,
@@ -289,7 +293,7 @@ impl Store {
             "UPDATE response_actions SET state = ?, output = coalesce(?, output), error = ?, next_at = ?, updated_at = ? \
              WHERE id = ?",
         )
-        .bind(state)
+        .bind(state.as_str())
         .bind(output)
         .bind(error)
         .bind(next_at)
@@ -301,8 +305,8 @@ impl Store {
     }
 
     /// After a restart: actions caught `running` go back to `pending` when running them again is
-    /// harmless (`idempotent`), else to `interrupted`. Returns (requeued, interrupted).
-    pub async fn recover_running(&self, idempotent: &[&str], now: i64) -> Result<(u64, u64)> {
+    /// harmless ([`Action::is_idempotent`]), else to `interrupted`. Returns (requeued, interrupted).
+    pub async fn recover_running(&self, now: i64) -> Result<(u64, u64)> {
         let mut requeued = 0;
         let mut interrupted = 0;
         let running: Vec<(i64, String)> =
@@ -310,14 +314,15 @@ impl Store {
                 .fetch_all(&self.pool)
                 .await?;
         for (id, action) in running {
-            if idempotent.contains(&action.as_str()) {
-                self.move_action(id, "running", "pending", None, now)
+            // An action this build does not know is not run again.
+            if action.parse::<Action>().is_ok_and(Action::is_idempotent) {
+                self.move_action(id, ActionState::Running, ActionState::Pending, None, now)
                     .await?;
                 requeued += 1;
             } else {
                 self.finish_action(
                     id,
-                    "interrupted",
+                    ActionState::Interrupted,
                     None,
                     Some(
                         "the gateway stopped while this ran; not run again (it may have completed)",
@@ -363,8 +368,8 @@ impl Store {
         if let Some(x) = f.decision {
             q.push(" AND decision_id = ").push_bind(x);
         }
-        if let Some(x) = &f.state {
-            q.push(" AND state = ").push_bind(x);
+        if let Some(x) = f.state {
+            q.push(" AND state = ").push_bind(x.as_str());
         }
         if let Some(x) = f.before {
             q.push(" AND id < ").push_bind(x);
@@ -503,8 +508,8 @@ async fn insert_action(
     .bind(decision)
     .bind(&a.field_id)
     .bind(&a.device_id)
-    .bind(&a.action)
-    .bind(a.state)
+    .bind(a.action.as_str())
+    .bind(a.state.as_str())
     .bind(&a.trigger)
     .bind(&a.input)
     .bind(at)
@@ -520,26 +525,26 @@ mod tests {
     use super::*;
     use crate::test_util::open_temp;
 
-    fn decision(detection: i64, severity: &str) -> NewDecision {
+    fn decision(detection: i64, severity: Severity) -> NewDecision {
         NewDecision {
             at: 10,
             detection_id: detection,
-            severity: severity.into(),
+            severity,
             field_id: "f".into(),
             device_id: Some("d".into()),
-            threat: "hijacking".into(),
-            rule: "rate.max".into(),
+            threat: Threat::Hijacking,
+            rule: sekisho_core::Rule::RateMax.into(),
             decided_by: "actions.hijacking".into(),
             suppressed_by: None,
             note: None,
         }
     }
 
-    fn action(name: &str, state: &'static str) -> NewAction {
+    fn action(name: Action, state: ActionState) -> NewAction {
         NewAction {
             field_id: "f".into(),
             device_id: Some("d".into()),
-            action: name.into(),
+            action: name,
             state,
             trigger: "response:1".into(),
             input: None,
@@ -551,18 +556,24 @@ mod tests {
     async fn a_detection_is_decided_once_and_actions_run_once() {
         let (store, _dir) = open_temp("response").await;
         let acts = [
-            action("stop_auth", "pending"),
-            action("notify_admin", "pending"),
+            action(Action::StopAuth, ActionState::Pending),
+            action(Action::NotifyAdmin, ActionState::Pending),
         ];
-        let id = store.decide(&decision(1, "high"), &acts).await.unwrap();
+        let id = store
+            .decide(&decision(1, Severity::High), &acts)
+            .await
+            .unwrap();
         assert!(id.is_some());
         assert_eq!(
-            store.decide(&decision(1, "high"), &acts).await.unwrap(),
+            store
+                .decide(&decision(1, Severity::High), &acts)
+                .await
+                .unwrap(),
             None
         );
         assert!(
             store
-                .decide(&decision(1, "critical"), &[])
+                .decide(&decision(1, Severity::Critical), &[])
                 .await
                 .unwrap()
                 .is_some()
@@ -571,33 +582,51 @@ mod tests {
         // The mail waits for the decision's other actions, at most the hold time.
         let held = store.due_actions(10, 30_000, 10).await.unwrap();
         assert_eq!(held.len(), 1, "{held:?}");
-        assert_eq!(held[0].action, "stop_auth");
+        assert_eq!(held[0].action, Action::StopAuth);
         let due = store.due_actions(10, 0, 10).await.unwrap();
         assert_eq!(due.len(), 2);
         // Claiming is exclusive.
         assert!(
             store
-                .move_action(due[0].id, "pending", "running", None, 11)
+                .move_action(
+                    due[0].id,
+                    ActionState::Pending,
+                    ActionState::Running,
+                    None,
+                    11
+                )
                 .await
                 .unwrap()
         );
         assert!(
             !store
-                .move_action(due[0].id, "pending", "running", None, 11)
+                .move_action(
+                    due[0].id,
+                    ActionState::Pending,
+                    ActionState::Running,
+                    None,
+                    11
+                )
                 .await
                 .unwrap()
         );
         assert!(
             store
-                .move_action(due[1].id, "pending", "running", None, 11)
+                .move_action(
+                    due[1].id,
+                    ActionState::Pending,
+                    ActionState::Running,
+                    None,
+                    11
+                )
                 .await
                 .unwrap()
         );
         // A restart while both run: the idempotent one runs again, the mail is never sent twice.
-        let (requeued, interrupted) = store.recover_running(&["stop_auth"], 12).await.unwrap();
+        let (requeued, interrupted) = store.recover_running(12).await.unwrap();
         assert_eq!((requeued, interrupted), (1, 1));
         let a = store.action(due[1].id).await.unwrap().unwrap();
-        assert_eq!((a.state.as_str(), a.attempts), ("interrupted", 1));
+        assert_eq!((a.state, a.attempts), (ActionState::Interrupted, 1));
         assert_eq!(store.due_actions(12, 0, 10).await.unwrap().len(), 1);
         assert!(store.undecided_detections(0, 10).await.unwrap().is_empty());
     }

@@ -70,7 +70,7 @@ pub struct Notifications {
     pub webhook: bool,
     /// The notification actions whose target is not set: when a decision asks for one it is
     /// recorded `skipped`, not tried. Set them with `PUT /api/v1/fields/{field}/notify`.
-    pub unset: Vec<String>,
+    pub unset: Vec<sekisho_core::Action>,
 }
 
 /// The field as the API shows it, with its notification status. Shared by the API and the console.
@@ -84,7 +84,7 @@ pub(crate) async fn view(app: &App, f: &Field) -> ApiResult<FieldView> {
         webhook: s.webhook_url.is_some() && s.webhook_secret.is_some(),
         unset: crate::response::notify::unset(&s)
             .into_iter()
-            .map(|(action, _)| action.to_owned())
+            .map(|(action, _)| action)
             .collect(),
     };
     Ok(FieldView {

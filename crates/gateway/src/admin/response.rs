@@ -8,14 +8,13 @@ use super::views::response::{ActionView, DecisionView, ReportView};
 use super::views::{Page, PageQuery};
 use crate::app::App;
 use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult};
-use crate::response::DISRUPTIVE;
-use crate::response::actions::{self, undo_of};
+use crate::response::actions;
 use crate::response::notify::NotifySettings;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use http::HeaderMap;
-use sekisho_core::ErrorCode;
+use sekisho_core::{Action, ActionState, ErrorCode};
 use sekisho_store::now_ms;
 use sekisho_store::response::{ActionFilter, ActionRow, NewAction};
 use serde::{Deserialize, Serialize};
@@ -175,9 +174,7 @@ pub async fn decisions(
 pub struct ActionQuery {
     pub field: Option<String>,
     pub device: Option<String>,
-    /// `pending`, `awaiting_approval`, `running`, `done`, `failed`, `skipped`, `rejected` or
-    /// `interrupted`.
-    pub state: Option<String>,
+    pub state: Option<ActionState>,
     pub before: Option<i64>,
     pub limit: Option<i64>,
 }
@@ -219,7 +216,7 @@ pub async fn approvals(
     caller: Caller,
 ) -> ApiResult<Json<Page<ActionView>>> {
     let filter = ActionFilter {
-        state: Some("awaiting_approval".into()),
+        state: Some(ActionState::AwaitingApproval),
         limit: 1000,
         ..Default::default()
     };
@@ -271,14 +268,20 @@ pub(crate) async fn approve_action(
     code: Option<&str>,
 ) -> ApiResult<ActionRow> {
     let a = managed_action(app, caller, id).await?;
-    if a.state != "awaiting_approval" {
+    if a.state != ActionState::AwaitingApproval {
         return Err(state_conflict(&a, "approved"));
     }
     caller.second_factor_code(app, code).await?;
     let by = format!("user:{}", caller.user.username);
     if !app
         .store
-        .move_action(id, "awaiting_approval", "pending", Some(&by), now_ms())
+        .move_action(
+            id,
+            ActionState::AwaitingApproval,
+            ActionState::Pending,
+            Some(&by),
+            now_ms(),
+        )
         .await?
     {
         return Err(state_conflict(&a, "approved"));
@@ -288,7 +291,7 @@ pub(crate) async fn approve_action(
             app,
             "action_approve",
             Some(&id.to_string()),
-            Some(&a.action),
+            Some(a.action.as_str()),
         )
         .await;
     app.response_wake.now();
@@ -312,13 +315,24 @@ pub(crate) async fn reject_action(app: &App, caller: &Caller, id: i64) -> ApiRes
     let by = format!("user:{}", caller.user.username);
     if !app
         .store
-        .move_action(id, "awaiting_approval", "rejected", Some(&by), now_ms())
+        .move_action(
+            id,
+            ActionState::AwaitingApproval,
+            ActionState::Rejected,
+            Some(&by),
+            now_ms(),
+        )
         .await?
     {
         return Err(state_conflict(&a, "rejected"));
     }
     caller
-        .log(app, "action_reject", Some(&id.to_string()), Some(&a.action))
+        .log(
+            app,
+            "action_reject",
+            Some(&id.to_string()),
+            Some(a.action.as_str()),
+        )
         .await;
     Ok(app.store.action(id).await?.unwrap_or(a))
 }
@@ -329,15 +343,15 @@ async fn run_now(
     caller: &Caller,
     field: &str,
     device: Option<&str>,
-    action: &str,
+    action: Action,
     undo_of_id: Option<i64>,
 ) -> ApiResult<ActionRow> {
     let trigger = format!("user:{}", caller.user.username);
     let new = NewAction {
         field_id: field.to_owned(),
         device_id: device.map(str::to_owned),
-        action: action.to_owned(),
-        state: "running",
+        action,
+        state: ActionState::Running,
         trigger,
         input: undo_of_id.map(|id| serde_json::json!({"undo_of": id}).to_string()),
         undo_of: undo_of_id,
@@ -383,13 +397,13 @@ pub async fn undo(
 /// Undoes a done disruptive action (once). Shared by the API and the console.
 pub(crate) async fn undo_action(app: &App, caller: &Caller, id: i64) -> ApiResult<ActionRow> {
     let a = managed_action(app, caller, id).await?;
-    let Some(inverse) = undo_of(&a.action) else {
+    let Some(inverse) = a.action.undo() else {
         return Err(ApiError::new(
             ErrorCode::Conflict,
             format!("'{}' has no undo", a.action),
         ));
     };
-    if a.state != "done" || a.undone_by.is_some() {
+    if a.state != ActionState::Done || a.undone_by.is_some() {
         return Err(ApiError::new(
             ErrorCode::Conflict,
             format!(
@@ -417,22 +431,10 @@ pub(crate) async fn undo_action(app: &App, caller: &Caller, id: i64) -> ApiResul
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartAction {
-    /// `stop_auth`, `suspend_sim`, `quarantine`, `push_update`, `collect_info`, or an undo
-    /// (`enable_auth`, `resume_sim`, `release_quarantine`, `cancel_update`).
-    pub action: String,
+    /// Any action but a notification: `stop_auth`, `suspend_sim`, `quarantine`, `push_update`,
+    /// `collect_info`, or an undo (`enable_auth`, `resume_sim`, `release_quarantine`, `cancel_update`).
+    pub action: Action,
 }
-
-const PERSON_ACTIONS: &[&str] = &[
-    "stop_auth",
-    "suspend_sim",
-    "quarantine",
-    "push_update",
-    "collect_info",
-    "enable_auth",
-    "resume_sim",
-    "release_quarantine",
-    "cancel_update",
-];
 
 /// Run an action on a device now, as a person. Disruptive ones need the second factor when MFA is on.
 #[utoipa::path(post, path = "/api/v1/fields/{field}/devices/{device}/actions", tag = "response", params(("field" = String, Path), ("device" = String, Path)),
@@ -447,14 +449,13 @@ pub async fn start_action(
 ) -> ApiResult<Json<ActionView>> {
     let f = caller.managed_field(&app, &field)?;
     let d = device_in(&app, &f, &device)?;
-    if !PERSON_ACTIONS.contains(&body.action.as_str()) {
+    if body.action.is_notification() {
         return Err(ApiError::invalid(vec![format!(
-            "action: '{}' is not one of {}",
-            body.action,
-            PERSON_ACTIONS.join(", ")
+            "action: '{}' is a notification; a person runs device actions only",
+            body.action
         )]));
     }
-    if DISRUPTIVE.contains(&body.action.as_str()) {
+    if body.action.is_disruptive() {
         caller.second_factor(&app, &headers).await?;
     }
     Ok(Json(
@@ -463,7 +464,7 @@ pub async fn start_action(
             &caller,
             &f.id.0,
             Some(d.device.id.as_str()),
-            &body.action,
+            body.action,
             None,
         )
         .await?

@@ -315,8 +315,8 @@ pub async fn script_faults(
 pub struct DetectionQuery {
     pub device: Option<String>,
     /// e.g. `rate.max`, `silence.theft`, `script.my_rule`.
-    pub rule: Option<String>,
-    pub threat: Option<String>,
+    pub rule: Option<sekisho_core::RuleId>,
+    pub threat: Option<sekisho_core::Threat>,
     /// Detections active at or after this time (RFC 3339).
     pub since: Option<String>,
     pub before: Option<i64>,

@@ -8,18 +8,12 @@ use askama::Template;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use http::StatusCode;
+use sekisho_core::Threat;
 use sekisho_store::detections::DetectionFilter;
 use serde::Deserialize;
 use std::sync::Arc;
 
 const PAGE: i64 = 50;
-const THREATS: [&str; 5] = [
-    "unauthorized_access",
-    "spoofing",
-    "hijacking",
-    "eavesdropping",
-    "theft",
-];
 
 #[derive(Debug, Default, Deserialize)]
 pub struct DetectionForm {
@@ -50,7 +44,8 @@ pub async fn page(
 ) -> Result<Response, Failure> {
     let t = ctx.t();
     let mut q = q.map(|q| q.0).unwrap_or_default();
-    if !THREATS.contains(&q.threat.as_str()) {
+    let threat = q.threat.parse::<Threat>().ok();
+    if threat.is_none() {
         q.threat.clear();
     }
     let field = q.field.trim().to_owned();
@@ -64,7 +59,7 @@ pub async fn page(
         visible_fields: ctx.caller.visible_fields(),
         device: None,
         rule: None,
-        threat: (!q.threat.is_empty()).then(|| q.threat.clone()),
+        threat,
         since: None,
         before,
         limit: PAGE,
@@ -92,7 +87,10 @@ pub async fn page(
             .filter(|f| ctx.caller.sees(&f.id))
             .map(|f| (f.id.0.clone(), f.name.clone()))
             .collect(),
-        threats: THREATS.iter().map(|th| (*th, t.word(th))).collect(),
+        threats: Threat::ALL
+            .iter()
+            .map(|th| (th.as_str(), t.word(th.as_str())))
+            .collect(),
         rows: found.iter().map(|d| DetectionRow::of(&app, t, d)).collect(),
         older: next.map(|n| link(&n.to_string())),
         newest: before.map(|_| link("")),

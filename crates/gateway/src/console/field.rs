@@ -97,7 +97,7 @@ async fn field_page(
         cloud: f.cloud.as_ref().map(|c| c.url.clone()),
         created: when(f.created_at),
         outbox: outbox.map_err(|e| ctx.fail(e.into()))?,
-        notify_unset: notify_unset.iter().map(|a| t.word(a)).collect(),
+        notify_unset: notify_unset.iter().map(|a| t.word(a.as_str())).collect(),
         devices: app
             .registry
             .devices_of(&f.id)

@@ -7,12 +7,12 @@ use super::view::{device_label, field_name, when};
 use super::{Ctx, Failure, render, see_other};
 use crate::admin::response::{approve_action, reject_action, undo_action};
 use crate::app::App;
-use crate::response::actions::undo_of;
 use askama::Template;
 use axum::Form;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use http::StatusCode;
+use sekisho_core::ActionState;
 use sekisho_store::response::{ActionFilter, ActionRow};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -53,10 +53,10 @@ fn line(app: &App, ctx: &Ctx, a: &ActionRow) -> ActionLine {
         when: when(a.updated_at),
         field: field_name(app, Some(&a.field_id)),
         device: device_label(app, a.device_id.as_deref(), None),
-        action: a.action.clone(),
-        action_label: t.word(&a.action),
-        state: a.state.clone(),
-        state_label: t.word(&a.state),
+        action: a.action.to_string(),
+        action_label: t.word(a.action.as_str()),
+        state: a.state.to_string(),
+        state_label: t.word(a.state.as_str()),
         trigger: a.trigger.clone(),
         error: a
             .error
@@ -65,15 +65,15 @@ fn line(app: &App, ctx: &Ctx, a: &ActionRow) -> ActionLine {
             .unwrap_or_default(),
         can_manage,
         can_undo: can_manage
-            && a.state == "done"
+            && a.state == ActionState::Done
             && a.undone_by.is_none()
-            && undo_of(&a.action).is_some(),
+            && a.action.undo().is_some(),
     }
 }
 
 /// The reason a skipped action recorded (`{"reason": …}` in its output).
 fn skip_reason(a: &ActionRow) -> Option<String> {
-    if a.state != "skipped" {
+    if a.state != ActionState::Skipped {
         return None;
     }
     let out: serde_json::Value = serde_json::from_str(a.output.as_deref()?).ok()?;
@@ -82,16 +82,16 @@ fn skip_reason(a: &ActionRow) -> Option<String> {
 
 pub async fn page(State(app): State<Arc<App>>, ctx: Ctx) -> Result<Response, Failure> {
     let visible = ctx.caller.visible_fields();
-    let search = |state: Option<&str>, limit| ActionFilter {
+    let search = |state: Option<ActionState>, limit| ActionFilter {
         visible_fields: visible.clone(),
-        state: state.map(str::to_owned),
+        state,
         limit,
         ..Default::default()
     };
     let fail = |e: sekisho_store::StoreError| ctx.fail(e.into());
     let waiting = app
         .store
-        .actions(&search(Some("awaiting_approval"), 200))
+        .actions(&search(Some(ActionState::AwaitingApproval), 200))
         .await
         .map_err(fail)?;
     let recent = app.store.actions(&search(None, 50)).await.map_err(fail)?;

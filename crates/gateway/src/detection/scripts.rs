@@ -5,9 +5,9 @@
 //! message itself is already stored.
 
 use super::{Detector, Found};
-use sekisho_core::{DeviceId, FieldId};
+use sekisho_core::{DeviceId, FieldId, RuleId};
 use sekisho_detect::template::ScriptTrigger;
-use sekisho_detect::{Finding, Severity, Template, Threat};
+use sekisho_detect::{Finding, Template};
 use sekisho_script::{Emitted, Limits, Program};
 use sekisho_store::{Store, now_ms};
 use std::collections::HashMap;
@@ -147,8 +147,7 @@ impl ScriptHost {
 }
 
 pub(crate) fn finding(script: &str, e: Emitted) -> (Option<String>, Finding) {
-    let threat = Threat::parse(&e.threat).unwrap_or(Threat::Hijacking);
-    let severity = Severity::parse(&e.severity).unwrap_or(Severity::Medium);
+    let (threat, severity) = (e.threat, e.severity);
     let summary = if e.summary.is_empty() {
         format!("script {script} reported {}", e.threat)
     } else {
@@ -157,7 +156,7 @@ pub(crate) fn finding(script: &str, e: Emitted) -> (Option<String>, Finding) {
     (
         e.device,
         Finding::new(
-            &format!("script.{script}"),
+            RuleId::script(script),
             threat,
             severity,
             summary,

@@ -7,7 +7,7 @@
 
 use super::{DetectStats, Found};
 use crate::bus::{Bus, DetectionEvent};
-use sekisho_detect::Severity;
+use sekisho_core::{RuleId, Severity, Threat};
 use sekisho_store::Store;
 use sekisho_store::detections::NewDetection;
 use std::collections::HashMap;
@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-type Key = (String, Option<String>, String);
+type Key = (String, Option<String>, RuleId);
 
 struct Open {
     id: i64,
@@ -80,7 +80,7 @@ pub async fn run_sink(
             if raised {
                 let (id, severity) = (o.id, o.severity);
                 write_dirty(&store, &mut open).await;
-                publish(&*bus, id, &key, f.finding.threat.as_str(), severity);
+                publish(&*bus, id, &key, f.finding.threat, severity);
             }
             continue;
         }
@@ -89,8 +89,8 @@ pub async fn run_sink(
             field_id: &key.0,
             device_id: key.1.as_deref(),
             rule: &key.2,
-            threat: f.finding.threat.as_str(),
-            severity: sev.as_str(),
+            threat: f.finding.threat,
+            severity: sev,
             summary: &f.finding.summary,
             evidence: &evidence,
             at: f.at,
@@ -103,7 +103,7 @@ pub async fn run_sink(
                     threat = f.finding.threat.as_str(), severity = sev.as_str(), summary = %f.finding.summary,
                     "threat detected"
                 );
-                publish(&*bus, id, &key, f.finding.threat.as_str(), sev);
+                publish(&*bus, id, &key, f.finding.threat, sev);
                 let o = Open {
                     id,
                     last_at: f.at,
@@ -120,14 +120,14 @@ pub async fn run_sink(
     }
 }
 
-fn publish(bus: &dyn Bus, id: i64, key: &Key, threat: &str, severity: Severity) {
+fn publish(bus: &dyn Bus, id: i64, key: &Key, threat: Threat, severity: Severity) {
     let _ = bus.publish_detection(DetectionEvent {
         id,
         field_id: key.0.clone(),
         device_id: key.1.clone(),
         rule: key.2.clone(),
-        threat: threat.to_owned(),
-        severity: severity.as_str().to_owned(),
+        threat,
+        severity,
     });
 }
 
@@ -137,7 +137,7 @@ async fn write_dirty(store: &Store, open: &mut HashMap<Key, Open>) {
             .update_detection(
                 o.id,
                 o.count,
-                o.severity.as_str(),
+                o.severity,
                 &o.summary,
                 &o.evidence,
                 o.last_at,

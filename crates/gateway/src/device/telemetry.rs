@@ -329,7 +329,7 @@ fn facts<'a>(
     rx_ms: i64,
     ip: std::net::IpAddr,
     size: usize,
-    rejected: Option<&'a str>,
+    rejected: Option<sekisho_core::ErrorCode>,
     body: Option<&'a [u8]>,
     meta: Option<&TelemetryMeta>,
 ) -> MessageFacts<'a> {
@@ -378,7 +378,7 @@ pub(super) async fn reject(
         app.detector.on_message(
             &a.field,
             &a.device.device,
-            &facts(at, ip, size, Some(e.code.as_str()), None, None),
+            &facts(at, ip, size, Some(e.code), None, None),
         );
     }
     e.into_response()

@@ -9,7 +9,7 @@ use crate::admin::views::response::{ActionView, DetectionView};
 use crate::app::App;
 use crate::carrier::control;
 use crate::registry::DeviceEntry;
-use sekisho_core::{Device, DeviceId, DeviceStatus};
+use sekisho_core::{Action, ActionState, Device, DeviceId, DeviceStatus};
 use sekisho_store::history::Filter;
 use sekisho_store::now_ms;
 use sekisho_store::response::ActionRow;
@@ -56,17 +56,6 @@ pub enum Outcome {
     Skipped(String),
 }
 
-/// The action that undoes `action`, if it has one.
-pub fn undo_of(action: &str) -> Option<&'static str> {
-    Some(match action {
-        "stop_auth" => "enable_auth",
-        "suspend_sim" => "resume_sim",
-        "quarantine" => "release_quarantine",
-        "push_update" => "cancel_update",
-        _ => return None,
-    })
-}
-
 /// Runs one claimed action and records how it ended (done, skipped, failed, or pending again after a
 /// backoff).
 pub async fn run(app: &App, a: ActionRow) {
@@ -77,9 +66,16 @@ pub async fn run(app: &App, a: ActionRow) {
     let recorded = match result {
         Ok(Outcome::Done(out)) => {
             stats.actions_done.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(action = a.id, kind = a.action, device = ?a.device_id, "action done");
+            tracing::info!(action = a.id, kind = a.action.as_str(), device = ?a.device_id, "action done");
             app.store
-                .finish_action(a.id, "done", Some(&out.to_string()), None, now, now)
+                .finish_action(
+                    a.id,
+                    ActionState::Done,
+                    Some(&out.to_string()),
+                    None,
+                    now,
+                    now,
+                )
                 .await
         }
         Ok(Outcome::Skipped(reason)) => {
@@ -87,7 +83,7 @@ pub async fn run(app: &App, a: ActionRow) {
             stats.actions_skipped.fetch_add(1, Ordering::Relaxed);
             let out = json!({ "reason": reason }).to_string();
             app.store
-                .finish_action(a.id, "skipped", Some(&out), None, now, now)
+                .finish_action(a.id, ActionState::Skipped, Some(&out), None, now, now)
                 .await
         }
         Err(e) if e.retryable && attempt < app.config.response.max_attempts => {
@@ -95,26 +91,33 @@ pub async fn run(app: &App, a: ActionRow) {
             let next = now + backoff(app, attempt - 1);
             tracing::warn!(
                 action = a.id,
-                kind = a.action,
+                kind = a.action.as_str(),
                 attempt,
                 error = e.message,
                 "action failed; retried later"
             );
             app.store
-                .finish_action(a.id, "pending", None, Some(&e.message), next, now)
+                .finish_action(
+                    a.id,
+                    ActionState::Pending,
+                    None,
+                    Some(&e.message),
+                    next,
+                    now,
+                )
                 .await
         }
         Err(e) => {
             stats.actions_failed.fetch_add(1, Ordering::Relaxed);
             tracing::error!(
                 action = a.id,
-                kind = a.action,
+                kind = a.action.as_str(),
                 attempt,
                 error = e.message,
                 "action failed"
             );
             app.store
-                .finish_action(a.id, "failed", None, Some(&e.message), now, now)
+                .finish_action(a.id, ActionState::Failed, None, Some(&e.message), now, now)
                 .await
         }
     };
@@ -136,10 +139,7 @@ fn device_of(app: &App, a: &ActionRow) -> Result<Device, ActionError> {
 
 /// Does what `a` says.
 pub async fn execute(app: &App, a: &ActionRow) -> Result<Outcome, ActionError> {
-    if matches!(
-        a.action.as_str(),
-        "notify_admin" | "notify_person_in_charge" | "notify_webhook"
-    ) {
+    if a.action.is_notification() {
         return notify::send(app, a).await;
     }
     act(app, a).await.map(Outcome::Done)
@@ -148,15 +148,16 @@ pub async fn execute(app: &App, a: &ActionRow) -> Result<Outcome, ActionError> {
 /// Does what a device action (anything but a notification) says.
 async fn act(app: &App, a: &ActionRow) -> Result<Value, ActionError> {
     let actor = a.trigger.clone();
-    match a.action.as_str() {
-        "stop_auth" => set_status(app, &device_of(app, a)?, DeviceStatus::Disabled).await,
-        "enable_auth" | "release_quarantine" => {
+    match a.action {
+        Action::StopAuth => set_status(app, &device_of(app, a)?, DeviceStatus::Disabled).await,
+        Action::EnableAuth | Action::ReleaseQuarantine => {
             set_status(app, &device_of(app, a)?, DeviceStatus::Active).await
         }
-        "quarantine" => set_status(app, &device_of(app, a)?, DeviceStatus::Quarantined).await,
-        "suspend_sim" | "resume_sim" => {
+        Action::Quarantine => set_status(app, &device_of(app, a)?, DeviceStatus::Quarantined).await,
+        Action::SuspendSim | Action::ResumeSim => {
             let device = device_of(app, a)?;
-            let out = control::set_suspended(app, &device, a.action == "suspend_sim", &actor).await;
+            let suspend = a.action == Action::SuspendSim;
+            let out = control::set_suspended(app, &device, suspend, &actor).await;
             match out.result {
                 Ok(s) => Ok(json!({"sim_state": s.state.as_str(), "sim_action": out.record.id})),
                 Err(e) if e.retryable() => Err(ActionError::retry(format!(
@@ -169,7 +170,7 @@ async fn act(app: &App, a: &ActionRow) -> Result<Value, ActionError> {
                 ))),
             }
         }
-        "push_update" => {
+        Action::PushUpdate => {
             let device = device_of(app, a)?;
             let reason = format!("requested by {}", a.trigger);
             let id = app
@@ -188,7 +189,7 @@ async fn act(app: &App, a: &ActionRow) -> Result<Value, ActionError> {
             );
             Ok(json!({"update_request": id}))
         }
-        "cancel_update" => {
+        Action::CancelUpdate => {
             let device = device_of(app, a)?;
             let n = app
                 .store
@@ -197,7 +198,7 @@ async fn act(app: &App, a: &ActionRow) -> Result<Value, ActionError> {
             app.commands.clear(&device.id);
             Ok(json!({"cancelled": n}))
         }
-        "collect_info" => {
+        Action::CollectInfo => {
             let device = device_of(app, a)?;
             let report = collect(app, &device).await?;
             let id = app
@@ -212,7 +213,9 @@ async fn act(app: &App, a: &ActionRow) -> Result<Value, ActionError> {
                 .await?;
             Ok(json!({"report": id}))
         }
-        other => Err(ActionError::fatal(format!("unknown action '{other}'"))),
+        Action::NotifyAdmin | Action::NotifyPersonInCharge | Action::NotifyWebhook => Err(
+            ActionError::fatal("a notification is sent by notify, not run on a device"),
+        ),
     }
 }
 

@@ -11,7 +11,7 @@
 //!   ends `done`, `failed`, `skipped` (a notification whose target the field has not set), or
 //!   `pending` again after a backoff when the failure is worth retrying. Mail, webhook and carrier
 //!   calls have their own timeouts, so a dead mail server delays mail only.
-//! - **Safety**: on a device marked critical, disruptive actions ([`DISRUPTIVE`]) wait in
+//! - **Safety**: on a device marked critical, disruptive actions ([`Action::is_disruptive`]) wait in
 //!   `awaiting_approval` for a person (`POST /api/v1/response/actions/{id}/approve`); every disruptive
 //!   action has its undo; every action records its trigger, input, outcome and attempts.
 //!
@@ -22,9 +22,8 @@ pub mod actions;
 pub mod notify;
 
 use crate::app::App;
-use sekisho_detect::Severity;
-pub use sekisho_detect::template::DISRUPTIVE;
-use sekisho_detect::template::{ACTIONS, ScriptTrigger};
+use sekisho_core::{Action, ActionState};
+use sekisho_detect::template::ScriptTrigger;
 use sekisho_store::detections::DetectionRow;
 use sekisho_store::now_ms;
 use sekisho_store::response::{NewAction, NewDecision};
@@ -32,16 +31,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, broadcast, watch};
-
-/// Actions that can run again harmlessly after a restart caught them running.
-pub const IDEMPOTENT: &[&str] = &[
-    "stop_auth",
-    "suspend_sim",
-    "quarantine",
-    "push_update",
-    "collect_info",
-    "notify_webhook",
-];
 
 /// How long a notification waits for its decision's other actions to end, so it can report them.
 const NOTIFY_HOLD_MS: i64 = 30_000;
@@ -187,15 +176,21 @@ pub async fn decide(app: &App, d: DetectionRow) -> anyhow::Result<Option<i64>> {
         .as_ref()
         .and_then(|id| app.registry.device(&sekisho_core::DeviceId(id.clone())));
     let critical = device.as_ref().is_some_and(|e| e.device.critical);
-    let severity = Severity::parse(&d.severity).unwrap_or(Severity::Medium);
+    let severity = d.severity;
     let compiled = app.detector.template(&field);
     let t = &compiled.template;
-    let (decided_by, mut names) = t.actions_for(&d.threat, &d.rule, severity, critical);
+    let (decided_by, mut names) = compiled
+        .playbook
+        .actions_for(d.threat, &d.rule, severity, critical);
     let mut notes = Vec::new();
     let scripted = run_scripts(app, t, &d, device.as_deref()).await;
     for (script, action) in scripted {
-        if ACTIONS.contains(&action.as_str()) {
-            names.push(action);
+        if let Some(a) = action
+            .parse::<Action>()
+            .ok()
+            .filter(|a| Action::PLAYBOOK.contains(a))
+        {
+            names.push(a);
         } else {
             notes.push(format!(
                 "script {script} asked for unknown action '{action}'"
@@ -203,10 +198,10 @@ pub async fn decide(app: &App, d: DetectionRow) -> anyhow::Result<Option<i64>> {
         }
     }
     let mut seen = std::collections::HashSet::new();
-    names.retain(|a| seen.insert(a.clone()));
+    names.retain(|a| seen.insert(*a));
     if device.is_none() {
         let before = names.len();
-        names.retain(|a| a.starts_with("notify_"));
+        names.retain(|a| a.is_notification());
         if names.len() < before {
             notes.push("no registered device: device actions skipped".into());
         }
@@ -217,8 +212,8 @@ pub async fn decide(app: &App, d: DetectionRow) -> anyhow::Result<Option<i64>> {
     let mut suppressed_by = None;
     if let Some(dev) = &d.device_id {
         let since = now - t.response.suppress.secs() as i64 * 1000;
-        if let Some(prev) = app.store.acting_decision(dev, &d.threat, since).await?
-            && Severity::parse(&prev.severity).unwrap_or(Severity::Medium) >= severity
+        if let Some(prev) = app.store.acting_decision(dev, d.threat, since).await?
+            && prev.severity >= severity
         {
             suppressed_by = Some(prev.id);
         }
@@ -226,10 +221,10 @@ pub async fn decide(app: &App, d: DetectionRow) -> anyhow::Result<Option<i64>> {
     let decision = NewDecision {
         at: now,
         detection_id: d.id,
-        severity: d.severity.clone(),
+        severity: d.severity,
         field_id: d.field_id.clone(),
         device_id: d.device_id.clone(),
-        threat: d.threat.clone(),
+        threat: d.threat,
         rule: d.rule.clone(),
         decided_by,
         suppressed_by,
@@ -243,11 +238,11 @@ pub async fn decide(app: &App, d: DetectionRow) -> anyhow::Result<Option<i64>> {
             .map(|a| NewAction {
                 field_id: d.field_id.clone(),
                 device_id: d.device_id.clone(),
-                action: a.clone(),
-                state: if critical && DISRUPTIVE.contains(&a.as_str()) {
-                    "awaiting_approval"
+                action: *a,
+                state: if critical && a.is_disruptive() {
+                    ActionState::AwaitingApproval
                 } else {
-                    "pending"
+                    ActionState::Pending
                 },
                 trigger: format!("response:detection {}", d.id),
                 input: Some(
@@ -307,7 +302,7 @@ async fn run_scripts(
 
 /// Runs due actions until `stopped`.
 async fn executor(app: Arc<App>, mut stopped: watch::Receiver<bool>) {
-    match app.store.recover_running(IDEMPOTENT, now_ms()).await {
+    match app.store.recover_running(now_ms()).await {
         Ok((0, 0)) => {}
         Ok((requeued, interrupted)) => {
             tracing::warn!(
@@ -329,7 +324,7 @@ async fn executor(app: Arc<App>, mut stopped: watch::Receiver<bool>) {
                     };
                     match app
                         .store
-                        .move_action(a.id, "pending", "running", None, now)
+                        .move_action(a.id, ActionState::Pending, ActionState::Running, None, now)
                         .await
                     {
                         Ok(true) => {
@@ -359,15 +354,10 @@ async fn executor(app: Arc<App>, mut stopped: watch::Receiver<bool>) {
     }
 }
 
-/// The wait before attempt `attempt + 1` (exponential, capped, with jitter).
+/// The wait before attempt `attempt + 1` (exponential, capped, with jitter), in milliseconds.
 pub fn backoff(app: &App, attempt: u32) -> i64 {
     let c = &app.config.response;
-    let base = c
-        .backoff_initial_ms
-        .saturating_mul(1u64 << attempt.min(20))
-        .min(c.backoff_max_ms);
-    let mut b = [0u8; 2];
-    let _ = getrandom::fill(&mut b);
-    let jitter = base / 4 * u16::from_le_bytes(b) as u64 / u16::MAX as u64;
-    (base - base / 8 + jitter) as i64
+    sekisho_core::backoff::Backoff::new(c.backoff_initial_ms, c.backoff_max_ms)
+        .jittered(attempt)
+        .as_millis() as i64
 }

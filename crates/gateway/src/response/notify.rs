@@ -9,6 +9,7 @@
 
 use super::actions::{ActionError, Outcome};
 use crate::app::App;
+use sekisho_core::Action;
 use sekisho_notify::text::{Incident, Lang, incident_mail, webhook_body};
 use sekisho_notify::{Mail, Webhook};
 use sekisho_store::response::{ActionFilter, ActionRow};
@@ -91,16 +92,16 @@ impl NotifySettings {
 }
 
 /// The notification actions these settings give nowhere to go, each with the setting it lacks.
-pub fn unset(s: &NotifySettings) -> Vec<(&'static str, &'static str)> {
+pub fn unset(s: &NotifySettings) -> Vec<(Action, &'static str)> {
     let mut out = Vec::new();
     if s.admin_emails.is_empty() {
-        out.push(("notify_admin", "admin_emails"));
+        out.push((Action::NotifyAdmin, "admin_emails"));
     }
     if s.person_in_charge_emails.is_empty() {
-        out.push(("notify_person_in_charge", "person_in_charge_emails"));
+        out.push((Action::NotifyPersonInCharge, "person_in_charge_emails"));
     }
     if s.webhook_url.is_none() || s.webhook_secret.is_none() {
-        out.push(("notify_webhook", "webhook_url"));
+        out.push((Action::NotifyWebhook, "webhook_url"));
     }
     out
 }
@@ -196,9 +197,9 @@ async fn incident(app: &App, a: &ActionRow) -> Result<(Incident, i64), ActionErr
             ..Default::default()
         })
         .await?;
-    let mut actions: Vec<(String, String)> = actions
+    let mut actions: Vec<_> = actions
         .into_iter()
-        .filter(|x| !x.action.starts_with("notify_"))
+        .filter(|x| !x.action.is_notification())
         .map(|x| (x.action, x.state))
         .collect();
     actions.reverse();
@@ -214,8 +215,8 @@ async fn incident(app: &App, a: &ActionRow) -> Result<(Incident, i64), ActionErr
                 .map(|e| e.device.unique_id.clone())
                 .unwrap_or_default(),
             critical: device.as_ref().is_some_and(|e| e.device.critical),
-            threat: d.threat.clone(),
-            severity: d.severity.clone(),
+            threat: d.threat,
+            severity: d.severity,
             rule: d.rule.clone(),
             summary: d.summary.clone(),
             evidence: serde_json::from_str(&d.evidence).unwrap_or(Value::Null),
@@ -236,7 +237,7 @@ pub async fn send(app: &App, a: &ActionRow) -> Result<Outcome, ActionError> {
         return Ok(Outcome::Skipped(reason));
     }
     let (incident, decision) = incident(app, a).await?;
-    if a.action == "notify_webhook" {
+    if a.action == Action::NotifyWebhook {
         let (Some(url), Some(secret)) = (&s.webhook_url, &s.webhook_secret) else {
             return Err(ActionError::fatal("no webhook set for this field"));
         };
@@ -255,7 +256,7 @@ pub async fn send(app: &App, a: &ActionRow) -> Result<Outcome, ActionError> {
             Err(e) => Err(ActionError::fatal(format!("webhook: {e}"))),
         };
     }
-    let to = if a.action == "notify_admin" {
+    let to = if a.action == Action::NotifyAdmin {
         &s.admin_emails
     } else {
         &s.person_in_charge_emails
@@ -306,10 +307,14 @@ mod tests {
     #[test]
     fn lists_the_notifications_without_a_target() {
         let none = NotifySettings::default();
-        let all: Vec<&str> = unset(&none).into_iter().map(|(a, _)| a).collect();
+        let all: Vec<Action> = unset(&none).into_iter().map(|(a, _)| a).collect();
         assert_eq!(
             all,
-            ["notify_admin", "notify_person_in_charge", "notify_webhook"]
+            [
+                Action::NotifyAdmin,
+                Action::NotifyPersonInCharge,
+                Action::NotifyWebhook
+            ]
         );
         let set = NotifySettings {
             admin_emails: vec!["ops@example.jp".into()],
@@ -319,7 +324,7 @@ mod tests {
         };
         assert_eq!(
             unset(&set),
-            [("notify_person_in_charge", "person_in_charge_emails")]
+            [(Action::NotifyPersonInCharge, "person_in_charge_emails")]
         );
         let no_secret = NotifySettings {
             webhook_secret: None,
@@ -328,7 +333,7 @@ mod tests {
         assert!(
             unset(&no_secret)
                 .iter()
-                .any(|(a, _)| *a == "notify_webhook")
+                .any(|(a, _)| *a == Action::NotifyWebhook)
         );
     }
 }

@@ -2,6 +2,7 @@
 //! and collected device reports with their bodies as JSON.
 
 use super::{at, json};
+use sekisho_core::{Action, ActionState, RuleId, Severity, Threat};
 use sekisho_store::detections::DetectionRow;
 use sekisho_store::response::{ActionRow, DecisionRow, ReportRow};
 use serde::{Deserialize, Serialize};
@@ -14,9 +15,9 @@ pub struct DetectionView {
     pub id: i64,
     pub field_id: String,
     pub device_id: Option<String>,
-    pub rule: String,
-    pub threat: String,
-    pub severity: String,
+    pub rule: RuleId,
+    pub threat: Threat,
+    pub severity: Severity,
     pub summary: String,
     /// What was seen against what was allowed: observed values, thresholds, window, baseline.
     #[schema(value_type = Object)]
@@ -55,11 +56,10 @@ pub struct ActionView {
     pub decision_id: Option<i64>,
     pub field_id: String,
     pub device_id: Option<String>,
-    pub action: String,
-    /// `pending`, `awaiting_approval`, `running`, `done`, `failed`, `skipped`, `rejected` or
-    /// `interrupted`. `skipped`: the action had nothing to act on (a notification whose target the
-    /// field has not set); `output.reason` says why.
-    pub state: String,
+    pub action: Action,
+    /// `skipped`: the action had nothing to act on (a notification whose target the field has not
+    /// set); `output.reason` says why.
+    pub state: ActionState,
     /// `response:detection <id>`, `script:<name>` or `user:<name>`.
     pub trigger: String,
     /// What the action was given (the detection, an undo's original action).
@@ -112,11 +112,11 @@ pub struct DecisionView {
     pub id: i64,
     pub decided_at: String,
     pub detection_id: i64,
-    pub severity: String,
+    pub severity: Severity,
     pub field_id: String,
     pub device_id: Option<String>,
-    pub threat: String,
-    pub rule: String,
+    pub threat: Threat,
+    pub rule: RuleId,
     /// `playbook.<name>`, `actions.<threat>` or `none`.
     pub decided_by: String,
     /// The earlier decision of the same incident when this one took no new actions.
