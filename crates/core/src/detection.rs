@@ -234,6 +234,24 @@ impl utoipa::PartialSchema for RuleId {
 
 impl ToSchema for RuleId {}
 
+/// One window of a SIM session: what the carrier counted for the SIM and what the gateway exchanged
+/// with the SIM's address in the same time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SimVolumeFacts {
+    /// Length of the window (seconds of session time).
+    pub secs: u32,
+    /// Bytes the SIM sent (accounting input octets).
+    pub sim_uplink: u64,
+    /// Bytes the SIM received (accounting output octets).
+    pub sim_downlink: u64,
+    /// Bytes the gateway read from the SIM's address (every connection, failed ones included).
+    pub gateway_rx: u64,
+    /// Bytes the gateway wrote to it.
+    pub gateway_tx: u64,
+    /// TCP connections from the SIM's address the gateway accepted (or refused at its cap).
+    pub connections: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,12 +1,12 @@
 //! The shared state of a running gateway, handed to every handler and worker.
 
-use crate::bus::Bus;
 use crate::config::Config;
 use crate::detection::Detector;
 use crate::listener::ListenerStats;
 use crate::pki::Ca;
 use crate::registry::Registry;
 use crate::throttle::Throttle;
+use sekisho_bus::{Bus, Publisher, Received};
 use sekisho_store::Store;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 pub struct App {
     pub config: Config,
     pub store: Store,
-    pub registry: Registry,
+    pub registry: Arc<Registry>,
     /// Failed token requests per (auth ID, unique ID).
     pub token_failures: Throttle,
     /// Token requests per source IP.
@@ -32,8 +32,10 @@ pub struct App {
     pub new_fields: tokio::sync::mpsc::UnboundedSender<sekisho_core::FieldId>,
     /// Threat detection: templates, device states, silence.
     pub detector: Arc<Detector>,
-    /// The queues between subsystems (detections → response).
+    /// The queues between subsystems (received → detection, detections → response).
     pub bus: Arc<dyn Bus>,
+    /// Where ingest publishes what it stored, for detection.
+    pub received: Publisher<Received>,
     /// Wakes the cloud forwarders when a field's destination changes.
     pub cloud_changed: tokio::sync::Notify,
     /// The live SIM table from the carrier's RADIUS accounting.
@@ -74,7 +76,7 @@ pub enum CarrierSource {
 
 /// What `App::new` wires in besides the configuration and the store.
 pub struct Parts {
-    pub registry: Registry,
+    pub registry: Arc<Registry>,
     pub device_ca: Option<Ca>,
     pub now: i64,
     pub new_fields: tokio::sync::mpsc::UnboundedSender<sekisho_core::FieldId>,
@@ -133,6 +135,7 @@ impl App {
             started_at: now,
             new_fields,
             detector,
+            received: bus.received(),
             bus,
             cloud_changed: tokio::sync::Notify::new(),
             sims,

@@ -14,7 +14,6 @@
 pub mod admin;
 pub mod app;
 pub mod audit;
-pub mod bus;
 pub mod carrier;
 pub mod cloud;
 pub mod config;
@@ -37,6 +36,7 @@ use app::App;
 use config::Config;
 use listener::ListenerSpec;
 use registry::Registry;
+use sekisho_bus::{Bus, LocalBus};
 use sekisho_store::{DbKey, StoreOptions, now_ms};
 use std::future::Future;
 use std::path::Path;
@@ -160,7 +160,7 @@ pub async fn run(
     };
     let store = sekisho_store::open(&config.store.path, &key, opts).await?;
     let now = now_ms();
-    let registry = Registry::load(&store, now).await?;
+    let registry = Arc::new(Registry::load(&store, now).await?);
     let (device_tls, device_cert) = listener::server_config(
         &config.device.cert,
         &config.device.key,
@@ -175,7 +175,7 @@ pub async fn run(
             .flatten()
     });
     let (new_fields, new_fields_rx) = tokio::sync::mpsc::unbounded_channel();
-    let bus: Arc<dyn bus::Bus> = Arc::new(bus::LocalBus::new(4096));
+    let bus: Arc<dyn Bus> = Arc::new(LocalBus::new(config.detection.queue_capacity));
     let sims = Arc::new(carrier::Sims::load(store.sim_sessions().await?, now));
     let radius_clients = carrier::radius::clients(&config.carrier.radius)
         .map_err(|p| anyhow::anyhow!("carrier.radius: {}", p.join("; ")))?;
@@ -203,6 +203,11 @@ pub async fn run(
         store.clone(),
         tokio::runtime::Handle::current(),
     );
+    tokio::spawn(detection::engine::run(
+        detector.clone(),
+        registry.clone(),
+        bus.subscribe_received(sekisho_bus::DETECTION_GROUP)?,
+    ));
     tokio::spawn(detection::run_sink(
         found,
         store.clone(),

@@ -14,6 +14,7 @@ use crate::app::App;
 use crate::listener::event;
 use crate::ratelog::LogLimit;
 use ipnet::IpNet;
+use sekisho_bus::{Received, SimWindow};
 use sekisho_radius::{Accounting, RadiusError};
 use sekisho_store::records::{AccountingRecord, Record};
 use sha2::{Digest, Sha256};
@@ -243,10 +244,18 @@ pub async fn serve(
                 return;
             }
             app.radius.stored.fetch_add(1, Ordering::Relaxed);
-            // Judged before the answer: once the packet gateway has its answer, the window is judged.
-            if let (Some(facts), Some(d)) = (applied.window, device) {
-                app.detector
-                    .on_sim_window(&d.device.field_id, &d.device.id, &facts, now);
+            // Queued for detection before the answer: once the packet gateway has its answer, the
+            // window is on its way to be judged.
+            if let (Some(counts), Some(d)) = (applied.window, device) {
+                let event = Received::SimWindow(SimWindow {
+                    field: d.device.field_id.clone(),
+                    device: d.device.id.clone(),
+                    at_ms: now,
+                    counts,
+                });
+                if app.received.publish(event).await.is_err() {
+                    tracing::error!("the received topic is closed: detection is not running");
+                }
             }
             let response = sekisho_radius::response(&a, &secret);
             if let Some(s) = lock(&recent).get_mut(&key) {

@@ -1,13 +1,17 @@
 //! Threat detection wired into the gateway (subsystem ③): each field's compiled template, the compact
-//! state of every device (sharded), the silence worker, and the sink that groups findings into
-//! detections, stores them and publishes them on the response queue.
+//! state of every device (sharded), the engine that consumes the `received` topic, the silence worker,
+//! and the sink that groups findings into detections, stores them and publishes them on the response
+//! queue.
 //!
-//! Dataflow detection runs inline, after the message is stored (it cannot delay or lose a `202`): the
-//! built-in rules are O(1) on 40 bytes of state. Findings go to the sink through a bounded queue; if it
-//! is ever full the finding is counted and logged as dropped (the message itself is safe in the store).
+//! Dataflow: ingest stores a message, then publishes it on `received` ([`sekisho_bus::Received`]);
+//! the [`engine`] judges it (the built-in rules are O(1) on 48 bytes of state). Findings go to the sink
+//! through a bounded queue; if it is ever full the finding is counted and logged as dropped (the
+//! message itself is safe in the store).
 //!
-//! Architecture invariant: detection never calls response; it publishes on the [`crate::bus::Bus`].
+//! Architecture invariants: ingest never calls detection, it publishes; detection never calls
+//! response, it publishes on the [`sekisho_bus::Bus`].
 
+pub mod engine;
 pub mod scripts;
 mod sink;
 

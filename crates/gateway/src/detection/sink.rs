@@ -6,7 +6,7 @@
 //! with the message writer.
 
 use super::{DetectStats, Found};
-use crate::bus::{Bus, DetectionEvent};
+use sekisho_bus::{Bus, DetectionEvent};
 use sekisho_core::{RuleId, Severity, Threat};
 use sekisho_store::Store;
 use sekisho_store::detections::NewDetection;

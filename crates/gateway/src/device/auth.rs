@@ -11,8 +11,8 @@ use crate::registry::DeviceEntry;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use sekisho_bus::{Received, ReceivedAuth};
 use sekisho_core::{DeviceStatus, ErrorCode};
-use sekisho_detect::rules::AuthFacts;
 use sekisho_store::records::Record;
 use sekisho_store::{AuthAttempt, now_ms};
 use serde::{Deserialize, Serialize};
@@ -105,14 +105,18 @@ pub async fn token(
         return ApiError::store(e).into_response();
     }
     if let Some(field) = field {
-        let facts = AuthFacts {
+        let event = Received::Auth(ReceivedAuth {
+            field,
+            device,
             at_ms: now,
             success: result.is_ok(),
-            unique_id: &unique_id,
+            unique_id,
             source_ip: conn.remote.ip(),
             malformed: matches!(&result, Err(e) if e.code == ErrorCode::MalformedJson),
-        };
-        app.detector.on_auth(&field, device.as_ref(), &facts);
+        });
+        if app.received.publish(event).await.is_err() {
+            tracing::error!("the received topic is closed: detection is not running");
+        }
     }
     match result {
         Ok(t) => Json(t).into_response(),

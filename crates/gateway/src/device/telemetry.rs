@@ -13,9 +13,9 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use http::{HeaderMap, StatusCode};
+use sekisho_bus::{Received, ReceivedMessage};
 use sekisho_core::telemetry::{self, BodyError, TelemetryMeta};
 use sekisho_core::{AuthMode, DeviceId, DeviceStatus, ErrorCode, Field, MessageId};
-use sekisho_detect::rules::MessageFacts;
 use sekisho_store::records::Record;
 use sekisho_store::{MessageRecord, now_ms};
 use serde::{Deserialize, Serialize};
@@ -293,12 +293,14 @@ async fn ingest(app: Arc<App>, conn: ConnInfo, req: Request, is_batch: bool) -> 
         app.stats
             .messages_accepted
             .fetch_add(count as u64, Ordering::Relaxed);
-        // Stored: now judge each object in order. Detection cannot delay or undo the acknowledgement.
-        for (span, meta) in &spans {
-            let raw = &bytes[span.clone()];
-            let facts = facts(now, ip, raw.len(), None, Some(raw), Some(meta));
-            app.detector
-                .on_message(&authed.field, &authed.device.device, &facts);
+        // Stored: now each object goes to detection, in order. Detection cannot undo the
+        // acknowledgement; a full queue makes this wait (backpressure), never drops.
+        for (span, meta) in spans {
+            let body = bytes.slice(span);
+            let event = received(&authed, now, ip, body.len(), None, Some(body), Some(meta));
+            if app.received.publish(event).await.is_err() {
+                tracing::error!("the received topic is closed: detection is not running");
+            }
         }
         Ok::<(), sekisho_store::StoreError>(())
     });
@@ -324,27 +326,26 @@ async fn ingest(app: Arc<App>, conn: ConnInfo, req: Request, is_batch: bool) -> 
     }
 }
 
-/// What detection needs of a message.
-fn facts<'a>(
+/// What detection needs of a stored message, for the `received` topic.
+fn received(
+    authed: &Authed,
     rx_ms: i64,
     ip: std::net::IpAddr,
     size: usize,
     rejected: Option<sekisho_core::ErrorCode>,
-    body: Option<&'a [u8]>,
-    meta: Option<&TelemetryMeta>,
-) -> MessageFacts<'a> {
-    MessageFacts {
+    body: Option<bytes::Bytes>,
+    meta: Option<TelemetryMeta>,
+) -> Received {
+    Received::Message(ReceivedMessage {
+        field: authed.field.id.clone(),
+        device: authed.device.device.id.clone(),
         rx_ms,
-        device_ts_ms: meta.and_then(|m| m.device_ts),
-        bad_ts: meta.is_some_and(|m| m.bad_ts),
-        seq: meta.and_then(|m| m.seq),
-        buffered: meta.is_some_and(|m| m.buffered),
+        source_ip: ip,
         size: size.min(u32::MAX as usize) as u32,
         rejected,
-        source_ip: ip,
+        meta,
         body,
-        sim_ip: None,
-    }
+    })
 }
 
 /// Records a refused message, then answers with its error. A refused message of a known device is
@@ -375,11 +376,10 @@ pub(super) async fn reject(
         tracing::error!(error = %se, "could not record a refused message");
     }
     if let Some(a) = authed {
-        app.detector.on_message(
-            &a.field,
-            &a.device.device,
-            &facts(at, ip, size, Some(e.code), None, None),
-        );
+        let event = received(a, at, ip, size, Some(e.code), None, None);
+        if app.received.publish(event).await.is_err() {
+            tracing::error!("the received topic is closed: detection is not running");
+        }
     }
     e.into_response()
 }

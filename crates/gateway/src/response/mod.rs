@@ -1,7 +1,7 @@
 //! Threat response (subsystem ④): detections become actions, per field and per threat, as the trial's
 //! 対処キュー → 対処ロジック did.
 //!
-//! - The **decider** subscribes to the response queue ([`crate::bus::Bus`]) and, at start or when it
+//! - The **decider** subscribes to the response queue ([`sekisho_bus::Bus`]) and, at start or when it
 //!   fell behind, re-reads the detections it has not decided. For each detection it takes the field's
 //!   playbook (first matching `[[playbook]]` rule, else `actions[threat]`), adds what the field's
 //!   response scripts ask for (`act("…")`), suppresses repeats of one incident (same device and threat
