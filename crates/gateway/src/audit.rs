@@ -11,6 +11,7 @@ use sekisho_core::{Device, DeviceId, FieldId};
 use sekisho_detect::audit::{self, Baseline, SelfReport};
 use sekisho_detect::template::ScriptTrigger;
 use sekisho_store::now_ms;
+use sekisho_store::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;

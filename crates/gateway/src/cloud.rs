@@ -15,6 +15,7 @@ use sekisho_core::backoff::Backoff;
 use sekisho_core::{CloudDestination, FieldId};
 use sekisho_store::now_ms;
 use sekisho_store::outbox::Pending;
+use sekisho_store::prelude::*;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;

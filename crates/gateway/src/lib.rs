@@ -37,6 +37,7 @@ use config::Config;
 use listener::ListenerSpec;
 use registry::Registry;
 use sekisho_bus::{Bus, LocalBus};
+use sekisho_store::prelude::*;
 use sekisho_store::{DbKey, StoreOptions, now_ms};
 use std::future::Future;
 use std::path::Path;

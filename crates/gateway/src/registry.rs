@@ -6,6 +6,7 @@
 
 use sekisho_core::{Device, DeviceId, DeviceStatus, Field, FieldId};
 use sekisho_store::Store;
+use sekisho_store::prelude::*;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 

@@ -14,6 +14,7 @@ use crate::detection::Found;
 use sekisho_core::{DeviceId, FieldId};
 use sekisho_detect::{Finding, Severity, Threat};
 use sekisho_store::now_ms;
+use sekisho_store::prelude::*;
 use sekisho_store::update::CampaignRow;
 use sekisho_update::{PublicKey, SigningKey};
 use sha2::{Digest, Sha256};

@@ -4,6 +4,7 @@
 mod common;
 
 use common::{Device, Gateway, TempDir};
+use sekisho_store::prelude::*;
 use serde_json::json;
 use std::path::Path;
 use std::process::Command;
@@ -102,11 +103,15 @@ async fn v10_v11_database_files_reveal_nothing_and_a_copy_cannot_be_queried() {
     let store = sekisho_store::open(&copy.0.join("sekisho.db"), &key, Default::default())
         .await
         .unwrap();
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE outcome = 'accepted'")
-        .fetch_one(&store.pool)
+    let accepted = store
+        .search_messages(&sekisho_store::history::Filter {
+            outcome: Some("accepted".into()),
+            limit: 1000,
+            ..Default::default()
+        })
         .await
         .unwrap();
-    assert_eq!(n, 50);
+    assert_eq!(accepted.len(), 50);
     store.close().await;
     // The key file is private.
     #[cfg(unix)]

@@ -2,6 +2,7 @@
 //! field and per device), learning periods and audit runs.
 
 use crate::{Result, Store};
+use std::future::Future;
 
 /// One stored self-report.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -45,8 +46,80 @@ pub struct BaselineRow {
     pub body: String,
 }
 
-impl Store {
-    pub async fn insert_state(
+/// Devices' self-reports, approved baselines, learning and audit runs (⑦).
+pub trait AuditRepo: Send + Sync {
+    fn insert_state(
+        &self,
+        at: i64,
+        field: &str,
+        device: &str,
+        body: &str,
+        changed: &str,
+    ) -> impl Future<Output = Result<i64>> + Send;
+    /// A device's self-reports, newest first, with ids below `before` when given.
+    fn states(
+        &self,
+        device: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<StateRow>>> + Send;
+    /// The latest self-report of every device of a field made at or after `since`.
+    fn latest_states_since(
+        &self,
+        field: &str,
+        since: i64,
+    ) -> impl Future<Output = Result<Vec<StateRow>>> + Send;
+    /// Every device's latest report time: (field, device, at).
+    fn last_reports(&self) -> impl Future<Output = Result<Vec<(String, String, i64)>>> + Send;
+    /// Stores a new version of a baseline (`device` empty: the field's); returns the version.
+    fn put_baseline(
+        &self,
+        field: &str,
+        device: &str,
+        by: &str,
+        body: &str,
+        at: i64,
+    ) -> impl Future<Output = Result<i64>> + Send;
+    /// The current baseline (`device` empty: the field's).
+    fn baseline(
+        &self,
+        field: &str,
+        device: &str,
+    ) -> impl Future<Output = Result<Option<BaselineRow>>> + Send;
+    /// The current version of every baseline (fields' and devices').
+    fn current_baselines(&self) -> impl Future<Output = Result<Vec<BaselineRow>>> + Send;
+    fn set_learning(
+        &self,
+        field: &str,
+        started: i64,
+        until: i64,
+        by: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// The field's learning period (started, until), if one was set.
+    fn learning(&self, field: &str) -> impl Future<Output = Result<Option<(i64, i64)>>> + Send;
+    fn end_learning(&self, field: &str) -> impl Future<Output = Result<()>> + Send;
+    fn insert_audit_run(
+        &self,
+        at: i64,
+        field: &str,
+        device: &str,
+        trigger: &str,
+        outcome: &str,
+        findings: &str,
+    ) -> impl Future<Output = Result<i64>> + Send;
+    /// A field's audit runs (or one device's), newest first, with ids below `before` when given. A
+    /// device's runs are found through the field's index (there is none per device).
+    fn audit_runs(
+        &self,
+        field: &str,
+        device: Option<&str>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<AuditRunRow>>> + Send;
+}
+
+impl AuditRepo for Store {
+    async fn insert_state(
         &self,
         at: i64,
         field: &str,
@@ -66,13 +139,7 @@ impl Store {
         .await?)
     }
 
-    /// A device's self-reports, newest first, with ids below `before` when given.
-    pub async fn states(
-        &self,
-        device: &str,
-        before: Option<i64>,
-        limit: i64,
-    ) -> Result<Vec<StateRow>> {
+    async fn states(&self, device: &str, before: Option<i64>, limit: i64) -> Result<Vec<StateRow>> {
         Ok(sqlx::query_as(
             "SELECT * FROM device_states WHERE device_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
         )
@@ -83,8 +150,7 @@ impl Store {
         .await?)
     }
 
-    /// The latest self-report of every device of a field made at or after `since`.
-    pub async fn latest_states_since(&self, field: &str, since: i64) -> Result<Vec<StateRow>> {
+    async fn latest_states_since(&self, field: &str, since: i64) -> Result<Vec<StateRow>> {
         Ok(sqlx::query_as(
             "SELECT s.* FROM device_states s JOIN (SELECT device_id, max(id) AS id FROM device_states \
              WHERE field_id = ?1 AND at >= ?2 GROUP BY device_id) m ON s.id = m.id ORDER BY s.device_id",
@@ -95,8 +161,7 @@ impl Store {
         .await?)
     }
 
-    /// Every device's latest report time: (field, device, at).
-    pub async fn last_reports(&self) -> Result<Vec<(String, String, i64)>> {
+    async fn last_reports(&self) -> Result<Vec<(String, String, i64)>> {
         Ok(sqlx::query_as(
             "SELECT field_id, device_id, max(at) FROM device_states GROUP BY field_id, device_id",
         )
@@ -104,8 +169,7 @@ impl Store {
         .await?)
     }
 
-    /// Stores a new version of a baseline (`device` empty: the field's); returns the version.
-    pub async fn put_baseline(
+    async fn put_baseline(
         &self,
         field: &str,
         device: &str,
@@ -127,8 +191,7 @@ impl Store {
         .await?)
     }
 
-    /// The current baseline (`device` empty: the field's).
-    pub async fn baseline(&self, field: &str, device: &str) -> Result<Option<BaselineRow>> {
+    async fn baseline(&self, field: &str, device: &str) -> Result<Option<BaselineRow>> {
         Ok(sqlx::query_as(
             "SELECT * FROM baselines WHERE field_id = ? AND device_id = ? ORDER BY version DESC LIMIT 1",
         )
@@ -138,8 +201,7 @@ impl Store {
         .await?)
     }
 
-    /// The current version of every baseline (fields' and devices').
-    pub async fn current_baselines(&self) -> Result<Vec<BaselineRow>> {
+    async fn current_baselines(&self) -> Result<Vec<BaselineRow>> {
         Ok(sqlx::query_as(
             "SELECT b.* FROM baselines b JOIN (SELECT field_id, device_id, max(version) AS version FROM baselines \
              GROUP BY field_id, device_id) m USING (field_id, device_id, version)",
@@ -148,13 +210,7 @@ impl Store {
         .await?)
     }
 
-    pub async fn set_learning(
-        &self,
-        field: &str,
-        started: i64,
-        until: i64,
-        by: &str,
-    ) -> Result<()> {
+    async fn set_learning(&self, field: &str, started: i64, until: i64, by: &str) -> Result<()> {
         sqlx::query(
             "INSERT OR REPLACE INTO learning (field_id, started_at, until_at, by) VALUES (?,?,?,?)",
         )
@@ -167,8 +223,7 @@ impl Store {
         Ok(())
     }
 
-    /// The field's learning period (started, until), if one was set.
-    pub async fn learning(&self, field: &str) -> Result<Option<(i64, i64)>> {
+    async fn learning(&self, field: &str) -> Result<Option<(i64, i64)>> {
         Ok(
             sqlx::query_as("SELECT started_at, until_at FROM learning WHERE field_id = ?")
                 .bind(field)
@@ -177,7 +232,7 @@ impl Store {
         )
     }
 
-    pub async fn end_learning(&self, field: &str) -> Result<()> {
+    async fn end_learning(&self, field: &str) -> Result<()> {
         sqlx::query("DELETE FROM learning WHERE field_id = ?")
             .bind(field)
             .execute(&self.pool)
@@ -185,7 +240,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn insert_audit_run(
+    async fn insert_audit_run(
         &self,
         at: i64,
         field: &str,
@@ -207,9 +262,7 @@ impl Store {
         .await?)
     }
 
-    /// A field's audit runs (or one device's), newest first, with ids below `before` when given. A
-    /// device's runs are found through the field's index (there is none per device).
-    pub async fn audit_runs(
+    async fn audit_runs(
         &self,
         field: &str,
         device: Option<&str>,
@@ -231,6 +284,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use crate::prelude::*;
     use crate::test_util::open_temp;
 
     #[tokio::test]

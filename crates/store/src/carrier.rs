@@ -3,6 +3,7 @@
 
 use crate::records::SimSessionRow;
 use crate::{Result, Store};
+use std::future::Future;
 
 /// One stored accounting record.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -45,16 +46,35 @@ pub struct SimActionRow {
     pub elapsed_ms: i64,
 }
 
-impl Store {
+/// The live SIM table, RADIUS accounting history and calls to the carrier (⑧).
+pub trait SimRepo: Send + Sync {
     /// Every SIM's live session row (the gateway rebuilds its table from them at start).
-    pub async fn sim_sessions(&self) -> Result<Vec<SimSessionRow>> {
+    fn sim_sessions(&self) -> impl Future<Output = Result<Vec<SimSessionRow>>> + Send;
+    /// Accounting records of one SIM, newest first, with ids below `before` when given.
+    fn accounting(
+        &self,
+        imsi: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<AccountingRow>>> + Send;
+    /// Records one call to the carrier's SIM API (`id` is ignored).
+    fn record_sim_action(&self, a: &SimActionRow) -> impl Future<Output = Result<i64>> + Send;
+    /// The calls made for one device's SIM, newest first.
+    fn sim_actions(
+        &self,
+        device_id: &str,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<SimActionRow>>> + Send;
+}
+
+impl SimRepo for Store {
+    async fn sim_sessions(&self) -> Result<Vec<SimSessionRow>> {
         Ok(sqlx::query_as("SELECT * FROM sim_sessions ORDER BY imsi")
             .fetch_all(&self.pool)
             .await?)
     }
 
-    /// Accounting records of one SIM, newest first, with ids below `before` when given.
-    pub async fn accounting(
+    async fn accounting(
         &self,
         imsi: &str,
         before: Option<i64>,
@@ -71,8 +91,7 @@ impl Store {
         .await?)
     }
 
-    /// Records one call to the carrier's SIM API (`id` is ignored).
-    pub async fn record_sim_action(&self, a: &SimActionRow) -> Result<i64> {
+    async fn record_sim_action(&self, a: &SimActionRow) -> Result<i64> {
         Ok(sqlx::query_scalar(
             "INSERT INTO sim_actions (at, field_id, device_id, sim, action, actor, outcome, error, detail, attempts, \
              elapsed_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
@@ -92,8 +111,7 @@ impl Store {
         .await?)
     }
 
-    /// The calls made for one device's SIM, newest first.
-    pub async fn sim_actions(&self, device_id: &str, limit: u32) -> Result<Vec<SimActionRow>> {
+    async fn sim_actions(&self, device_id: &str, limit: u32) -> Result<Vec<SimActionRow>> {
         Ok(
             sqlx::query_as(
                 "SELECT * FROM sim_actions WHERE device_id = ? ORDER BY id DESC LIMIT ?",
@@ -108,6 +126,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use crate::prelude::*;
     use crate::records::{AccountingRecord, Record, SimSessionRow};
     use crate::test_util::open_temp;
 

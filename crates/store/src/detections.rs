@@ -4,6 +4,7 @@
 use crate::{Result, Store};
 use sekisho_core::{RuleId, Severity, Threat};
 use sqlx::{QueryBuilder, Sqlite};
+use std::future::Future;
 
 /// A template version as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -73,9 +74,57 @@ pub struct ScriptFault {
     pub message: String,
 }
 
-impl Store {
+/// Field templates with their versions, detections and script faults (③).
+pub trait DetectionRepo: Send + Sync {
     /// Stores a new version of a field's template; returns its version number.
-    pub async fn insert_template(&self, field: &str, by: &str, body: &str, at: i64) -> Result<i64> {
+    fn insert_template(
+        &self,
+        field: &str,
+        by: &str,
+        body: &str,
+        at: i64,
+    ) -> impl Future<Output = Result<i64>> + Send;
+    /// The latest template version of every field.
+    fn current_templates(&self) -> impl Future<Output = Result<Vec<TemplateVersion>>> + Send;
+    /// Every version of a field's template, newest first.
+    fn template_versions(
+        &self,
+        field: &str,
+    ) -> impl Future<Output = Result<Vec<TemplateVersion>>> + Send;
+    fn insert_detection(&self, d: &NewDetection<'_>) -> impl Future<Output = Result<i64>> + Send;
+    /// Sets what repeated findings changed on an open detection (count, latest time, severity, evidence).
+    fn update_detection(
+        &self,
+        id: i64,
+        count: i64,
+        severity: Severity,
+        summary: &str,
+        evidence: &str,
+        at: i64,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn search_detections(
+        &self,
+        f: &DetectionFilter,
+    ) -> impl Future<Output = Result<Vec<DetectionRow>>> + Send;
+    fn insert_script_fault(
+        &self,
+        at: i64,
+        field: &str,
+        script: &str,
+        kind: &str,
+        message: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// A field's script faults, newest first, with ids below `before` when given.
+    fn script_faults(
+        &self,
+        field: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<ScriptFault>>> + Send;
+}
+
+impl DetectionRepo for Store {
+    async fn insert_template(&self, field: &str, by: &str, body: &str, at: i64) -> Result<i64> {
         let mut tx = self.pool.begin().await?;
         let v: i64 = sqlx::query_scalar(
             "SELECT coalesce(max(version), 0) + 1 FROM field_templates WHERE field_id = ?",
@@ -95,8 +144,7 @@ impl Store {
         Ok(v)
     }
 
-    /// The latest template version of every field.
-    pub async fn current_templates(&self) -> Result<Vec<TemplateVersion>> {
+    async fn current_templates(&self) -> Result<Vec<TemplateVersion>> {
         Ok(sqlx::query_as(
             "SELECT t.field_id, t.version, t.created_at, t.created_by, t.body FROM field_templates t \
              JOIN (SELECT field_id, max(version) AS v FROM field_templates GROUP BY field_id) m \
@@ -106,8 +154,7 @@ impl Store {
         .await?)
     }
 
-    /// Every version of a field's template, newest first.
-    pub async fn template_versions(&self, field: &str) -> Result<Vec<TemplateVersion>> {
+    async fn template_versions(&self, field: &str) -> Result<Vec<TemplateVersion>> {
         Ok(sqlx::query_as(
             "SELECT field_id, version, created_at, created_by, body FROM field_templates WHERE field_id = ? ORDER BY version DESC",
         )
@@ -116,7 +163,7 @@ impl Store {
         .await?)
     }
 
-    pub async fn insert_detection(&self, d: &NewDetection<'_>) -> Result<i64> {
+    async fn insert_detection(&self, d: &NewDetection<'_>) -> Result<i64> {
         let r = sqlx::query(
             "INSERT INTO detections (field_id, device_id, rule, threat, severity, summary, evidence, first_at, last_at) \
              VALUES (?,?,?,?,?,?,?,?,?)",
@@ -135,8 +182,7 @@ impl Store {
         Ok(r.last_insert_rowid())
     }
 
-    /// Sets what repeated findings changed on an open detection (count, latest time, severity, evidence).
-    pub async fn update_detection(
+    async fn update_detection(
         &self,
         id: i64,
         count: i64,
@@ -157,7 +203,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn search_detections(&self, f: &DetectionFilter) -> Result<Vec<DetectionRow>> {
+    async fn search_detections(&self, f: &DetectionFilter) -> Result<Vec<DetectionRow>> {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
             "SELECT id, field_id, device_id, rule, threat, severity, summary, evidence, first_at, last_at, count, status \
              FROM detections WHERE 1=1",
@@ -192,7 +238,7 @@ impl Store {
         Ok(q.build_query_as().fetch_all(&self.pool).await?)
     }
 
-    pub async fn insert_script_fault(
+    async fn insert_script_fault(
         &self,
         at: i64,
         field: &str,
@@ -213,8 +259,7 @@ impl Store {
         Ok(())
     }
 
-    /// A field's script faults, newest first, with ids below `before` when given.
-    pub async fn script_faults(
+    async fn script_faults(
         &self,
         field: &str,
         before: Option<i64>,

@@ -3,6 +3,7 @@
 
 use crate::{Result, Store};
 use sqlx::{QueryBuilder, Sqlite};
+use std::future::Future;
 
 /// Filters shared by the history searches. `visible_fields = None` means every field.
 #[derive(Clone, Debug, Default)]
@@ -17,6 +18,9 @@ pub struct Filter {
     pub before: Option<i64>,
     pub limit: i64,
 }
+
+/// A stored message's field id and body (the body is absent for a refused message).
+pub type MessageBody = (Option<String>, Option<Vec<u8>>);
 
 /// Metadata of one received message.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -111,8 +115,26 @@ fn push_filters(
         .push_bind(f.limit.clamp(1, 1000));
 }
 
-impl Store {
-    pub async fn search_messages(&self, f: &Filter) -> Result<Vec<MessageMeta>> {
+/// The received-message, authentication and security-event history (⑦).
+pub trait HistoryRepo: Send + Sync {
+    fn search_messages(&self, f: &Filter) -> impl Future<Output = Result<Vec<MessageMeta>>> + Send;
+    fn search_auth_attempts(
+        &self,
+        f: &Filter,
+    ) -> impl Future<Output = Result<Vec<AuthAttemptRow>>> + Send;
+    fn search_security_events(
+        &self,
+        f: &Filter,
+    ) -> impl Future<Output = Result<Vec<SecurityEventRow>>> + Send;
+    /// Removes history older than `cutoff`: messages no longer waiting for the cloud, auth attempts,
+    /// connection events. Pending messages are kept whatever their age. Returns the rows removed.
+    fn purge_history(&self, cutoff: i64) -> impl Future<Output = Result<u64>> + Send;
+    /// The stored body of an accepted message, when the user may see its field.
+    fn message_body(&self, id: &str) -> impl Future<Output = Result<Option<MessageBody>>> + Send;
+}
+
+impl HistoryRepo for Store {
+    async fn search_messages(&self, f: &Filter) -> Result<Vec<MessageMeta>> {
         let mut q = QueryBuilder::new(
             "SELECT seq, id, at, field_id, device_id, source_ip, size, outcome, reason, device_ts, device_seq, \
              buffered, forward_status, forward_attempts, forwarded_at FROM messages",
@@ -121,7 +143,7 @@ impl Store {
         Ok(q.build_query_as().fetch_all(&self.pool).await?)
     }
 
-    pub async fn search_auth_attempts(&self, f: &Filter) -> Result<Vec<AuthAttemptRow>> {
+    async fn search_auth_attempts(&self, f: &Filter) -> Result<Vec<AuthAttemptRow>> {
         let mut q = QueryBuilder::new(
             "SELECT id, at, field_id, device_id, unique_id, source_ip, method, outcome, reason FROM auth_attempts",
         );
@@ -129,7 +151,7 @@ impl Store {
         Ok(q.build_query_as().fetch_all(&self.pool).await?)
     }
 
-    pub async fn search_security_events(&self, f: &Filter) -> Result<Vec<SecurityEventRow>> {
+    async fn search_security_events(&self, f: &Filter) -> Result<Vec<SecurityEventRow>> {
         let mut q = QueryBuilder::new(
             "SELECT id, at, listener, source_ip, kind, detail FROM security_events",
         );
@@ -137,9 +159,7 @@ impl Store {
         Ok(q.build_query_as().fetch_all(&self.pool).await?)
     }
 
-    /// Removes history older than `cutoff`: messages no longer waiting for the cloud, auth attempts,
-    /// connection events. Pending messages are kept whatever their age. Returns the rows removed.
-    pub async fn purge_history(&self, cutoff: i64) -> Result<u64> {
+    async fn purge_history(&self, cutoff: i64) -> Result<u64> {
         let mut n = 0;
         for sql in [
             "DELETE FROM dead_letters WHERE message_seq IN (SELECT seq FROM messages WHERE at < ?1 AND forward_status = 'dead')",
@@ -159,11 +179,7 @@ impl Store {
         Ok(n)
     }
 
-    /// The stored body of an accepted message, when the user may see its field.
-    pub async fn message_body(
-        &self,
-        id: &str,
-    ) -> Result<Option<(Option<String>, Option<Vec<u8>>)>> {
+    async fn message_body(&self, id: &str) -> Result<Option<MessageBody>> {
         Ok(
             sqlx::query_as("SELECT field_id, body FROM messages WHERE id = ?")
                 .bind(id)

@@ -2,6 +2,11 @@
 //! encrypted at rest with a raw 256-bit key, and the group-commit [`Writer`] that makes received
 //! messages durable before the gateway acknowledges them.
 //!
+//! The seam for other backends: one **repository trait per aggregate** ([`prelude`]: registry, users,
+//! detections, response, audit, updates, history, outbox, SIMs), bundled as [`Repos`]. [`Store`] is the
+//! SQLite backend; its connection pool is private to this crate. Callers bring the traits into scope
+//! with `use sekisho_store::prelude::*`.
+//!
 //! Architecture invariant: this crate knows tables and rows, not HTTP or TLS. It never logs the key, a
 //! secret or a message body.
 
@@ -25,6 +30,47 @@ use sqlx::{ConnectOptions, Connection};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
+
+/// The repository traits, to bring into scope.
+pub mod prelude {
+    pub use crate::Repos;
+    pub use crate::audit::AuditRepo;
+    pub use crate::carrier::SimRepo;
+    pub use crate::detections::DetectionRepo;
+    pub use crate::history::HistoryRepo;
+    pub use crate::outbox::OutboxRepo;
+    pub use crate::registry::RegistryRepo;
+    pub use crate::response::ResponseRepo;
+    pub use crate::update::UpdateRepo;
+    pub use crate::users::UserRepo;
+}
+
+/// Every repository a backend provides.
+pub trait Repos:
+    prelude::AuditRepo
+    + prelude::SimRepo
+    + prelude::DetectionRepo
+    + prelude::HistoryRepo
+    + prelude::OutboxRepo
+    + prelude::RegistryRepo
+    + prelude::ResponseRepo
+    + prelude::UpdateRepo
+    + prelude::UserRepo
+{
+}
+
+impl<T> Repos for T where
+    T: prelude::AuditRepo
+        + prelude::SimRepo
+        + prelude::DetectionRepo
+        + prelude::HistoryRepo
+        + prelude::OutboxRepo
+        + prelude::RegistryRepo
+        + prelude::ResponseRepo
+        + prelude::UpdateRepo
+        + prelude::UserRepo
+{
+}
 
 pub use records::{AccountingRecord, AuthAttempt, MessageRecord, SecurityEvent, SimSessionRow};
 pub use writer::Writer;
@@ -90,7 +136,7 @@ impl Default for StoreOptions {
 /// The open store: a pool for reads and administrative writes, and the group-commit writer.
 #[derive(Clone)]
 pub struct Store {
-    pub pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
     pub writer: Writer,
 }
 

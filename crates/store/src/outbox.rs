@@ -4,6 +4,7 @@
 
 use crate::{Result, Store};
 use sqlx::AssertSqlSafe;
+use std::future::Future;
 
 /// A message waiting for the cloud.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -44,9 +45,48 @@ fn in_list(n: usize) -> String {
     s
 }
 
-impl Store {
+/// The cloud outbox: pending, forwarded and dead-lettered messages (①).
+pub trait OutboxRepo: Send + Sync {
     /// The oldest pending messages of a field, in arrival order.
-    pub async fn pending(&self, field: &str, limit: i64) -> Result<Vec<Pending>> {
+    fn pending(&self, field: &str, limit: i64)
+    -> impl Future<Output = Result<Vec<Pending>>> + Send;
+    /// Marks messages delivered.
+    fn mark_forwarded(&self, seqs: &[i64], at: i64) -> impl Future<Output = Result<()>> + Send;
+    /// Counts one failed delivery attempt.
+    fn note_attempt(&self, seqs: &[i64]) -> impl Future<Output = Result<()>> + Send;
+    /// Moves messages to the dead-letter table with a reason.
+    fn dead_letter(
+        &self,
+        field: &str,
+        seqs: &[i64],
+        reason: &str,
+        at: i64,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Dead-letters every pending message of a field received before `cutoff`; returns how many.
+    /// Pending rows are in arrival order, so the oldest one tells whether there is anything to do: the
+    /// common case (nothing too old) is one index lookup, however long the backlog.
+    fn expire_pending(
+        &self,
+        field: &str,
+        cutoff: i64,
+        reason: &str,
+        at: i64,
+    ) -> impl Future<Output = Result<usize>> + Send;
+    fn dead_letters(
+        &self,
+        field: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<DeadLetter>>> + Send;
+    /// Forwarding states of a field's messages (or of all fields).
+    fn outbox_counts(
+        &self,
+        field: Option<&str>,
+    ) -> impl Future<Output = Result<OutboxCounts>> + Send;
+}
+
+impl OutboxRepo for Store {
+    async fn pending(&self, field: &str, limit: i64) -> Result<Vec<Pending>> {
         Ok(sqlx::query_as(
             "SELECT seq, id, at, device_id, body, forward_attempts FROM messages \
              WHERE field_id = ? AND forward_status = 'pending' ORDER BY seq LIMIT ?",
@@ -57,8 +97,7 @@ impl Store {
         .await?)
     }
 
-    /// Marks messages delivered.
-    pub async fn mark_forwarded(&self, seqs: &[i64], at: i64) -> Result<()> {
+    async fn mark_forwarded(&self, seqs: &[i64], at: i64) -> Result<()> {
         if seqs.is_empty() {
             return Ok(());
         }
@@ -75,8 +114,7 @@ impl Store {
         Ok(())
     }
 
-    /// Counts one failed delivery attempt.
-    pub async fn note_attempt(&self, seqs: &[i64]) -> Result<()> {
+    async fn note_attempt(&self, seqs: &[i64]) -> Result<()> {
         if seqs.is_empty() {
             return Ok(());
         }
@@ -92,14 +130,7 @@ impl Store {
         Ok(())
     }
 
-    /// Moves messages to the dead-letter table with a reason.
-    pub async fn dead_letter(
-        &self,
-        field: &str,
-        seqs: &[i64],
-        reason: &str,
-        at: i64,
-    ) -> Result<()> {
+    async fn dead_letter(&self, field: &str, seqs: &[i64], reason: &str, at: i64) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for s in seqs {
             let moved = sqlx::query("UPDATE messages SET forward_status = 'dead' WHERE seq = ? AND forward_status = 'pending'")
@@ -122,10 +153,7 @@ impl Store {
         Ok(())
     }
 
-    /// Dead-letters every pending message of a field received before `cutoff`; returns how many.
-    /// Pending rows are in arrival order, so the oldest one tells whether there is anything to do: the
-    /// common case (nothing too old) is one index lookup, however long the backlog.
-    pub async fn expire_pending(
+    async fn expire_pending(
         &self,
         field: &str,
         cutoff: i64,
@@ -153,7 +181,7 @@ impl Store {
         Ok(seqs.len())
     }
 
-    pub async fn dead_letters(
+    async fn dead_letters(
         &self,
         field: &str,
         before: Option<i64>,
@@ -171,8 +199,7 @@ impl Store {
         .await?)
     }
 
-    /// Forwarding states of a field's messages (or of all fields).
-    pub async fn outbox_counts(&self, field: Option<&str>) -> Result<OutboxCounts> {
+    async fn outbox_counts(&self, field: Option<&str>) -> Result<OutboxCounts> {
         let rows: Vec<(String, i64, Option<i64>)> = sqlx::query_as(
             "SELECT forward_status, count(*), min(at) FROM messages WHERE (?1 IS NULL OR field_id = ?1) \
              AND forward_status != 'none' GROUP BY forward_status",
@@ -198,6 +225,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use crate::prelude::*;
     use crate::records::{MessageRecord, Record};
     use crate::test_util::open_temp;
 

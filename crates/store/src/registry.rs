@@ -7,6 +7,7 @@ use sekisho_core::{
 use sqlx::AssertSqlSafe;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
+use std::future::Future;
 
 fn auth_mode_str(m: AuthMode) -> &'static str {
     match m {
@@ -68,8 +69,52 @@ fn device_of(r: &SqliteRow) -> Result<DeviceRow> {
 const FIELD_COLS: &str = "id, name, auth_id, auth_mode, limits, cloud, created_at";
 const DEVICE_COLS: &str = "id, field_id, unique_id, name, sim, critical, status, secret_hash, cert_sha256, created_at, updated_at";
 
-impl Store {
-    pub async fn insert_field(&self, f: &Field) -> Result<()> {
+/// Fields, devices and device tokens (⑥).
+pub trait RegistryRepo: Send + Sync {
+    fn insert_field(&self, f: &Field) -> impl Future<Output = Result<()>> + Send;
+    /// Replaces the mutable parts of a field (name, auth mode, limits, cloud destination).
+    fn update_field(&self, f: &Field) -> impl Future<Output = Result<()>> + Send;
+    fn fields(&self) -> impl Future<Output = Result<Vec<Field>>> + Send;
+    fn insert_device(
+        &self,
+        d: &Device,
+        secret_hash: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Every device that is not deleted (loaded into the in-memory registry at start).
+    fn live_devices(&self) -> impl Future<Output = Result<Vec<DeviceRow>>> + Send;
+    fn device(&self, id: &DeviceId) -> impl Future<Output = Result<Option<DeviceRow>>> + Send;
+    fn set_device_status(
+        &self,
+        id: &DeviceId,
+        status: DeviceStatus,
+        now: i64,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    fn set_device_cert(
+        &self,
+        id: &DeviceId,
+        cert_sha256: Option<&str>,
+        now: i64,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn insert_token(
+        &self,
+        hash: &[u8; 32],
+        device: &DeviceId,
+        issued_at: i64,
+        expires_at: i64,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Revokes every token of a device; returns how many were live.
+    fn revoke_tokens(&self, device: &DeviceId) -> impl Future<Output = Result<u64>> + Send;
+    /// Unexpired, unrevoked tokens: `(hash, device_id, expires_at)`.
+    fn live_tokens(
+        &self,
+        now: i64,
+    ) -> impl Future<Output = Result<Vec<(Vec<u8>, String, i64)>>> + Send;
+    /// Deletes expired tokens (housekeeping).
+    fn purge_tokens(&self, now: i64) -> impl Future<Output = Result<u64>> + Send;
+}
+
+impl RegistryRepo for Store {
+    async fn insert_field(&self, f: &Field) -> Result<()> {
         sqlx::query("INSERT INTO fields (id, name, auth_id, auth_mode, limits, cloud, created_at) VALUES (?,?,?,?,?,?,?)")
             .bind(f.id.as_str())
             .bind(&f.name)
@@ -84,8 +129,7 @@ impl Store {
         Ok(())
     }
 
-    /// Replaces the mutable parts of a field (name, auth mode, limits, cloud destination).
-    pub async fn update_field(&self, f: &Field) -> Result<()> {
+    async fn update_field(&self, f: &Field) -> Result<()> {
         sqlx::query(
             "UPDATE fields SET name = ?, auth_mode = ?, limits = ?, cloud = ? WHERE id = ?",
         )
@@ -100,7 +144,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn fields(&self) -> Result<Vec<Field>> {
+    async fn fields(&self) -> Result<Vec<Field>> {
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT {FIELD_COLS} FROM fields WHERE deleted = 0 ORDER BY created_at"
         )))
@@ -109,7 +153,7 @@ impl Store {
         rows.iter().map(field_of).collect()
     }
 
-    pub async fn insert_device(&self, d: &Device, secret_hash: &str) -> Result<()> {
+    async fn insert_device(&self, d: &Device, secret_hash: &str) -> Result<()> {
         sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO devices ({DEVICE_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
         )))
@@ -132,8 +176,7 @@ impl Store {
         Ok(())
     }
 
-    /// Every device that is not deleted (loaded into the in-memory registry at start).
-    pub async fn live_devices(&self) -> Result<Vec<DeviceRow>> {
+    async fn live_devices(&self) -> Result<Vec<DeviceRow>> {
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT {DEVICE_COLS} FROM devices WHERE status != 'deleted'"
         )))
@@ -142,7 +185,7 @@ impl Store {
         rows.iter().map(device_of).collect()
     }
 
-    pub async fn device(&self, id: &DeviceId) -> Result<Option<DeviceRow>> {
+    async fn device(&self, id: &DeviceId) -> Result<Option<DeviceRow>> {
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT {DEVICE_COLS} FROM devices WHERE id = ?"
         )))
@@ -152,7 +195,7 @@ impl Store {
         row.as_ref().map(device_of).transpose()
     }
 
-    pub async fn set_device_status(
+    async fn set_device_status(
         &self,
         id: &DeviceId,
         status: DeviceStatus,
@@ -169,7 +212,7 @@ impl Store {
         Ok(r.rows_affected() == 1)
     }
 
-    pub async fn set_device_cert(
+    async fn set_device_cert(
         &self,
         id: &DeviceId,
         cert_sha256: Option<&str>,
@@ -185,7 +228,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn insert_token(
+    async fn insert_token(
         &self,
         hash: &[u8; 32],
         device: &DeviceId,
@@ -202,8 +245,7 @@ impl Store {
         Ok(())
     }
 
-    /// Revokes every token of a device; returns how many were live.
-    pub async fn revoke_tokens(&self, device: &DeviceId) -> Result<u64> {
+    async fn revoke_tokens(&self, device: &DeviceId) -> Result<u64> {
         let r = sqlx::query("UPDATE tokens SET revoked = 1 WHERE device_id = ? AND revoked = 0")
             .bind(device.as_str())
             .execute(&self.pool)
@@ -211,8 +253,7 @@ impl Store {
         Ok(r.rows_affected())
     }
 
-    /// Unexpired, unrevoked tokens: `(hash, device_id, expires_at)`.
-    pub async fn live_tokens(&self, now: i64) -> Result<Vec<(Vec<u8>, String, i64)>> {
+    async fn live_tokens(&self, now: i64) -> Result<Vec<(Vec<u8>, String, i64)>> {
         Ok(sqlx::query_as(
             "SELECT hash, device_id, expires_at FROM tokens WHERE revoked = 0 AND expires_at > ?",
         )
@@ -221,8 +262,7 @@ impl Store {
         .await?)
     }
 
-    /// Deletes expired tokens (housekeeping).
-    pub async fn purge_tokens(&self, now: i64) -> Result<u64> {
+    async fn purge_tokens(&self, now: i64) -> Result<u64> {
         let r = sqlx::query("DELETE FROM tokens WHERE expires_at <= ? OR revoked = 1")
             .bind(now)
             .execute(&self.pool)

@@ -6,6 +6,7 @@ use crate::detections::DetectionRow;
 use crate::{Result, Store};
 use sekisho_core::{Action, ActionState, RuleId, Severity, Threat};
 use sqlx::{QueryBuilder, Sqlite};
+use std::future::Future;
 
 /// What the playbook made of one detection at one severity.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -120,10 +121,119 @@ pub struct UpdateRequestRow {
 const ACTION_COLUMNS: &str = "id, decision_id, field_id, device_id, action, state, trigger, input, output, error, \
      attempts, next_at, created_at, updated_at, approved_by, undo_of, undone_by";
 
-impl Store {
+/// Response decisions, the action state machine, notification targets, reports and update requests (④).
+pub trait ResponseRepo: Send + Sync {
     /// Stores a decision and its actions in one transaction. `None` when this detection was already
     /// decided at this severity (a replay after a restart): nothing is stored twice.
-    pub async fn decide(&self, d: &NewDecision, actions: &[NewAction]) -> Result<Option<i64>> {
+    fn decide(
+        &self,
+        d: &NewDecision,
+        actions: &[NewAction],
+    ) -> impl Future<Output = Result<Option<i64>>> + Send;
+    /// Stores one action outside a decision (an undo a person started); returns its id.
+    fn insert_action(&self, a: &NewAction, at: i64) -> impl Future<Output = Result<i64>> + Send;
+    /// The latest decision that took actions for this device and threat at or after `since`.
+    fn acting_decision(
+        &self,
+        device: &str,
+        threat: Threat,
+        since: i64,
+    ) -> impl Future<Output = Result<Option<DecisionRow>>> + Send;
+    /// Detections active since `since` that have no decision at their current severity (missed events).
+    fn undecided_detections(
+        &self,
+        since: i64,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<DetectionRow>>> + Send;
+    fn detection(&self, id: i64) -> impl Future<Output = Result<Option<DetectionRow>>> + Send;
+    fn decision(&self, id: i64) -> impl Future<Output = Result<Option<DecisionRow>>> + Send;
+    /// A field's decisions, newest first.
+    fn decisions(
+        &self,
+        field: &str,
+        device: Option<&str>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<DecisionRow>>> + Send;
+    /// Pending actions whose time has come, oldest first. A notification waits (at most `hold_ms` after
+    /// its decision) while the decision's other actions are still pending or running, so that it can
+    /// tell how they ended.
+    fn due_actions(
+        &self,
+        now: i64,
+        hold_ms: i64,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<ActionRow>>> + Send;
+    /// The earliest time a pending action is due, if any.
+    fn next_due(&self) -> impl Future<Output = Result<Option<i64>>> + Send;
+    /// Moves an action from `from` to `to` if it is still in `from` (a claim, an approval); returns
+    /// whether it moved. Moving to `running` counts an attempt.
+    fn move_action(
+        &self,
+        id: i64,
+        from: ActionState,
+        to: ActionState,
+        approved_by: Option<&str>,
+        now: i64,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// Records the end of an attempt: `done`, `failed`, or `pending` again at `next_at` (a retry).
+    fn finish_action(
+        &self,
+        id: i64,
+        state: ActionState,
+        output: Option<&str>,
+        error: Option<&str>,
+        next_at: i64,
+        now: i64,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// After a restart: actions caught `running` go back to `pending` when running them again is
+    /// harmless ([`Action::is_idempotent`]), else to `interrupted`. Returns (requeued, interrupted).
+    fn recover_running(&self, now: i64) -> impl Future<Output = Result<(u64, u64)>> + Send;
+    fn action(&self, id: i64) -> impl Future<Output = Result<Option<ActionRow>>> + Send;
+    /// Actions, newest first.
+    fn actions(&self, f: &ActionFilter) -> impl Future<Output = Result<Vec<ActionRow>>> + Send;
+    /// Links an action to the action that undid it.
+    fn mark_undone(&self, id: i64, by: i64) -> impl Future<Output = Result<()>> + Send;
+    /// Where a field's notifications go (JSON), if set.
+    fn field_notify(&self, field: &str) -> impl Future<Output = Result<Option<String>>> + Send;
+    fn set_field_notify(&self, field: &str, body: &str) -> impl Future<Output = Result<()>> + Send;
+    fn insert_report(
+        &self,
+        at: i64,
+        field: &str,
+        device: &str,
+        action: Option<i64>,
+        body: &str,
+    ) -> impl Future<Output = Result<i64>> + Send;
+    /// A device's collected reports, newest first, with ids below `before` when given.
+    fn reports(
+        &self,
+        device: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<ReportRow>>> + Send;
+    fn report(&self, id: i64) -> impl Future<Output = Result<Option<ReportRow>>> + Send;
+    /// Records an update asked of a device; returns its id.
+    fn request_update(
+        &self,
+        at: i64,
+        field: &str,
+        device: &str,
+        action: Option<i64>,
+        reason: &str,
+    ) -> impl Future<Output = Result<i64>> + Send;
+    /// Update requests still open.
+    fn open_update_requests(&self) -> impl Future<Output = Result<Vec<UpdateRequestRow>>> + Send;
+    /// Closes a device's open update requests (`done` or `cancelled`); returns how many.
+    fn close_update_requests(
+        &self,
+        device: &str,
+        state: &str,
+    ) -> impl Future<Output = Result<u64>> + Send;
+}
+
+impl ResponseRepo for Store {
+    async fn decide(&self, d: &NewDecision, actions: &[NewAction]) -> Result<Option<i64>> {
         let mut tx = self.pool.begin().await?;
         let id: Option<i64> = sqlx::query_scalar(
             "INSERT OR IGNORE INTO response_decisions (at, detection_id, severity, field_id, device_id, threat, rule, \
@@ -151,16 +261,14 @@ impl Store {
         Ok(Some(id))
     }
 
-    /// Stores one action outside a decision (an undo a person started); returns its id.
-    pub async fn insert_action(&self, a: &NewAction, at: i64) -> Result<i64> {
+    async fn insert_action(&self, a: &NewAction, at: i64) -> Result<i64> {
         let mut tx = self.pool.begin().await?;
         let id = insert_action(&mut tx, None, a, at).await?;
         tx.commit().await?;
         Ok(id)
     }
 
-    /// The latest decision that took actions for this device and threat at or after `since`.
-    pub async fn acting_decision(
+    async fn acting_decision(
         &self,
         device: &str,
         threat: Threat,
@@ -177,8 +285,7 @@ impl Store {
         .await?)
     }
 
-    /// Detections active since `since` that have no decision at their current severity (missed events).
-    pub async fn undecided_detections(&self, since: i64, limit: i64) -> Result<Vec<DetectionRow>> {
+    async fn undecided_detections(&self, since: i64, limit: i64) -> Result<Vec<DetectionRow>> {
         Ok(sqlx::query_as(
             "SELECT d.* FROM detections d WHERE d.last_at >= ? AND NOT EXISTS (SELECT 1 FROM response_decisions r \
              WHERE r.detection_id = d.id AND r.severity = d.severity) ORDER BY d.id LIMIT ?",
@@ -189,14 +296,14 @@ impl Store {
         .await?)
     }
 
-    pub async fn detection(&self, id: i64) -> Result<Option<DetectionRow>> {
+    async fn detection(&self, id: i64) -> Result<Option<DetectionRow>> {
         Ok(sqlx::query_as("SELECT * FROM detections WHERE id = ?")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?)
     }
 
-    pub async fn decision(&self, id: i64) -> Result<Option<DecisionRow>> {
+    async fn decision(&self, id: i64) -> Result<Option<DecisionRow>> {
         Ok(
             sqlx::query_as("SELECT * FROM response_decisions WHERE id = ?")
                 .bind(id)
@@ -205,8 +312,7 @@ impl Store {
         )
     }
 
-    /// A field's decisions, newest first.
-    pub async fn decisions(
+    async fn decisions(
         &self,
         field: &str,
         device: Option<&str>,
@@ -226,10 +332,7 @@ impl Store {
         Ok(q.build_query_as().fetch_all(&self.pool).await?)
     }
 
-    /// Pending actions whose time has come, oldest first. A notification waits (at most `hold_ms` after
-    /// its decision) while the decision's other actions are still pending or running, so that it can
-    /// tell how they ended.
-    pub async fn due_actions(&self, now: i64, hold_ms: i64, limit: i64) -> Result<Vec<ActionRow>> {
+    async fn due_actions(&self, now: i64, hold_ms: i64, limit: i64) -> Result<Vec<ActionRow>> {
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {ACTION_COLUMNS} FROM response_actions a WHERE state = 'pending' AND next_at <= ?1 \
              AND NOT (a.action LIKE 'notify\\_%' ESCAPE '\\' AND a.decision_id IS NOT NULL AND a.created_at > ?1 - ?2 \
@@ -244,8 +347,7 @@ impl Store {
         .await?)
     }
 
-    /// The earliest time a pending action is due, if any.
-    pub async fn next_due(&self) -> Result<Option<i64>> {
+    async fn next_due(&self) -> Result<Option<i64>> {
         Ok(
             sqlx::query_scalar("SELECT min(next_at) FROM response_actions WHERE state = 'pending'")
                 .fetch_one(&self.pool)
@@ -253,9 +355,7 @@ impl Store {
         )
     }
 
-    /// Moves an action from `from` to `to` if it is still in `from` (a claim, an approval); returns
-    /// whether it moved. Moving to `running` counts an attempt.
-    pub async fn move_action(
+    async fn move_action(
         &self,
         id: i64,
         from: ActionState,
@@ -279,8 +379,7 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// Records the end of an attempt: `done`, `failed`, or `pending` again at `next_at` (a retry).
-    pub async fn finish_action(
+    async fn finish_action(
         &self,
         id: i64,
         state: ActionState,
@@ -304,9 +403,7 @@ impl Store {
         Ok(())
     }
 
-    /// After a restart: actions caught `running` go back to `pending` when running them again is
-    /// harmless ([`Action::is_idempotent`]), else to `interrupted`. Returns (requeued, interrupted).
-    pub async fn recover_running(&self, now: i64) -> Result<(u64, u64)> {
+    async fn recover_running(&self, now: i64) -> Result<(u64, u64)> {
         let mut requeued = 0;
         let mut interrupted = 0;
         let running: Vec<(i64, String)> =
@@ -337,7 +434,7 @@ impl Store {
         Ok((requeued, interrupted))
     }
 
-    pub async fn action(&self, id: i64) -> Result<Option<ActionRow>> {
+    async fn action(&self, id: i64) -> Result<Option<ActionRow>> {
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {ACTION_COLUMNS} FROM response_actions WHERE id = ?"
         )))
@@ -346,8 +443,7 @@ impl Store {
         .await?)
     }
 
-    /// Actions, newest first.
-    pub async fn actions(&self, f: &ActionFilter) -> Result<Vec<ActionRow>> {
+    async fn actions(&self, f: &ActionFilter) -> Result<Vec<ActionRow>> {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
             "SELECT {ACTION_COLUMNS} FROM response_actions WHERE 1 = 1"
         ));
@@ -378,8 +474,7 @@ impl Store {
         Ok(q.build_query_as().fetch_all(&self.pool).await?)
     }
 
-    /// Links an action to the action that undid it.
-    pub async fn mark_undone(&self, id: i64, by: i64) -> Result<()> {
+    async fn mark_undone(&self, id: i64, by: i64) -> Result<()> {
         sqlx::query("UPDATE response_actions SET undone_by = ? WHERE id = ?")
             .bind(by)
             .bind(id)
@@ -388,8 +483,7 @@ impl Store {
         Ok(())
     }
 
-    /// Where a field's notifications go (JSON), if set.
-    pub async fn field_notify(&self, field: &str) -> Result<Option<String>> {
+    async fn field_notify(&self, field: &str) -> Result<Option<String>> {
         Ok(
             sqlx::query_scalar("SELECT body FROM field_notify WHERE field_id = ?")
                 .bind(field)
@@ -398,7 +492,7 @@ impl Store {
         )
     }
 
-    pub async fn set_field_notify(&self, field: &str, body: &str) -> Result<()> {
+    async fn set_field_notify(&self, field: &str, body: &str) -> Result<()> {
         sqlx::query("INSERT OR REPLACE INTO field_notify (field_id, body) VALUES (?, ?)")
             .bind(field)
             .bind(body)
@@ -407,7 +501,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn insert_report(
+    async fn insert_report(
         &self,
         at: i64,
         field: &str,
@@ -427,8 +521,7 @@ impl Store {
         .await?)
     }
 
-    /// A device's collected reports, newest first, with ids below `before` when given.
-    pub async fn reports(
+    async fn reports(
         &self,
         device: &str,
         before: Option<i64>,
@@ -444,15 +537,14 @@ impl Store {
         .await?)
     }
 
-    pub async fn report(&self, id: i64) -> Result<Option<ReportRow>> {
+    async fn report(&self, id: i64) -> Result<Option<ReportRow>> {
         Ok(sqlx::query_as("SELECT * FROM device_reports WHERE id = ?")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?)
     }
 
-    /// Records an update asked of a device; returns its id.
-    pub async fn request_update(
+    async fn request_update(
         &self,
         at: i64,
         field: &str,
@@ -473,8 +565,7 @@ impl Store {
         .await?)
     }
 
-    /// Update requests still open.
-    pub async fn open_update_requests(&self) -> Result<Vec<UpdateRequestRow>> {
+    async fn open_update_requests(&self) -> Result<Vec<UpdateRequestRow>> {
         Ok(
             sqlx::query_as("SELECT * FROM update_requests WHERE state = 'requested' ORDER BY id")
                 .fetch_all(&self.pool)
@@ -482,8 +573,7 @@ impl Store {
         )
     }
 
-    /// Closes a device's open update requests (`done` or `cancelled`); returns how many.
-    pub async fn close_update_requests(&self, device: &str, state: &str) -> Result<u64> {
+    async fn close_update_requests(&self, device: &str, state: &str) -> Result<u64> {
         Ok(sqlx::query(
             "UPDATE update_requests SET state = ? WHERE device_id = ? AND state = 'requested'",
         )

@@ -2,6 +2,7 @@
 //! device's progress.
 
 use crate::{Result, Store};
+use std::future::Future;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ArtifactRow {
@@ -62,8 +63,49 @@ pub struct NewCampaign<'a> {
     pub by: &'a str,
 }
 
-impl Store {
-    pub async fn insert_artifact(&self, a: &ArtifactRow) -> Result<()> {
+/// Signed artifacts, campaigns and per-device update progress (⑤).
+pub trait UpdateRepo: Send + Sync {
+    fn insert_artifact(&self, a: &ArtifactRow) -> impl Future<Output = Result<()>> + Send;
+    fn artifact(&self, sha256: &str) -> impl Future<Output = Result<Option<ArtifactRow>>> + Send;
+    fn artifacts(&self) -> impl Future<Output = Result<Vec<ArtifactRow>>> + Send;
+    /// The next manifest sequence of a field (monotonic across kinds).
+    fn next_sequence(&self, field: &str) -> impl Future<Output = Result<i64>> + Send;
+    /// Stores a campaign as the field's active one for its kind; the previous one is superseded.
+    fn start_campaign(&self, c: &NewCampaign<'_>) -> impl Future<Output = Result<i64>> + Send;
+    /// The field's current campaigns (active or halted), one per kind.
+    fn campaigns(&self, field: &str) -> impl Future<Output = Result<Vec<CampaignRow>>> + Send;
+    fn campaign_by_sequence(
+        &self,
+        field: &str,
+        sequence: i64,
+    ) -> impl Future<Output = Result<Option<CampaignRow>>> + Send;
+    fn set_campaign_status(
+        &self,
+        id: i64,
+        status: &str,
+        note: Option<&str>,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Records a device's progress on a campaign (a later state replaces an earlier one).
+    fn set_progress(
+        &self,
+        campaign: i64,
+        device: &str,
+        state: &str,
+        reason: Option<&str>,
+        at: i64,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn progress(&self, campaign: i64) -> impl Future<Output = Result<Vec<ProgressRow>>> + Send;
+    fn device_progress(
+        &self,
+        campaign: i64,
+        device: &str,
+    ) -> impl Future<Output = Result<Option<ProgressRow>>> + Send;
+    /// Devices that rejected the campaign's update.
+    fn rejections(&self, campaign: i64) -> impl Future<Output = Result<i64>> + Send;
+}
+
+impl UpdateRepo for Store {
+    async fn insert_artifact(&self, a: &ArtifactRow) -> Result<()> {
         sqlx::query(
             "INSERT OR REPLACE INTO artifacts (sha256, size, kind, version, name, at, by) VALUES (?,?,?,?,?,?,?)",
         )
@@ -79,21 +121,20 @@ impl Store {
         Ok(())
     }
 
-    pub async fn artifact(&self, sha256: &str) -> Result<Option<ArtifactRow>> {
+    async fn artifact(&self, sha256: &str) -> Result<Option<ArtifactRow>> {
         Ok(sqlx::query_as("SELECT * FROM artifacts WHERE sha256 = ?")
             .bind(sha256)
             .fetch_optional(&self.pool)
             .await?)
     }
 
-    pub async fn artifacts(&self) -> Result<Vec<ArtifactRow>> {
+    async fn artifacts(&self) -> Result<Vec<ArtifactRow>> {
         Ok(sqlx::query_as("SELECT * FROM artifacts ORDER BY at DESC")
             .fetch_all(&self.pool)
             .await?)
     }
 
-    /// The next manifest sequence of a field (monotonic across kinds).
-    pub async fn next_sequence(&self, field: &str) -> Result<i64> {
+    async fn next_sequence(&self, field: &str) -> Result<i64> {
         Ok(sqlx::query_scalar(
             "SELECT coalesce(max(sequence), 0) + 1 FROM campaigns WHERE field_id = ?",
         )
@@ -102,8 +143,7 @@ impl Store {
         .await?)
     }
 
-    /// Stores a campaign as the field's active one for its kind; the previous one is superseded.
-    pub async fn start_campaign(&self, c: &NewCampaign<'_>) -> Result<i64> {
+    async fn start_campaign(&self, c: &NewCampaign<'_>) -> Result<i64> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE campaigns SET status = 'superseded' WHERE field_id = ? AND kind = ? AND status != 'superseded'",
@@ -134,8 +174,7 @@ impl Store {
         Ok(id)
     }
 
-    /// The field's current campaigns (active or halted), one per kind.
-    pub async fn campaigns(&self, field: &str) -> Result<Vec<CampaignRow>> {
+    async fn campaigns(&self, field: &str) -> Result<Vec<CampaignRow>> {
         Ok(sqlx::query_as(
             "SELECT * FROM campaigns WHERE field_id = ? AND status != 'superseded' ORDER BY kind",
         )
@@ -144,7 +183,7 @@ impl Store {
         .await?)
     }
 
-    pub async fn campaign_by_sequence(
+    async fn campaign_by_sequence(
         &self,
         field: &str,
         sequence: i64,
@@ -158,12 +197,7 @@ impl Store {
         )
     }
 
-    pub async fn set_campaign_status(
-        &self,
-        id: i64,
-        status: &str,
-        note: Option<&str>,
-    ) -> Result<()> {
+    async fn set_campaign_status(&self, id: i64, status: &str, note: Option<&str>) -> Result<()> {
         sqlx::query("UPDATE campaigns SET status = ?, note = coalesce(?, note) WHERE id = ?")
             .bind(status)
             .bind(note)
@@ -173,8 +207,7 @@ impl Store {
         Ok(())
     }
 
-    /// Records a device's progress on a campaign (a later state replaces an earlier one).
-    pub async fn set_progress(
+    async fn set_progress(
         &self,
         campaign: i64,
         device: &str,
@@ -196,7 +229,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn progress(&self, campaign: i64) -> Result<Vec<ProgressRow>> {
+    async fn progress(&self, campaign: i64) -> Result<Vec<ProgressRow>> {
         Ok(
             sqlx::query_as(
                 "SELECT * FROM update_progress WHERE campaign_id = ? ORDER BY device_id",
@@ -207,11 +240,7 @@ impl Store {
         )
     }
 
-    pub async fn device_progress(
-        &self,
-        campaign: i64,
-        device: &str,
-    ) -> Result<Option<ProgressRow>> {
+    async fn device_progress(&self, campaign: i64, device: &str) -> Result<Option<ProgressRow>> {
         Ok(
             sqlx::query_as("SELECT * FROM update_progress WHERE campaign_id = ? AND device_id = ?")
                 .bind(campaign)
@@ -221,8 +250,7 @@ impl Store {
         )
     }
 
-    /// Devices that rejected the campaign's update.
-    pub async fn rejections(&self, campaign: i64) -> Result<i64> {
+    async fn rejections(&self, campaign: i64) -> Result<i64> {
         Ok(sqlx::query_scalar(
             "SELECT count(*) FROM update_progress WHERE campaign_id = ? AND state = 'rejected'",
         )

@@ -13,6 +13,7 @@ use axum::{Json, Router};
 use sekisho_detect::audit::{Baseline, SelfReport, propose};
 use sekisho_detect::template::Span;
 use sekisho_store::now_ms;
+use sekisho_store::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::{OpenApi, ToSchema};

@@ -15,6 +15,7 @@ use http::{HeaderMap, StatusCode};
 use sekisho_core::{Device, DeviceId, DeviceStatus, ErrorCode, Field, Sim};
 use sekisho_store::history::Filter;
 use sekisho_store::now_ms;
+use sekisho_store::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};

@@ -11,6 +11,7 @@ use axum::extract::{Path, State};
 use http::StatusCode;
 use sekisho_core::{AuthMode, CloudDestination, Field, FieldId, FieldLimits, Role};
 use sekisho_store::now_ms;
+use sekisho_store::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};

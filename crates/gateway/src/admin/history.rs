@@ -11,6 +11,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use sekisho_core::{ErrorCode, FieldId, Role};
 use sekisho_store::history::Filter;
+use sekisho_store::prelude::*;
 use serde::Deserialize;
 use std::sync::Arc;
 use utoipa::IntoParams;

@@ -24,6 +24,7 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
 use sekisho_core::{ErrorCode, Role};
 use sekisho_store::now_ms;
+use sekisho_store::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::{OpenApi, ToSchema};

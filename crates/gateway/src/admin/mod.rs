@@ -31,6 +31,7 @@ use axum::routing::{get, post};
 use http::request::Parts;
 use sekisho_core::{ErrorCode, Field, FieldId, Role};
 use sekisho_store::now_ms;
+use sekisho_store::prelude::*;
 use sekisho_store::users::UserRow;
 use std::sync::Arc;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};

@@ -16,6 +16,7 @@ use axum::{Json, Router};
 use http::HeaderMap;
 use sekisho_core::{Action, ActionState, ErrorCode};
 use sekisho_store::now_ms;
+use sekisho_store::prelude::*;
 use sekisho_store::response::{ActionFilter, ActionRow, NewAction};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;

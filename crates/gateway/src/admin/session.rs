@@ -12,6 +12,7 @@ use axum::extract::State;
 use axum::http::request::Parts;
 use sekisho_core::{ErrorCode, Role};
 use sekisho_store::now_ms;
+use sekisho_store::prelude::*;
 use sekisho_store::users::UserRow;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;

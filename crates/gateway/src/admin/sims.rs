@@ -15,6 +15,7 @@ use sekisho_carrier::CarrierError;
 use sekisho_core::ErrorCode;
 use sekisho_core::Sim;
 use sekisho_store::carrier::SimActionRow;
+use sekisho_store::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};

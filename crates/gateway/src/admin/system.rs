@@ -12,6 +12,7 @@ use axum::extract::State;
 use http::StatusCode;
 use sekisho_core::{FieldId, Role, UserId};
 use sekisho_store::now_ms;
+use sekisho_store::prelude::*;
 use sekisho_store::users::UserRow;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write;

@@ -16,6 +16,7 @@ use sekisho_detect::Template;
 use sekisho_detect::template::LIBRARY;
 use sekisho_store::detections::{DetectionFilter, ScriptFault};
 use sekisho_store::now_ms;
+use sekisho_store::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};

@@ -12,6 +12,7 @@ use axum::{Json, Router};
 use http::HeaderMap;
 use sekisho_core::{ErrorCode, Role};
 use sekisho_store::now_ms;
+use sekisho_store::prelude::*;
 use sekisho_store::update::{ArtifactRow, CampaignRow, NewCampaign, ProgressRow};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;

@@ -8,6 +8,7 @@ use sekisho_carrier::{Call, CarrierError, Op, SimId, SimStatus, SimUsage};
 use sekisho_core::Device;
 use sekisho_store::carrier::SimActionRow;
 use sekisho_store::now_ms;
+use sekisho_store::prelude::*;
 
 /// The identifier the carrier is asked about: the IMSI (every connector addresses SIMs by it).
 fn sim_id(device: &Device) -> Result<SimId, CarrierError> {

@@ -16,6 +16,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode, header};
 use sekisho_core::ErrorCode;
+use sekisho_store::prelude::*;
 use serde::Deserialize;
 use std::sync::Arc;
 

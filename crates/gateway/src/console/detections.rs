@@ -10,6 +10,7 @@ use axum::response::Response;
 use http::StatusCode;
 use sekisho_core::Threat;
 use sekisho_store::detections::DetectionFilter;
+use sekisho_store::prelude::*;
 use serde::Deserialize;
 use std::sync::Arc;
 

@@ -17,6 +17,7 @@ use http::StatusCode;
 use sekisho_core::{DeviceStatus, Field, Sim};
 use sekisho_store::history::Filter;
 use sekisho_store::outbox::OutboxCounts;
+use sekisho_store::prelude::*;
 use serde::Deserialize;
 use std::sync::Arc;
 

@@ -14,6 +14,7 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use http::StatusCode;
 use sekisho_core::{AuthMode, Role};
+use sekisho_store::prelude::*;
 use serde::Deserialize;
 use std::sync::Arc;
 

@@ -13,6 +13,7 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use http::StatusCode;
 use sekisho_core::ActionState;
+use sekisho_store::prelude::*;
 use sekisho_store::response::{ActionFilter, ActionRow};
 use serde::Deserialize;
 use std::sync::Arc;

@@ -7,6 +7,7 @@ use crate::error::ApiResult;
 use sekisho_core::{Device, DeviceId, DeviceStatus, Field, FieldId};
 use sekisho_store::history::{AuthAttemptRow, MessageMeta};
 use sekisho_store::outbox::OutboxCounts;
+use sekisho_store::prelude::*;
 
 /// Unix milliseconds as `YYYY-MM-DD HH:MM:SS` (UTC).
 pub fn when(ms: i64) -> String {

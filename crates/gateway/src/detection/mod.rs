@@ -21,6 +21,7 @@ use sekisho_detect::rules::{self, AuthFacts, MessageFacts, SharedIps, Windows};
 use sekisho_detect::silence::Wheel;
 use sekisho_detect::state::{self, SCHEDULED};
 use sekisho_detect::{Compiled, DeviceState, Finding, Template};
+use sekisho_store::prelude::*;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -9,6 +9,7 @@ use sekisho_core::{DeviceId, FieldId, RuleId};
 use sekisho_detect::template::ScriptTrigger;
 use sekisho_detect::{Finding, Template};
 use sekisho_script::{Emitted, Limits, Program};
+use sekisho_store::prelude::*;
 use sekisho_store::{Store, now_ms};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -10,6 +10,7 @@ use sekisho_bus::{Bus, DetectionEvent};
 use sekisho_core::{RuleId, Severity, Threat};
 use sekisho_store::Store;
 use sekisho_store::detections::NewDetection;
+use sekisho_store::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use sekisho_bus::{Received, ReceivedAuth};
 use sekisho_core::{DeviceStatus, ErrorCode};
+use sekisho_store::prelude::*;
 use sekisho_store::records::Record;
 use sekisho_store::{AuthAttempt, now_ms};
 use serde::{Deserialize, Serialize};

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use sekisho_core::ErrorCode;
 use sekisho_store::now_ms;
+use sekisho_store::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::ToSchema;

@@ -12,6 +12,7 @@ use crate::registry::DeviceEntry;
 use sekisho_core::{Action, ActionState, Device, DeviceId, DeviceStatus};
 use sekisho_store::history::Filter;
 use sekisho_store::now_ms;
+use sekisho_store::prelude::*;
 use sekisho_store::response::ActionRow;
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering;

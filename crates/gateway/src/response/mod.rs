@@ -26,6 +26,7 @@ use sekisho_core::{Action, ActionState};
 use sekisho_detect::template::ScriptTrigger;
 use sekisho_store::detections::DetectionRow;
 use sekisho_store::now_ms;
+use sekisho_store::prelude::*;
 use sekisho_store::response::{NewAction, NewDecision};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

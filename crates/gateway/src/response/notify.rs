@@ -12,6 +12,7 @@ use crate::app::App;
 use sekisho_core::Action;
 use sekisho_notify::text::{Incident, Lang, incident_mail, webhook_body};
 use sekisho_notify::{Mail, Webhook};
+use sekisho_store::prelude::*;
 use sekisho_store::response::{ActionFilter, ActionRow};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
