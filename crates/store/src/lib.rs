@@ -12,6 +12,8 @@
 
 pub mod audit;
 pub mod carrier;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 pub mod detections;
 pub mod history;
 pub mod outbox;
@@ -324,4 +326,10 @@ mod tests {
         assert_eq!(format!("{k:?}"), "DbKey(<redacted>)");
         assert!(DbKey::from_hex("abc").is_none());
     }
+}
+
+/// The conformance suite on the SQLite backend.
+#[cfg(test)]
+mod sqlite_conformance {
+    crate::conformance_suite!(crate::test_util::open_temp);
 }
