@@ -1,9 +1,34 @@
-//! The response playbook of a template, typed: its rules (first match wins) and the simple
-//! threat → actions form. Compiled from the template's text, every problem listed.
+//! The response playbook of a template: its rules as written ([`PlaybookRule`], names as text so
+//! that every wrong one can be listed) and compiled ([`Playbook`]: typed, first match wins, then
+//! the simple threat → actions form).
 
-use crate::template::PlaybookRule;
 use sekisho_core::{Action, Rule, RuleId, Severity, Threat};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use utoipa::ToSchema;
+
+/// One rule of the response playbook: when a detection matches every condition given, these actions
+/// run (the first matching rule wins; no match falls back to `actions[threat]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlaybookRule {
+    /// Shown in records (`[a-z0-9_-]+`).
+    pub name: String,
+    /// Threats it applies to; empty: any.
+    #[serde(default)]
+    pub threats: Vec<String>,
+    /// Rules it applies to, exactly or by prefix (`sim.*`); empty: any.
+    #[serde(default)]
+    pub rules: Vec<String>,
+    /// At least this severity.
+    #[serde(default)]
+    pub min_severity: Option<Severity>,
+    /// Only devices marked critical (`true`) or only the others (`false`).
+    #[serde(default)]
+    pub critical: Option<bool>,
+    /// In order. Disruptive ones on a critical device wait for approval.
+    pub actions: Vec<String>,
+}
 
 /// A template's playbook, ready to decide.
 #[derive(Clone, Debug, Default, PartialEq)]

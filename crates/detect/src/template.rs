@@ -3,7 +3,7 @@
 //! JSON (the admin API); both are this one type. [`Template::compile`] checks everything and lists every
 //! problem; a field only ever runs a compiled template.
 
-pub use crate::playbook::Playbook;
+pub use crate::playbook::{Playbook, PlaybookRule};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -239,29 +239,6 @@ pub struct ScriptDef {
     #[serde(default)]
     pub every: Option<Span>,
     pub source: String,
-}
-
-/// One rule of the response playbook: when a detection matches every condition given, these actions
-/// run (the first matching rule wins; no match falls back to `actions[threat]`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PlaybookRule {
-    /// Shown in records (`[a-z0-9_-]+`).
-    pub name: String,
-    /// Threats it applies to; empty: any.
-    #[serde(default)]
-    pub threats: Vec<String>,
-    /// Rules it applies to, exactly or by prefix (`sim.*`); empty: any.
-    #[serde(default)]
-    pub rules: Vec<String>,
-    /// At least this severity.
-    #[serde(default)]
-    pub min_severity: Option<crate::Severity>,
-    /// Only devices marked critical (`true`) or only the others (`false`).
-    #[serde(default)]
-    pub critical: Option<bool>,
-    /// In order. Disruptive ones on a critical device wait for approval.
-    pub actions: Vec<String>,
 }
 
 /// How the response worker treats this field's detections.
