@@ -28,6 +28,8 @@ pub struct App {
     pub device_ca: Option<Ca>,
     pub stats: Stats,
     pub started_at: i64,
+    /// The gateway's time: the wall clock, or a clock a test moves by hand.
+    pub clock: sekisho_core::clock::SharedClock,
     /// Announces new fields to the cloud connector.
     pub new_fields: tokio::sync::mpsc::UnboundedSender<sekisho_core::FieldId>,
     /// Threat detection: templates, device states, silence.
@@ -77,6 +79,7 @@ pub enum CarrierSource {
 /// What `App::new` wires in besides the configuration and the store.
 pub struct Parts {
     pub registry: Arc<Registry>,
+    pub clock: sekisho_core::clock::SharedClock,
     pub device_ca: Option<Ca>,
     pub now: i64,
     pub new_fields: tokio::sync::mpsc::UnboundedSender<sekisho_core::FieldId>,
@@ -109,6 +112,7 @@ impl App {
     pub fn new(config: Config, store: Store, parts: Parts) -> Self {
         let Parts {
             registry,
+            clock,
             device_ca,
             now,
             new_fields,
@@ -133,6 +137,7 @@ impl App {
             device_ca,
             stats: Stats::default(),
             started_at: now,
+            clock,
             new_fields,
             detector,
             received: bus.received(),

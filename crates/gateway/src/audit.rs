@@ -10,7 +10,6 @@ use crate::detection::Found;
 use sekisho_core::{Device, DeviceId, FieldId};
 use sekisho_detect::audit::{self, Baseline, SelfReport};
 use sekisho_detect::template::ScriptTrigger;
-use sekisho_store::now_ms;
 use sekisho_store::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -169,7 +168,7 @@ fn recorded(f: &sekisho_detect::Finding) -> serde_json::Value {
 
 /// After the field's baseline changed: audits every device's latest report against it.
 pub async fn reaudit_field(app: &App, field: &FieldId) -> sekisho_store::Result<usize> {
-    let now = now_ms();
+    let now = app.clock.now_ms();
     let mut n = 0;
     for s in app.store.latest_states_since(&field.0, 0).await? {
         let Some(entry) = app.registry.device(&DeviceId(s.device_id.clone())) else {
@@ -224,7 +223,7 @@ async fn check_silence(
     {
         return Ok(());
     }
-    let now = now_ms();
+    let now = app.clock.now_ms();
     for (field, device, last) in app.store.last_reports().await? {
         let id = DeviceId(device.clone());
         if reported.get(&id) == Some(&last) || app.registry.device(&id).is_none() {

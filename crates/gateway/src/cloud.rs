@@ -13,7 +13,6 @@
 use crate::app::App;
 use sekisho_core::backoff::Backoff;
 use sekisho_core::{CloudDestination, FieldId};
-use sekisho_store::now_ms;
 use sekisho_store::outbox::Pending;
 use sekisho_store::prelude::*;
 use std::sync::Arc;
@@ -161,7 +160,7 @@ async fn forward_field(app: Arc<App>, field_id: FieldId, mut shutdown: watch::Re
         let Some(field) = app.registry.field(&field_id) else {
             return;
         };
-        let now = now_ms();
+        let now = app.clock.now_ms();
         // Expiry is a scan of the oldest pending rows: once every few seconds is enough.
         if now >= next_expiry {
             next_expiry = now + EXPIRY_EVERY_MS;
@@ -293,7 +292,7 @@ async fn forward_field(app: Arc<App>, field_id: FieldId, mut shutdown: watch::Re
 
 async fn delivered(app: &App, field: &FieldId, batch: &[Pending]) {
     let seqs: Vec<i64> = batch.iter().map(|m| m.seq).collect();
-    if let Err(e) = app.store.mark_forwarded(&seqs, now_ms()).await {
+    if let Err(e) = app.store.mark_forwarded(&seqs, app.clock.now_ms()).await {
         tracing::error!(field = %field, error = %e, "could not mark messages forwarded; they will be resent");
     }
     app.stats
@@ -304,7 +303,7 @@ async fn delivered(app: &App, field: &FieldId, batch: &[Pending]) {
 async fn dead_letter(app: &App, field: &FieldId, m: &Pending, why: &str) {
     if let Err(e) = app
         .store
-        .dead_letter(field.as_str(), &[m.seq], why, now_ms())
+        .dead_letter(field.as_str(), &[m.seq], why, app.clock.now_ms())
         .await
     {
         tracing::error!(field = %field, message = %m.id, error = %e, "could not dead-letter a message; it stays pending");

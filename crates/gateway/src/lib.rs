@@ -38,7 +38,7 @@ use listener::ListenerSpec;
 use registry::Registry;
 use sekisho_bus::{Bus, LocalBus};
 use sekisho_store::prelude::*;
-use sekisho_store::{DbKey, StoreOptions, now_ms};
+use sekisho_store::{DbKey, StoreOptions};
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
@@ -145,11 +145,13 @@ pub fn load_config(
 }
 
 /// Opens the store, loads the registry, serves both listeners and forwards to the clouds until
-/// `shutdown` completes.
+/// `shutdown` completes. Everything that keeps domain time (receive times, silence, tokens and
+/// sessions, retries) asks `clock`; timeouts that guard I/O stay on tokio's timer.
 pub async fn run(
     listeners: Listeners,
     config: Config,
     key: DbKey,
+    clock: sekisho_core::clock::SharedClock,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let opts = StoreOptions {
@@ -160,7 +162,7 @@ pub async fn run(
         pool_size: 4,
     };
     let store = sekisho_store::open(&config.store.path, &key, opts).await?;
-    let now = now_ms();
+    let now = clock.now_ms();
     let registry = Arc::new(Registry::load(&store, now).await?);
     let (device_tls, device_cert) = listener::server_config(
         &config.device.cert,
@@ -218,6 +220,7 @@ pub async fn run(
     ));
     let parts = app::Parts {
         registry,
+        clock,
         device_ca,
         now,
         new_fields,
@@ -349,7 +352,7 @@ async fn housekeeping(app: Arc<App>, mut stopped: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = stopped.changed() => return,
         }
-        let now = now_ms();
+        let now = app.clock.now_ms();
         app.registry.purge_tokens(now);
         if let Err(e) = app.store.purge_tokens(now).await {
             tracing::warn!(error = %e, "token purge failed");

@@ -13,7 +13,6 @@ use crate::app::App;
 use crate::detection::Found;
 use sekisho_core::{DeviceId, FieldId};
 use sekisho_detect::{Finding, Severity, Threat};
-use sekisho_store::now_ms;
 use sekisho_store::prelude::*;
 use sekisho_store::update::CampaignRow;
 use sekisho_update::{PublicKey, SigningKey};
@@ -173,7 +172,7 @@ pub async fn on_result(
     let Some(c) = app.store.campaign_by_sequence(&field.0, sequence).await? else {
         return Ok(None);
     };
-    let now = now_ms();
+    let now = app.clock.now_ms();
     let state = if applied { "applied" } else { "rejected" };
     app.store
         .set_progress(c.id, device.as_str(), state, reason, now)
@@ -236,7 +235,7 @@ pub async fn on_report(
     for c in app.store.campaigns(field).await? {
         if shows(&c, report) {
             app.store
-                .set_progress(c.id, device, "confirmed", None, now_ms())
+                .set_progress(c.id, device, "confirmed", None, app.clock.now_ms())
                 .await?;
             // The campaign's command, and any update the response asked of the device, are done.
             app.store.close_update_requests(device, "done").await?;

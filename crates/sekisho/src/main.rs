@@ -341,6 +341,7 @@ async fn serve(a: ServeArgs, run: RunArgs) -> ExitCode {
         },
         config,
         key,
+        std::sync::Arc::new(sekisho_core::SystemClock),
         shutdown_signal(),
     )
     .await

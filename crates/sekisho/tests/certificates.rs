@@ -104,7 +104,7 @@ async fn presented(gw: &common::Gateway) -> Vec<u8> {
 
 fn sighup(gw: &common::Gateway) {
     let ok = Command::new("kill")
-        .args(["-HUP", &gw.child.id().to_string()])
+        .args(["-HUP", &gw.pid().to_string()])
         .status()
         .unwrap();
     assert!(ok.success());

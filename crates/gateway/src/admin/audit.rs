@@ -12,7 +12,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use sekisho_detect::audit::{Baseline, SelfReport, propose};
 use sekisho_detect::template::Span;
-use sekisho_store::now_ms;
 use sekisho_store::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -89,7 +88,13 @@ async fn store(
     let body = serde_json::to_string(b).map_err(ApiError::internal)?;
     let version = app
         .store
-        .put_baseline(field, device, &caller.user.username, &body, now_ms())
+        .put_baseline(
+            field,
+            device,
+            &caller.user.username,
+            &body,
+            app.clock.now_ms(),
+        )
         .await?;
     let target = if device.is_empty() { field } else { device };
     caller
@@ -209,7 +214,7 @@ pub async fn learn(
     ApiJson(l): ApiJson<Learn>,
 ) -> ApiResult<Json<Learning>> {
     let f = caller.managed_field(&app, &field)?;
-    let now = now_ms();
+    let now = app.clock.now_ms();
     if l.duration.secs() == 0 {
         return Err(ApiError::invalid(vec![
             "duration: must be more than 0".into(),

@@ -14,7 +14,6 @@ use axum::extract::{Path, State};
 use http::{HeaderMap, StatusCode};
 use sekisho_core::{Device, DeviceId, DeviceStatus, ErrorCode, Field, Sim};
 use sekisho_store::history::Filter;
-use sekisho_store::now_ms;
 use sekisho_store::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -137,7 +136,7 @@ pub(crate) async fn register_device(
     if !problems.is_empty() {
         return Err(ApiError::invalid(problems));
     }
-    let now = now_ms();
+    let now = app.clock.now_ms();
     let device = Device {
         id: DeviceId::from_random(crypto::random()),
         field_id: f.id.clone(),
@@ -371,7 +370,7 @@ async fn register_cert(
 ) -> ApiResult<Device> {
     let f = caller.managed_field(app, field)?;
     let entry = device_in(app, &f, device)?;
-    let now = now_ms();
+    let now = app.clock.now_ms();
     app.store
         .set_device_cert(&entry.device.id, Some(fp), now)
         .await?;

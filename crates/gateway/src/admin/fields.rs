@@ -10,7 +10,6 @@ use axum::Json;
 use axum::extract::{Path, State};
 use http::StatusCode;
 use sekisho_core::{AuthMode, CloudDestination, Field, FieldId, FieldLimits, Role};
-use sekisho_store::now_ms;
 use sekisho_store::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -158,7 +157,7 @@ pub(crate) async fn create_field(app: &App, caller: &Caller, req: CreateField) -
         auth_mode: req.auth_mode.unwrap_or_default(),
         limits,
         cloud: req.cloud,
-        created_at: now_ms(),
+        created_at: app.clock.now_ms(),
     };
     app.store.insert_field(&field).await?;
     if let Some(t) = template {

@@ -23,7 +23,6 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
 use sekisho_core::{ErrorCode, Role};
-use sekisho_store::now_ms;
 use sekisho_store::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -72,8 +71,9 @@ pub(crate) fn header_code(headers: &HeaderMap) -> Option<&str> {
         .map(|v| v.to_str().unwrap_or_default())
 }
 
-fn now_secs() -> u64 {
-    u64::try_from(now_ms() / 1000).unwrap_or(0)
+/// The gateway's time in seconds, for TOTP steps.
+fn now_secs(app: &App) -> u64 {
+    u64::try_from(app.clock.now_ms() / 1000).unwrap_or(0)
 }
 
 impl Caller {
@@ -100,7 +100,7 @@ impl Caller {
             ));
         };
         let key = format!("totp:{}", self.user.username);
-        let now = now_ms();
+        let now = app.clock.now_ms();
         if let Some(wait) = app.login_failures.blocked(&key, now) {
             tracing::warn!(username = %self.user.username, "second factor refused: locked after repeated failures");
             return Err(ApiError::new(
@@ -110,7 +110,7 @@ impl Caller {
             .retry_after(wait));
         }
         let last = state.last_step.and_then(|s| u64::try_from(s).ok());
-        let (reason, message) = match totp::verify(&secret, code, now_secs(), last) {
+        let (reason, message) = match totp::verify(&secret, code, now_secs(app), last) {
             Check::Valid(step) if app.store.use_totp_step(&self.user.id, step as i64).await? => {
                 app.login_failures.clear(&key);
                 return Ok(());
@@ -175,7 +175,7 @@ pub(crate) async fn confirm_enrolment(app: &App, caller: &Caller, code: &str) ->
         })?,
         None => return Err(ApiError::not_found("user")),
     };
-    let Check::Valid(step) = totp::verify(&secret, code, now_secs(), None) else {
+    let Check::Valid(step) = totp::verify(&secret, code, now_secs(app), None) else {
         return Err(ApiError::new(
             ErrorCode::InvalidRequest,
             "code: not the current code of the pending secret (check the app's secret and the \

@@ -30,7 +30,6 @@ use axum::extract::{DefaultBodyLimit, FromRequestParts};
 use axum::routing::{get, post};
 use http::request::Parts;
 use sekisho_core::{ErrorCode, Field, FieldId, Role};
-use sekisho_store::now_ms;
 use sekisho_store::prelude::*;
 use sekisho_store::users::UserRow;
 use std::sync::Arc;
@@ -267,7 +266,13 @@ impl Caller {
         tracing::info!(actor = %self.user.username, action, target, "admin action");
         if let Err(e) = app
             .store
-            .log_admin(now_ms(), &self.user.username, action, target, detail)
+            .log_admin(
+                app.clock.now_ms(),
+                &self.user.username,
+                action,
+                target,
+                detail,
+            )
             .await
         {
             tracing::error!(error = %e, "admin log write failed");
@@ -304,7 +309,7 @@ impl FromRequestParts<Arc<App>> for Caller {
         let hash = crypto::sha256(token.as_bytes());
         let user_id = app
             .store
-            .session_user(&hash, now_ms())
+            .session_user(&hash, app.clock.now_ms())
             .await?
             .ok_or_else(unauthorized)?;
         let user = app.store.user(&user_id).await?.ok_or_else(unauthorized)?;

@@ -15,7 +15,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use http::HeaderMap;
 use sekisho_core::{Action, ActionState, ErrorCode};
-use sekisho_store::now_ms;
 use sekisho_store::prelude::*;
 use sekisho_store::response::{ActionFilter, ActionRow, NewAction};
 use serde::{Deserialize, Serialize};
@@ -281,7 +280,7 @@ pub(crate) async fn approve_action(
             ActionState::AwaitingApproval,
             ActionState::Pending,
             Some(&by),
-            now_ms(),
+            app.clock.now_ms(),
         )
         .await?
     {
@@ -321,7 +320,7 @@ pub(crate) async fn reject_action(app: &App, caller: &Caller, id: i64) -> ApiRes
             ActionState::AwaitingApproval,
             ActionState::Rejected,
             Some(&by),
-            now_ms(),
+            app.clock.now_ms(),
         )
         .await?
     {
@@ -357,7 +356,7 @@ async fn run_now(
         input: undo_of_id.map(|id| serde_json::json!({"undo_of": id}).to_string()),
         undo_of: undo_of_id,
     };
-    let now = now_ms();
+    let now = app.clock.now_ms();
     let id = app.store.insert_action(&new, now).await?;
     let row = app
         .store

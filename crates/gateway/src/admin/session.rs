@@ -11,7 +11,6 @@ use axum::extract::FromRequestParts;
 use axum::extract::State;
 use axum::http::request::Parts;
 use sekisho_core::{ErrorCode, Role};
-use sekisho_store::now_ms;
 use sekisho_store::prelude::*;
 use sekisho_store::users::UserRow;
 use serde::{Deserialize, Serialize};
@@ -77,7 +76,7 @@ pub(crate) async fn open_session(
     username: &str,
     password: &str,
 ) -> ApiResult<NewSession> {
-    let now = now_ms();
+    let now = app.clock.now_ms();
     if let Some(wait) = app.login_failures.blocked(username, now) {
         tracing::warn!(username = %username, "login refused: locked after repeated failures");
         return Err(ApiError::new(

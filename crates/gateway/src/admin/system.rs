@@ -11,7 +11,6 @@ use axum::Json;
 use axum::extract::State;
 use http::StatusCode;
 use sekisho_core::{FieldId, Role, UserId};
-use sekisho_store::now_ms;
 use sekisho_store::prelude::*;
 use sekisho_store::users::UserRow;
 use serde::{Deserialize, Serialize};
@@ -139,7 +138,7 @@ pub(crate) async fn status_of(app: &App) -> ApiResult<Status> {
     Ok(Status {
         version: env!("CARGO_PKG_VERSION").into(),
         started_at: sekisho_core::time::rfc3339(app.started_at),
-        uptime_secs: (now_ms() - app.started_at) / 1000,
+        uptime_secs: (app.clock.now_ms() - app.started_at) / 1000,
         fields: app.registry.fields().len(),
         devices: app.registry.device_count(),
         device_listener: listener(&s.device_listener),
@@ -464,7 +463,7 @@ pub async fn create_user(
         password_hash,
         role: req.role,
         fields,
-        created_at: now_ms(),
+        created_at: app.clock.now_ms(),
         mfa_enabled: false,
     };
     app.store.insert_user(&user).await?;

@@ -15,7 +15,6 @@ use sekisho_core::ErrorCode;
 use sekisho_detect::Template;
 use sekisho_detect::template::LIBRARY;
 use sekisho_store::detections::{DetectionFilter, ScriptFault};
-use sekisho_store::now_ms;
 use sekisho_store::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -197,7 +196,12 @@ pub(crate) async fn apply(
     let (compiled, scripts) = compiled;
     let version = app
         .store
-        .insert_template(field.as_str(), &caller.user.username, &json, now_ms())
+        .insert_template(
+            field.as_str(),
+            &caller.user.username,
+            &json,
+            app.clock.now_ms(),
+        )
         .await?;
     app.detector.scripts.set(field, scripts);
     if let Some(caps) = app.device_caps.get() {
@@ -233,7 +237,7 @@ pub async fn put_template(
     let version = apply(&app, &caller, &f.id, t.clone()).await?;
     Ok(Json(FieldTemplate {
         version,
-        created_at: Some(at(now_ms())),
+        created_at: Some(at(app.clock.now_ms())),
         created_by: Some(caller.user.username.clone()),
         template: t,
     }))

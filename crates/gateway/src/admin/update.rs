@@ -11,7 +11,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use http::HeaderMap;
 use sekisho_core::{ErrorCode, Role};
-use sekisho_store::now_ms;
 use sekisho_store::prelude::*;
 use sekisho_store::update::{ArtifactRow, CampaignRow, NewCampaign, ProgressRow};
 use serde::{Deserialize, Serialize};
@@ -117,7 +116,7 @@ pub async fn upload(
         kind: q.kind,
         version: q.version,
         name: q.name.unwrap_or_default(),
-        at: now_ms(),
+        at: app.clock.now_ms(),
         by: caller.user.username.clone(),
     };
     app.store.insert_artifact(&row).await?;
@@ -343,7 +342,7 @@ pub async fn approve(
     }
     caller.second_factor(&app, &headers).await?;
     let sequence = app.store.next_sequence(&f.id.0).await?;
-    let now = now_ms();
+    let now = app.clock.now_ms();
     let manifest = sekisho_update::Manifest {
         kind: if a.kind == "firmware" {
             sekisho_update::Kind::Firmware

@@ -7,7 +7,6 @@ use crate::app::App;
 use sekisho_carrier::{Call, CarrierError, Op, SimId, SimStatus, SimUsage};
 use sekisho_core::Device;
 use sekisho_store::carrier::SimActionRow;
-use sekisho_store::now_ms;
 use sekisho_store::prelude::*;
 
 /// The identifier the carrier is asked about: the IMSI (every connector addresses SIMs by it).
@@ -35,7 +34,7 @@ async fn record<T>(
 ) -> Outcome<T> {
     let mut row = SimActionRow {
         id: 0,
-        at: now_ms(),
+        at: app.clock.now_ms(),
         field_id: Some(device.field_id.0.clone()),
         device_id: Some(device.id.0.clone()),
         sim: device

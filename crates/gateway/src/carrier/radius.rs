@@ -184,7 +184,7 @@ pub async fn serve(
                 continue;
             }
         };
-        let now = sekisho_store::now_ms();
+        let now = app.clock.now_ms();
         since_prune += 1;
         if since_prune >= 1024 {
             since_prune = 0;

@@ -69,10 +69,10 @@ pub async fn silence_worker(
     app: Arc<crate::app::App>,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
+        // On the gateway's clock: a test that moves it sees the silence steps at once.
         tokio::select! {
-            _ = tick.tick() => {}
+            _ = app.clock.sleep(std::time::Duration::from_secs(1)) => {}
             _ = stopped.changed() => return,
         }
         let live = |d: &DeviceId| {
@@ -80,7 +80,7 @@ pub async fn silence_worker(
                 .device(d)
                 .is_some_and(|e| e.device.status == sekisho_core::DeviceStatus::Active)
         };
-        app.detector.check_silence(sekisho_store::now_ms(), live);
+        app.detector.check_silence(app.clock.now_ms(), live);
     }
 }
 

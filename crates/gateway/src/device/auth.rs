@@ -13,9 +13,9 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use sekisho_bus::{Received, ReceivedAuth};
 use sekisho_core::{DeviceStatus, ErrorCode};
+use sekisho_store::AuthAttempt;
 use sekisho_store::prelude::*;
 use sekisho_store::records::Record;
-use sekisho_store::{AuthAttempt, now_ms};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -64,7 +64,7 @@ pub async fn token(
     Extension(conn): Extension<ConnInfo>,
     req: Request,
 ) -> Response {
-    let now = now_ms();
+    let now = app.clock.now_ms();
     let mut attempt = AuthAttempt {
         at: now,
         field_id: None,

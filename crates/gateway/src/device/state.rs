@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use sekisho_core::ErrorCode;
 use sekisho_detect::audit::SelfReport;
-use sekisho_store::now_ms;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,7 +40,7 @@ pub async fn report(
     Extension(conn): Extension<ConnInfo>,
     req: Request,
 ) -> Response {
-    let now = now_ms();
+    let now = app.clock.now_ms();
     let (parts, body) = req.into_parts();
     // A refused report is recorded and judged like refused telemetry (broken JSON is a detection).
     let mut rec = base_record(&conn, &parts.headers, now);

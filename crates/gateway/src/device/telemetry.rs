@@ -16,8 +16,8 @@ use http::{HeaderMap, StatusCode};
 use sekisho_bus::{Received, ReceivedMessage};
 use sekisho_core::telemetry::{self, BodyError, TelemetryMeta};
 use sekisho_core::{AuthMode, DeviceId, DeviceStatus, ErrorCode, Field, MessageId};
+use sekisho_store::MessageRecord;
 use sekisho_store::records::Record;
-use sekisho_store::{MessageRecord, now_ms};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -203,7 +203,7 @@ pub(super) fn base_record(conn: &ConnInfo, headers: &HeaderMap, now: i64) -> Mes
 }
 
 async fn ingest(app: Arc<App>, conn: ConnInfo, req: Request, is_batch: bool) -> Response {
-    let now = now_ms();
+    let now = app.clock.now_ms();
     let (parts, body) = req.into_parts();
     let declared = content_length(&parts.headers);
     let mut base = base_record(&conn, &parts.headers, now);

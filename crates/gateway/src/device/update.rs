@@ -11,7 +11,6 @@ use axum::extract::{Extension, Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use sekisho_core::ErrorCode;
-use sekisho_store::now_ms;
 use sekisho_store::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -36,7 +35,7 @@ pub async fn check(
     Extension(conn): Extension<ConnInfo>,
     req: Request,
 ) -> Response {
-    let now = now_ms();
+    let now = app.clock.now_ms();
     let authed = match authenticate(&app, &conn, req.headers(), now, true) {
         Ok(a) => a,
         Err((e, _)) => return e.into_response(),
@@ -74,7 +73,7 @@ pub async fn artifact(
     Path(sha256): Path<String>,
     req: Request,
 ) -> Response {
-    let authed = match authenticate(&app, &conn, req.headers(), now_ms(), true) {
+    let authed = match authenticate(&app, &conn, req.headers(), app.clock.now_ms(), true) {
         Ok(a) => a,
         Err((e, _)) => return e.into_response(),
     };
@@ -122,7 +121,7 @@ pub async fn result(
     headers: http::HeaderMap,
     ApiJson(r): ApiJson<UpdateResult>,
 ) -> Response {
-    let authed = match authenticate(&app, &conn, &headers, now_ms(), true) {
+    let authed = match authenticate(&app, &conn, &headers, app.clock.now_ms(), true) {
         Ok(a) => a,
         Err((e, _)) => return e.into_response(),
     };

@@ -11,7 +11,6 @@ use crate::carrier::control;
 use crate::registry::DeviceEntry;
 use sekisho_core::{Action, ActionState, Device, DeviceId, DeviceStatus};
 use sekisho_store::history::Filter;
-use sekisho_store::now_ms;
 use sekisho_store::prelude::*;
 use sekisho_store::response::ActionRow;
 use serde_json::{Value, json};
@@ -62,7 +61,7 @@ pub enum Outcome {
 pub async fn run(app: &App, a: ActionRow) {
     let attempt = a.attempts as u32 + 1;
     let result = execute(app, &a).await;
-    let now = now_ms();
+    let now = app.clock.now_ms();
     let stats = &app.response_stats;
     let recorded = match result {
         Ok(Outcome::Done(out)) => {
@@ -177,7 +176,7 @@ async fn act(app: &App, a: &ActionRow) -> Result<Value, ActionError> {
             let id = app
                 .store
                 .request_update(
-                    now_ms(),
+                    app.clock.now_ms(),
                     &device.field_id.0,
                     &device.id.0,
                     Some(a.id),
@@ -205,7 +204,7 @@ async fn act(app: &App, a: &ActionRow) -> Result<Value, ActionError> {
             let id = app
                 .store
                 .insert_report(
-                    now_ms(),
+                    app.clock.now_ms(),
                     &device.field_id.0,
                     &device.id.0,
                     Some(a.id),
@@ -241,7 +240,7 @@ pub async fn apply_status(
     entry: &DeviceEntry,
     status: DeviceStatus,
 ) -> sekisho_store::Result<Device> {
-    let now = now_ms();
+    let now = app.clock.now_ms();
     if entry.device.status != status {
         app.store
             .set_device_status(&entry.device.id, status, now)
@@ -301,7 +300,7 @@ pub async fn collect(app: &App, device: &Device) -> Result<Value, ActionError> {
         json!({"registered": s, "session": session})
     });
     Ok(json!({
-        "collected_at": sekisho_core::time::rfc3339(now_ms()),
+        "collected_at": sekisho_core::time::rfc3339(app.clock.now_ms()),
         "device": {"id": device.id.0, "field_id": device.field_id.0, "unique_id": device.unique_id,
             "name": device.name, "status": device.status.as_str(), "critical": device.critical,
             "created_at": sekisho_core::time::rfc3339(device.created_at),

@@ -25,7 +25,6 @@ use crate::app::App;
 use sekisho_core::{Action, ActionState};
 use sekisho_detect::template::ScriptTrigger;
 use sekisho_store::detections::DetectionRow;
-use sekisho_store::now_ms;
 use sekisho_store::prelude::*;
 use sekisho_store::response::{NewAction, NewDecision};
 use std::sync::Arc;
@@ -145,7 +144,7 @@ async fn decider(app: Arc<App>, mut stopped: watch::Receiver<bool>) {
 
 /// Decides every recent detection that has no decision at its severity.
 async fn catch_up(app: &App) {
-    let since = now_ms() - app.config.response.catch_up_hours as i64 * 3_600_000;
+    let since = app.clock.now_ms() - app.config.response.catch_up_hours as i64 * 3_600_000;
     loop {
         match app.store.undecided_detections(since, 200).await {
             Ok(rows) if rows.is_empty() => return,
@@ -207,7 +206,7 @@ pub async fn decide(app: &App, d: DetectionRow) -> anyhow::Result<Option<i64>> {
             notes.push("no registered device: device actions skipped".into());
         }
     }
-    let now = now_ms();
+    let now = app.clock.now_ms();
     // One incident, one set of actions: a repeat within the suppression window takes none, unless it
     // is more severe than what was acted on.
     let mut suppressed_by = None;
@@ -303,7 +302,7 @@ async fn run_scripts(
 
 /// Runs due actions until `stopped`.
 async fn executor(app: Arc<App>, mut stopped: watch::Receiver<bool>) {
-    match app.store.recover_running(now_ms()).await {
+    match app.store.recover_running(app.clock.now_ms()).await {
         Ok((0, 0)) => {}
         Ok((requeued, interrupted)) => {
             tracing::warn!(
@@ -316,7 +315,7 @@ async fn executor(app: Arc<App>, mut stopped: watch::Receiver<bool>) {
     }
     let permits = Arc::new(Semaphore::new(app.config.response.concurrency.max(1)));
     loop {
-        let now = now_ms();
+        let now = app.clock.now_ms();
         match app.store.due_actions(now, NOTIFY_HOLD_MS, 64).await {
             Ok(due) => {
                 for a in due {
@@ -344,7 +343,9 @@ async fn executor(app: Arc<App>, mut stopped: watch::Receiver<bool>) {
             Err(e) => tracing::error!(error = %e, "reading due actions failed"),
         }
         let wait = match app.store.next_due().await {
-            Ok(Some(at)) => Duration::from_millis((at - now_ms()).clamp(200, 5_000) as u64),
+            Ok(Some(at)) => {
+                Duration::from_millis((at - app.clock.now_ms()).clamp(200, 5_000) as u64)
+            }
             _ => Duration::from_secs(5),
         };
         tokio::select! {

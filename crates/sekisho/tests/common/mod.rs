@@ -1,4 +1,5 @@
-//! Test utilities: a real `sekisho` process on loopback (init, serve, SIGKILL, restart), HTTPS clients
+//! Test utilities: a real `sekisho` process on loopback (init, serve, SIGKILL, restart) or the same
+//! gateway in this test's process on a clock the test moves ([`Gateway::in_process`]), HTTPS clients
 //! that trust its CA, and a real HTTPS cloud receiver that records what it gets and can fail on demand.
 #![allow(dead_code)]
 
@@ -74,10 +75,19 @@ pub fn configure(dir: &Path, changes: &[(&str, &str, toml::Value)]) {
     std::fs::write(&path, toml::to_string(&t).unwrap()).unwrap();
 }
 
-/// A running gateway process.
+/// How a gateway runs: a child process, or `sekisho_gateway::run` in this process.
+enum Runner {
+    Process(Child),
+    InProcess {
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+        task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    },
+}
+
+/// A running gateway.
 pub struct Gateway {
     pub dir: PathBuf,
-    pub child: Child,
+    runner: Runner,
     pub device: String,
     pub admin: String,
     /// The RADIUS accounting listener, when `[carrier.radius] listen` is set.
@@ -141,7 +151,7 @@ impl Gateway {
         let http = client(dir, None);
         Self {
             dir: dir.to_owned(),
-            child,
+            runner: Runner::Process(child),
             device,
             admin,
             radius,
@@ -150,10 +160,69 @@ impl Gateway {
         }
     }
 
+    /// The gateway in this test's process, initialised in `dir` if needed, on ephemeral loopback
+    /// ports, keeping its domain time on `clock`. Needs a multi-threaded test runtime.
+    pub async fn in_process(dir: &Path, clock: sekisho_core::clock::SharedClock) -> Self {
+        if !dir.join("sekisho.toml").exists() {
+            init(dir);
+        }
+        let any = Some("127.0.0.1:0".to_owned());
+        let (config, key) = sekisho_gateway::load_config(dir, any.clone(), any, None)
+            .unwrap_or_else(|p| panic!("configuration: {p:?}"));
+        let device = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (d, a) = (device.local_addr().unwrap(), admin.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let listeners = sekisho_gateway::Listeners {
+            device,
+            admin,
+            radius: None,
+            reload_tls: None,
+        };
+        let task = tokio::spawn(sekisho_gateway::run(listeners, config, key, clock, async {
+            let _ = stopped.await;
+        }));
+        let gw = Self {
+            dir: dir.to_owned(),
+            runner: Runner::InProcess {
+                stop: Some(stop),
+                task,
+            },
+            device: d.to_string(),
+            admin: a.to_string(),
+            radius: None,
+            http: client(dir, None),
+            log: Default::default(),
+        };
+        // Serving once the admin API answers.
+        let up = eventually(30, || async {
+            gw.http
+                .get(gw.aurl("/api/v1/openapi.json"))
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+        })
+        .await;
+        assert!(up.is_some(), "the in-process gateway did not start");
+        gw
+    }
+
+    /// The gateway's process id.
+    pub fn pid(&self) -> u32 {
+        match &self.runner {
+            Runner::Process(c) => c.id(),
+            Runner::InProcess { .. } => std::process::id(),
+        }
+    }
+
     /// Kills the process with SIGKILL (no shutdown code runs).
     pub fn kill9(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        let Runner::Process(child) = &mut self.runner else {
+            panic!("an in-process gateway cannot be killed");
+        };
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     /// SIGKILL, then start again on the same ports.
@@ -203,8 +272,18 @@ impl Gateway {
 
 impl Drop for Gateway {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        match &mut self.runner {
+            Runner::Process(child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Runner::InProcess { stop, task } => {
+                if let Some(s) = stop.take() {
+                    let _ = s.send(());
+                }
+                task.abort();
+            }
+        }
     }
 }
 
