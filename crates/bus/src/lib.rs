@@ -39,6 +39,7 @@ pub enum BusError {
 /// Counters of one topic, for `/metrics`.
 #[derive(Debug, Default)]
 pub struct TopicStats {
+    /// Events the topic took.
     pub published: AtomicU64,
     /// Publishes that waited because the queue was full (backpressure).
     pub waited: AtomicU64,
@@ -71,8 +72,7 @@ impl<T> Clone for Publisher<T> {
 impl<T: Send> Publisher<T> {
     /// Publishes `item`, waiting while the queue is full.
     pub async fn publish(&self, item: T) -> Result<(), BusError> {
-        self.stats.published.fetch_add(1, Ordering::Relaxed);
-        match &self.kind {
+        let sent = match &self.kind {
             PublisherKind::Local(s) => match s.try_send(item) {
                 Ok(()) => Ok(()),
                 Err(mpsc::error::TrySendError::Full(item)) => {
@@ -81,7 +81,11 @@ impl<T: Send> Publisher<T> {
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => Err(BusError::Closed(self.topic)),
             },
+        };
+        if sent.is_ok() {
+            self.stats.published.fetch_add(1, Ordering::Relaxed);
         }
+        sent
     }
 
     /// Events published and not yet taken by a subscriber.

@@ -346,20 +346,16 @@ async fn history_pages_and_filters_status_metrics_and_openapi() {
     assert!(st["store"]["commits"].as_i64().unwrap() >= 1);
     assert!(st["store"]["file_bytes"].as_i64().unwrap() > 0);
 
-    let metrics = gw
-        .http
-        .get(gw.aurl("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     assert!(
         metrics.contains("\nsekisho_messages_accepted_total 25\n"),
         "{metrics}"
     );
     assert!(metrics.contains("# TYPE sekisho_devices gauge"));
+    assert!(
+        gw.metric("received_published_total").await >= 25,
+        "every stored message went to detection"
+    );
     // Every metric is documented.
     let doc = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/api.md"),

@@ -246,15 +246,7 @@ async fn accounting_from_radclient_builds_the_live_sim_table() {
     assert_eq!(v["session"]["online"], false, "{v}");
     let r = radius_status(&admin).await;
     assert_eq!(r["sims_online"], 0, "{r}");
-    let metrics = gw
-        .http
-        .get(gw.aurl("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     assert!(
         metrics.contains("sekisho_radius_stored_total 1"),
         "{metrics}"

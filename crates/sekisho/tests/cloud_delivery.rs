@@ -311,22 +311,6 @@ async fn refused_and_expired_messages_are_dead_lettered_and_reported() {
     assert!(gw.log_text().contains("dead-lettered"));
 }
 
-async fn metric(gw: &Gateway, name: &str) -> u64 {
-    let text = gw
-        .http
-        .get(gw.aurl("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("sekisho_{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
-}
-
 #[tokio::test]
 async fn a_message_the_cloud_keeps_failing_never_stalls_the_field() {
     let dir = TempDir::new("poison");
@@ -370,7 +354,7 @@ async fn a_message_the_cloud_keeps_failing_never_stalls_the_field() {
         reason.contains("kept failing") && reason.contains("500"),
         "{reason}"
     );
-    assert_eq!(metric(&gw, "forward_poisoned_total").await, 1);
+    assert_eq!(gw.metric("forward_poisoned_total").await, 1);
 
     // A cloud that fails everything is down, not poisoned: nothing is dead-lettered, however many
     // attempts fail, and everything arrives once it is back.
@@ -378,14 +362,14 @@ async fn a_message_the_cloud_keeps_failing_never_stalls_the_field() {
     for n in 10..13 {
         assert_eq!(b.send(json!({"n": n})).await.0, 202);
     }
-    let before = metric(&gw, "forward_failures_total").await;
+    let before = gw.metric("forward_failures_total").await;
     let attempts = eventually(60, || async {
-        let n = metric(&gw, "forward_failures_total").await;
+        let n = gw.metric("forward_failures_total").await;
         (n >= before + 12).then_some(n)
     })
     .await;
     assert!(attempts.is_some(), "the forwarder keeps trying");
-    assert_eq!(metric(&gw, "forward_poisoned_total").await, 1);
+    assert_eq!(gw.metric("forward_poisoned_total").await, 1);
     let (_, dl) = admin
         .get(&format!("/api/v1/fields/{fid}/dead-letters"))
         .await;

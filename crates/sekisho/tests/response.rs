@@ -357,15 +357,7 @@ async fn a_hijack_mails_the_administrator_stops_the_device_and_suspends_its_sim(
     assert_eq!(d[1]["suppressed_by"], d[0]["id"]);
     assert!(d[1]["actions"].as_array().unwrap().is_empty());
     assert_eq!(smtp.mails().len(), 1);
-    let metrics =
-        e.gw.http
-            .get(e.gw.aurl("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+    let metrics = e.gw.metrics().await;
     for line in [
         "sekisho_response_decisions_total 2",
         "sekisho_response_suppressed_total 1",

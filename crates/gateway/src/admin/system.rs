@@ -252,6 +252,25 @@ pub async fn metrics(
         "Writes waiting for the store.",
         app.store.writer.queued() as u64,
     );
+    let received = app.received.stats();
+    put(
+        "received_published_total",
+        "counter",
+        "Stored messages, token requests and SIM windows queued for detection.",
+        n(&received.published),
+    );
+    put(
+        "received_waited_total",
+        "counter",
+        "Publishes that waited because detection's queue was full (backpressure, nothing dropped).",
+        n(&received.waited),
+    );
+    put(
+        "received_queued",
+        "gauge",
+        "Events waiting for detection.",
+        app.received.queued() as u64,
+    );
     put(
         "device_connections_open",
         "gauge",
