@@ -139,16 +139,11 @@ fn device_of(app: &App, a: &ActionRow) -> Result<Device, ActionError> {
 
 /// Does what `a` says.
 pub async fn execute(app: &App, a: &ActionRow) -> Result<Outcome, ActionError> {
-    if a.action.is_notification() {
-        return notify::send(app, a).await;
-    }
-    act(app, a).await.map(Outcome::Done)
-}
-
-/// Does what a device action (anything but a notification) says.
-async fn act(app: &App, a: &ActionRow) -> Result<Value, ActionError> {
     let actor = a.trigger.clone();
-    match a.action {
+    let done = match a.action {
+        Action::NotifyAdmin | Action::NotifyPersonInCharge | Action::NotifyWebhook => {
+            return notify::send(app, a).await;
+        }
         Action::StopAuth => set_status(app, &device_of(app, a)?, DeviceStatus::Disabled).await,
         Action::EnableAuth | Action::ReleaseQuarantine => {
             set_status(app, &device_of(app, a)?, DeviceStatus::Active).await
@@ -213,10 +208,8 @@ async fn act(app: &App, a: &ActionRow) -> Result<Value, ActionError> {
                 .await?;
             Ok(json!({"report": id}))
         }
-        Action::NotifyAdmin | Action::NotifyPersonInCharge | Action::NotifyWebhook => Err(
-            ActionError::fatal("a notification is sent by notify, not run on a device"),
-        ),
-    }
+    };
+    done.map(Outcome::Done)
 }
 
 /// Sets a device's status the way an administrator would: stopping revokes its tokens at once.
