@@ -3,10 +3,10 @@
 use crate::config::Config;
 use crate::detection::Detector;
 use crate::listener::ListenerStats;
-use crate::pki::Ca;
-use crate::registry::Registry;
 use crate::throttle::Throttle;
 use sekisho_bus::{Bus, Publisher, Received};
+use sekisho_registry::Registry;
+use sekisho_registry::pki::Ca;
 use sekisho_store::Store;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -30,16 +30,14 @@ pub struct App {
     pub started_at: i64,
     /// The gateway's time: the wall clock, or a clock a test moves by hand.
     pub clock: sekisho_core::clock::SharedClock,
-    /// Announces new fields to the cloud connector.
-    pub new_fields: tokio::sync::mpsc::UnboundedSender<sekisho_core::FieldId>,
+    /// The cloud connector (new fields and destination changes are announced to it).
+    pub forward: Arc<sekisho_forward::Forwarder>,
     /// Threat detection: templates, device states, silence.
     pub detector: Arc<Detector>,
     /// The queues between subsystems (received → detection, detections → response).
     pub bus: Arc<dyn Bus>,
     /// Where ingest publishes what it stored, for detection.
     pub received: Publisher<Received>,
-    /// Wakes the cloud forwarders when a field's destination changes.
-    pub cloud_changed: tokio::sync::Notify,
     /// The live SIM table from the carrier's RADIUS accounting.
     pub sims: Arc<crate::carrier::Sims>,
     pub radius: crate::carrier::radius::RadiusStats,
@@ -82,7 +80,7 @@ pub struct Parts {
     pub clock: sekisho_core::clock::SharedClock,
     pub device_ca: Option<Ca>,
     pub now: i64,
-    pub new_fields: tokio::sync::mpsc::UnboundedSender<sekisho_core::FieldId>,
+    pub forward: Arc<sekisho_forward::Forwarder>,
     pub detector: Arc<Detector>,
     pub bus: Arc<dyn Bus>,
     pub sims: Arc<crate::carrier::Sims>,
@@ -101,11 +99,6 @@ pub struct Stats {
     pub messages_rejected: AtomicU64,
     pub auth_success: AtomicU64,
     pub auth_failure: AtomicU64,
-    pub forwarded: AtomicU64,
-    pub forward_failures: AtomicU64,
-    pub dead_lettered: AtomicU64,
-    /// Messages dead-lettered because the cloud kept failing them alone while accepting others.
-    pub forward_poisoned: AtomicU64,
 }
 
 impl App {
@@ -115,7 +108,7 @@ impl App {
             clock,
             device_ca,
             now,
-            new_fields,
+            forward,
             detector,
             bus,
             sims,
@@ -138,11 +131,10 @@ impl App {
             stats: Stats::default(),
             started_at: now,
             clock,
-            new_fields,
+            forward,
             detector,
             received: bus.received(),
             bus,
-            cloud_changed: tokio::sync::Notify::new(),
             sims,
             radius: Default::default(),
             sim_api: std::sync::RwLock::new(sim_api),

@@ -7,6 +7,7 @@
 pub mod file;
 
 use sekisho_core::FieldLimits;
+pub use sekisho_forward::CloudConfig;
 use serde::{Deserialize, Serialize};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -114,23 +115,6 @@ pub struct AuthConfig {
     pub max_requests_per_ip: u32,
     /// Password-hash verifications running at once; more wait, then get `429`.
     pub concurrent_hashes: usize,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CloudConfig {
-    /// Most messages in one request to a field's cloud.
-    pub batch_max: usize,
-    pub timeout_secs: u64,
-    pub backoff_initial_ms: u64,
-    pub backoff_max_ms: u64,
-    /// Pending messages older than this are dead-lettered and reported.
-    pub max_age_secs: u64,
-    /// A batch that fails this many times in a row (5xx, timeout) is sent one message at a time.
-    pub isolate_after: u32,
-    /// A message sent alone that fails this many times in a row while the cloud accepts the message
-    /// after it is dead-lettered, so that one message the cloud cannot take never stalls the field.
-    pub poison_after: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -370,20 +354,6 @@ impl Default for AuthConfig {
     }
 }
 
-impl Default for CloudConfig {
-    fn default() -> Self {
-        Self {
-            batch_max: 100,
-            timeout_secs: 10,
-            backoff_initial_ms: 500,
-            backoff_max_ms: 60_000,
-            max_age_secs: 7 * 86_400,
-            isolate_after: 3,
-            poison_after: 5,
-        }
-    }
-}
-
 impl Default for LogConfig {
     fn default() -> Self {
         Self {
@@ -500,12 +470,6 @@ impl Config {
             self.auth.max_requests_per_ip as u64,
         );
         positive("auth.concurrent_hashes", self.auth.concurrent_hashes as u64);
-        positive("cloud.batch_max", self.cloud.batch_max as u64);
-        positive("cloud.timeout_secs", self.cloud.timeout_secs);
-        positive("cloud.backoff_initial_ms", self.cloud.backoff_initial_ms);
-        positive("cloud.max_age_secs", self.cloud.max_age_secs);
-        positive("cloud.isolate_after", self.cloud.isolate_after as u64);
-        positive("cloud.poison_after", self.cloud.poison_after as u64);
         positive(
             "detection.group_window_secs",
             self.detection.group_window_secs,
@@ -530,9 +494,7 @@ impl Config {
             "response.webhook_timeout_ms",
             self.response.webhook_timeout_ms,
         );
-        if self.cloud.backoff_max_ms < self.cloud.backoff_initial_ms {
-            out.push("cloud.backoff_max_ms must be at least cloud.backoff_initial_ms".into());
-        }
+        out.extend(self.cloud.problems());
         if !matches!(self.store.sync.as_str(), "full" | "normal") {
             out.push(format!(
                 "store.sync: '{}' is neither 'full' nor 'normal'",

@@ -3,8 +3,8 @@
 
 use crate::admin::system_user_problems;
 use crate::config::DEFAULT_TOML;
-use crate::{crypto, pki};
 use sekisho_core::{Role, UserId};
+use sekisho_registry::{crypto, pki};
 use sekisho_store::prelude::*;
 use sekisho_store::users::UserRow;
 use sekisho_store::{DbKey, StoreOptions, now_ms};

@@ -15,18 +15,14 @@ pub mod admin;
 pub mod app;
 pub mod audit;
 pub mod carrier;
-pub mod cloud;
 pub mod config;
 pub mod console;
-pub mod crypto;
 pub mod detection;
 pub mod device;
 pub mod error;
 pub mod init;
 pub mod listener;
-pub mod pki;
 pub mod ratelog;
-pub mod registry;
 pub mod response;
 pub mod throttle;
 pub mod totp;
@@ -35,8 +31,8 @@ pub mod update;
 use app::App;
 use config::Config;
 use listener::ListenerSpec;
-use registry::Registry;
 use sekisho_bus::{Bus, LocalBus};
+use sekisho_registry::Registry;
 use sekisho_store::prelude::*;
 use sekisho_store::{DbKey, StoreOptions};
 use std::future::Future;
@@ -163,7 +159,7 @@ pub async fn run(
     };
     let store = sekisho_store::open(&config.store.path, &key, opts).await?;
     let now = clock.now_ms();
-    let registry = Arc::new(Registry::load(&store, now).await?);
+    let registry = Arc::new(Registry::load(store.clone(), now).await?);
     let (device_tls, device_cert) = listener::server_config(
         &config.device.cert,
         &config.device.key,
@@ -174,10 +170,15 @@ pub async fn run(
     let device_ca = config.device.client_ca.first().and_then(|crt| {
         let key = crt.with_extension("key");
         key.is_file()
-            .then(|| pki::Ca::load(crt, &key).ok())
+            .then(|| sekisho_registry::pki::Ca::load(crt, &key).ok())
             .flatten()
     });
-    let (new_fields, new_fields_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (forward, new_fields) = sekisho_forward::Forwarder::new(
+        config.cloud.clone(),
+        store.clone(),
+        registry.clone(),
+        clock.clone(),
+    );
     let bus: Arc<dyn Bus> = Arc::new(LocalBus::new(config.detection.queue_capacity));
     let sims = Arc::new(carrier::Sims::load(store.sim_sessions().await?, now));
     let radius_clients = carrier::radius::clients(&config.carrier.radius)
@@ -223,7 +224,7 @@ pub async fn run(
         clock,
         device_ca,
         now,
-        new_fields,
+        forward: forward.clone(),
         detector,
         bus,
         sims: sims.clone(),
@@ -257,7 +258,7 @@ pub async fn run(
         ));
     }
 
-    cloud::spawn(app.clone(), new_fields_rx, stopped.clone());
+    sekisho_forward::spawn(forward, new_fields, stopped.clone());
     tokio::spawn(detection::silence_worker(app.clone(), stopped.clone()));
     tokio::spawn(housekeeping(app.clone(), stopped.clone()));
     response::spawn(app.clone(), stopped.clone());
@@ -353,8 +354,7 @@ async fn housekeeping(app: Arc<App>, mut stopped: watch::Receiver<bool>) {
             _ = stopped.changed() => return,
         }
         let now = app.clock.now_ms();
-        app.registry.purge_tokens(now);
-        if let Err(e) = app.store.purge_tokens(now).await {
+        if let Err(e) = app.registry.purge_tokens(now).await {
             tracing::warn!(error = %e, "token purge failed");
         }
         let days = app.config.store.retention_days;

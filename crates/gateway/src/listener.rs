@@ -377,7 +377,7 @@ async fn handle(
         .1
         .peer_certificates()
         .and_then(|c| c.first())
-        .map(|c| crate::crypto::sha256(c));
+        .map(|c| sekisho_registry::crypto::sha256(c));
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let info = ConnInfo {
         remote,

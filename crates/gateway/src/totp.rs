@@ -24,7 +24,7 @@ pub const SECRET_LEN: usize = 20;
 
 /// A new random secret.
 pub fn new_secret() -> [u8; SECRET_LEN] {
-    crate::crypto::random()
+    sekisho_registry::crypto::random()
 }
 
 /// The step a Unix time falls in.

@@ -9,7 +9,8 @@ mod output;
 use clap::{Parser, Subcommand};
 use output::Lines;
 use sekisho_gateway::config::DEFAULT_TOML;
-use sekisho_gateway::{Listeners, init, load_config, pki};
+use sekisho_gateway::{Listeners, init, load_config};
+use sekisho_registry::pki;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -437,7 +438,7 @@ async fn passwd(a: ServeArgs, user: &str) -> ExitCode {
         .filter(|p| !p.is_empty());
     let password = given
         .clone()
-        .unwrap_or_else(sekisho_gateway::crypto::new_secret);
+        .unwrap_or_else(sekisho_registry::crypto::new_secret);
     match sekisho_gateway::init::set_password(&config, &key, user, &password).await {
         Ok(()) if given.is_some() => {
             output::out(&format!("password of {user} changed\n"));

@@ -467,7 +467,7 @@ async fn certificate_fields_authenticate_devices_by_mtls() {
     );
 
     // A certificate from another CA does not even complete the handshake.
-    let rogue = sekisho_gateway::pki::Ca::generate("rogue").unwrap();
+    let rogue = sekisho_registry::pki::Ca::generate("rogue").unwrap();
     let (rc, rk) = rogue.issue(did, &[did.to_owned()], true).unwrap();
     let rogue_http = common::client(&dir.0, Some((&rc, &rk)));
     assert!(

@@ -6,13 +6,13 @@ use super::mfa::header_code;
 use super::views::audit::{AuditRunView, StateView};
 use super::views::history::{AuthAttemptView, MessageView};
 use crate::app::App;
-use crate::crypto;
 use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult};
-use crate::registry::DeviceEntry;
 use axum::Json;
 use axum::extract::{Path, State};
 use http::{HeaderMap, StatusCode};
 use sekisho_core::{Device, DeviceId, DeviceStatus, ErrorCode, Field, Sim};
+use sekisho_registry::DeviceEntry;
+use sekisho_registry::crypto;
 use sekisho_store::history::Filter;
 use sekisho_store::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -124,7 +124,7 @@ pub(crate) async fn register_device(
         problems.extend(sim.problems());
     }
     let cert_sha256 = match &req.certificate_pem {
-        Some(pem) => match crate::pki::cert_sha256_hex(pem) {
+        Some(pem) => match sekisho_registry::pki::cert_sha256_hex(pem) {
             Ok(fp) => Some(fp),
             Err(e) => {
                 problems.push(format!("certificate_pem: {e}"));
@@ -154,8 +154,7 @@ pub(crate) async fn register_device(
     let hash = tokio::task::spawn_blocking(move || crypto::hash_password(&s))
         .await
         .map_err(ApiError::internal)?;
-    app.store.insert_device(&device, &hash).await?;
-    app.registry.put_device(device.clone(), hash);
+    app.registry.add_device(&device, hash).await?;
     caller
         .log(
             app,
@@ -274,7 +273,10 @@ pub(crate) async fn set_status(
 ) -> ApiResult<Device> {
     let f = caller.managed_field(app, field)?;
     let entry = device_in(app, &f, device)?;
-    let d = crate::response::actions::apply_status(app, &entry, status).await?;
+    let d = app
+        .registry
+        .set_status(&entry, status, app.clock.now_ms())
+        .await?;
     let action = match status {
         DeviceStatus::Active => "device_enable",
         DeviceStatus::Disabled => "device_disable",
@@ -371,14 +373,7 @@ async fn register_cert(
     let f = caller.managed_field(app, field)?;
     let entry = device_in(app, &f, device)?;
     let now = app.clock.now_ms();
-    app.store
-        .set_device_cert(&entry.device.id, Some(fp), now)
-        .await?;
-    let mut d = entry.device.clone();
-    d.cert_sha256 = Some(fp.to_owned());
-    d.updated_at = now;
-    app.registry
-        .put_device(d.clone(), entry.secret_hash.clone());
+    let d = app.registry.set_cert(&entry, Some(fp), now).await?;
     caller
         .log(app, "device_certificate", Some(d.id.as_str()), Some(fp))
         .await;
@@ -408,7 +403,7 @@ pub async fn issue_certificate(
             true,
         )
         .map_err(ApiError::internal)?;
-    let fp = crate::pki::cert_sha256_hex(&cert).map_err(ApiError::internal)?;
+    let fp = sekisho_registry::pki::cert_sha256_hex(&cert).map_err(ApiError::internal)?;
     register_cert(&app, &caller, &field, &device, &fp).await?;
     let out = IssuedCertificate {
         certificate_pem: cert,
@@ -434,7 +429,7 @@ pub async fn set_certificate(
     Path((field, device)): Path<(String, String)>,
     ApiJson(req): ApiJson<SetCertificate>,
 ) -> ApiResult<Json<DeviceView>> {
-    let fp = crate::pki::cert_sha256_hex(&req.certificate_pem)
+    let fp = sekisho_registry::pki::cert_sha256_hex(&req.certificate_pem)
         .map_err(|e| ApiError::invalid(vec![format!("certificate_pem: {e}")]))?;
     Ok(Json(view(
         &register_cert(&app, &caller, &field, &device, &fp).await?,

@@ -4,12 +4,12 @@ use super::Caller;
 use super::views::Page;
 use super::views::history::{DeadLetterView, OutboxView};
 use crate::app::App;
-use crate::crypto;
 use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult};
 use axum::Json;
 use axum::extract::{Path, State};
 use http::StatusCode;
 use sekisho_core::{AuthMode, CloudDestination, Field, FieldId, FieldLimits, Role};
+use sekisho_registry::crypto;
 use sekisho_store::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -159,12 +159,11 @@ pub(crate) async fn create_field(app: &App, caller: &Caller, req: CreateField) -
         cloud: req.cloud,
         created_at: app.clock.now_ms(),
     };
-    app.store.insert_field(&field).await?;
+    app.registry.create_field(&field).await?;
     if let Some(t) = template {
         super::templates::apply(app, caller, &field.id, t).await?;
     }
-    app.registry.put_field(field.clone());
-    let _ = app.new_fields.send(field.id.clone());
+    app.forward.field_added(&field.id);
     caller
         .log(
             app,
@@ -223,8 +222,7 @@ pub async fn update(
     if !problems.is_empty() {
         return Err(ApiError::invalid(problems));
     }
-    app.store.update_field(&f).await?;
-    app.registry.put_field(f.clone());
+    app.registry.update_field(&f).await?;
     caller
         .log(&app, "field_update", Some(f.id.as_str()), None)
         .await;
@@ -254,9 +252,8 @@ async fn set_cloud(
 ) -> ApiResult<Field> {
     let mut f = (*caller.managed_field(app, field)?).clone();
     f.cloud = cloud;
-    app.store.update_field(&f).await?;
-    app.registry.put_field(f.clone());
-    app.cloud_changed.notify_waiters();
+    app.registry.update_field(&f).await?;
+    app.forward.destination_changed();
     let what = f.cloud.as_ref().map(|c| c.url.clone());
     caller
         .log(app, "field_cloud_set", Some(f.id.as_str()), what.as_deref())

@@ -3,7 +3,6 @@
 
 use super::Caller;
 use crate::app::App;
-use crate::crypto;
 use crate::error::ApiJson;
 use crate::error::{ApiError, ApiResult};
 use axum::Json;
@@ -11,6 +10,7 @@ use axum::extract::FromRequestParts;
 use axum::extract::State;
 use axum::http::request::Parts;
 use sekisho_core::{ErrorCode, Role};
+use sekisho_registry::crypto;
 use sekisho_store::prelude::*;
 use sekisho_store::users::UserRow;
 use serde::{Deserialize, Serialize};

@@ -37,7 +37,7 @@ fn sim_of(app: &App, caller: &Caller, field: &str, device: &str) -> ApiResult<(S
     sim_of_device(&*device_in(app, &f, device)?)
 }
 
-fn sim_of_device(d: &crate::registry::DeviceEntry) -> ApiResult<(String, Sim)> {
+fn sim_of_device(d: &sekisho_registry::DeviceEntry) -> ApiResult<(String, Sim)> {
     let sim = d
         .device
         .sim

@@ -4,13 +4,13 @@ use super::Caller;
 use super::views::Page;
 use super::views::history::OutboxView;
 use crate::app::App;
-use crate::crypto;
 use crate::error::{ApiError, ApiJson, ApiResult};
 use crate::listener::ListenerStats;
 use axum::Json;
 use axum::extract::State;
 use http::StatusCode;
 use sekisho_core::{FieldId, Role, UserId};
+use sekisho_registry::crypto;
 use sekisho_store::prelude::*;
 use sekisho_store::users::UserRow;
 use serde::{Deserialize, Serialize};
@@ -172,6 +172,7 @@ pub async fn metrics(
 ) -> ApiResult<([(http::HeaderName, &'static str); 1], String)> {
     super::metrics_token::check(&app, &headers)?;
     let s = &app.stats;
+    let f = app.forward.stats();
     let w = app.store.writer.stats();
     let mut out = String::with_capacity(2048);
     let mut put = |name: &str, kind: &str, help: &str, v: u64| {
@@ -208,25 +209,25 @@ pub async fn metrics(
         "forwarded_total",
         "counter",
         "Messages delivered to clouds.",
-        n(&s.forwarded),
+        n(&f.forwarded),
     );
     put(
         "forward_failures_total",
         "counter",
         "Failed cloud delivery attempts.",
-        n(&s.forward_failures),
+        n(&f.failures),
     );
     put(
         "dead_lettered_total",
         "counter",
         "Messages dead-lettered.",
-        n(&s.dead_lettered),
+        n(&f.dead_lettered),
     );
     put(
         "forward_poisoned_total",
         "counter",
         "Messages dead-lettered because the cloud kept failing them alone while accepting the next.",
-        n(&s.forward_poisoned),
+        n(&f.poisoned),
     );
     put(
         "store_commits_total",

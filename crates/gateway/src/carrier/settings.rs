@@ -42,7 +42,8 @@ pub fn load(data_dir: &Path) -> Result<Option<CarrierApiConfig>, String> {
 }
 
 fn write(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    crate::pki::write_file(path, data, true).map_err(|e| std::io::Error::other(e.to_string()))
+    sekisho_registry::pki::write_file(path, data, true)
+        .map_err(|e| std::io::Error::other(e.to_string()))
 }
 
 /// Writes `material` and `cfg` under `staging` (a fresh directory); returns the configuration that

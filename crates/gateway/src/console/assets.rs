@@ -14,7 +14,7 @@ const CACHE: &str = "public, max-age=31536000, immutable";
 static VERSION: LazyLock<String> = LazyLock::new(|| {
     let mut both = HTMX.to_vec();
     both.extend_from_slice(CSS);
-    hex::encode(&crate::crypto::sha256(&both)[..6])
+    hex::encode(&sekisho_registry::crypto::sha256(&both)[..6])
 });
 
 /// A short hash of the assets, for cache-busting links.

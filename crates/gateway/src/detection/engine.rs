@@ -3,9 +3,9 @@
 //! event to the [`Detector`]. One consumer keeps every device's events in the order they were stored.
 
 use super::Detector;
-use crate::registry::Registry;
 use sekisho_bus::{Received, Subscription};
 use sekisho_detect::rules::{AuthFacts, MessageFacts};
+use sekisho_registry::Registry;
 use std::sync::Arc;
 
 /// Events taken from the topic at a time.

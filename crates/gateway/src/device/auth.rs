@@ -3,18 +3,17 @@
 
 use super::{is_json, read_body};
 use crate::app::App;
-use crate::crypto;
 use crate::error::{ApiError, ApiResult};
 use crate::listener::ConnInfo;
 use crate::ratelog::LogLimit;
-use crate::registry::DeviceEntry;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use sekisho_bus::{Received, ReceivedAuth};
 use sekisho_core::{DeviceStatus, ErrorCode};
+use sekisho_registry::DeviceEntry;
+use sekisho_registry::crypto;
 use sekisho_store::AuthAttempt;
-use sekisho_store::prelude::*;
 use sekisho_store::records::Record;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -214,10 +213,9 @@ async fn issue(
     let hash = crypto::sha256(token.as_bytes());
     let ttl = app.config.auth.token_ttl_secs;
     let expires_at = now + (ttl as i64) * 1000;
-    app.store
-        .insert_token(&hash, &d.id, now, expires_at)
+    app.registry
+        .issue_token(hash, &d.id, now, expires_at)
         .await?;
-    app.registry.put_token(hash, &d.id, expires_at);
     Ok(TokenResponse {
         access_token: token,
         token_type: "Bearer".into(),

@@ -137,7 +137,7 @@ pub(super) fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, Tl
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pki::{Ca, write_file};
+    use sekisho_registry::pki::{Ca, write_file};
 
     fn pair(ca: &Ca, dir: &Path, tag: &str, name: &str) -> (PathBuf, PathBuf) {
         let (cert, key) = ca.issue(name, &[name.to_owned()], false).unwrap();

@@ -8,7 +8,6 @@ use crate::admin::views::history::{AuthAttemptView, MessageView};
 use crate::admin::views::response::{ActionView, DetectionView};
 use crate::app::App;
 use crate::carrier::control;
-use crate::registry::DeviceEntry;
 use sekisho_core::{Action, ActionState, Device, DeviceId, DeviceStatus};
 use sekisho_store::history::Filter;
 use sekisho_store::prelude::*;
@@ -222,35 +221,10 @@ pub async fn set_status(
         return Err(ActionError::fatal("the device is no longer registered"));
     };
     let was = entry.device.status;
-    apply_status(app, &entry, status).await?;
-    Ok(json!({"status": status.as_str(), "was": was.as_str()}))
-}
-
-/// Stores a device's new status and applies it at once (store and memory). Shared by the response and
-/// the admin API.
-pub async fn apply_status(
-    app: &App,
-    entry: &DeviceEntry,
-    status: DeviceStatus,
-) -> sekisho_store::Result<Device> {
-    let now = app.clock.now_ms();
-    if entry.device.status != status {
-        app.store
-            .set_device_status(&entry.device.id, status, now)
-            .await?;
-    }
-    // Stopped or deleted: its tokens die at once. Quarantined: it keeps them, for the endpoints that
-    // stay open to it (state reports, updates); its data is refused.
-    if matches!(status, DeviceStatus::Disabled | DeviceStatus::Deleted) {
-        app.store.revoke_tokens(&entry.device.id).await?;
-        app.registry.revoke_tokens(&entry.device.id);
-    }
-    let mut d = entry.device.clone();
-    d.status = status;
-    d.updated_at = now;
     app.registry
-        .put_device(d.clone(), entry.secret_hash.clone());
-    Ok(d)
+        .set_status(&entry, status, app.clock.now_ms())
+        .await?;
+    Ok(json!({"status": status.as_str(), "was": was.as_str()}))
 }
 
 /// The device information an administrator needs to judge an incident (V29): its registration, the

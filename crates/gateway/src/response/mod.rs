@@ -272,7 +272,7 @@ async fn run_scripts(
     app: &App,
     t: &sekisho_detect::Template,
     d: &DetectionRow,
-    device: Option<&crate::registry::DeviceEntry>,
+    device: Option<&sekisho_registry::DeviceEntry>,
 ) -> Vec<(String, String)> {
     let detection = serde_json::json!({"id": d.id, "rule": d.rule, "threat": d.threat, "severity": d.severity,
         "summary": d.summary, "evidence": serde_json::from_str::<serde_json::Value>(&d.evidence).unwrap_or_default(),

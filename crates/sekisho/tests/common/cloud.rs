@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use sekisho_gateway::pki::Ca;
+use sekisho_registry::pki::Ca;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, Ordering};

@@ -1,12 +1,10 @@
-//! The in-memory view of the device registry that the hot path reads: fields by auth ID, devices by id,
-//! unique ID and certificate, live tokens by hash. The store is the truth; every change is written there
-//! first, then applied here, so a restart rebuilds the same view.
+//! The in-memory view of the registry that the hot path reads: fields by auth ID, devices by id,
+//! unique ID, certificate and IMSI, live tokens by hash. Only [`crate::Registry`] changes it, after the
+//! store has taken the change.
 //!
 //! Architecture invariant: no lock here is held across an `.await`.
 
 use sekisho_core::{Device, DeviceId, DeviceStatus, Field, FieldId};
-use sekisho_store::Store;
-use sekisho_store::prelude::*;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -39,8 +37,9 @@ struct Inner {
     next_key: u64,
 }
 
+/// The view itself; [`crate::Registry`] dereferences to it for reads.
 #[derive(Default)]
-pub struct Registry {
+pub struct Index {
     inner: RwLock<Inner>,
 }
 
@@ -48,24 +47,7 @@ fn cert_key(hex_fp: &str) -> Option<[u8; 32]> {
     hex::decode(hex_fp).ok()?.try_into().ok()
 }
 
-impl Registry {
-    /// Loads fields, live devices and live tokens from the store.
-    pub async fn load(store: &Store, now: i64) -> sekisho_store::Result<Self> {
-        let reg = Self::default();
-        for f in store.fields().await? {
-            reg.put_field(f);
-        }
-        for d in store.live_devices().await? {
-            reg.put_device(d.device, d.secret_hash);
-        }
-        for (hash, device, expires_at) in store.live_tokens(now).await? {
-            if let Ok(h) = <[u8; 32]>::try_from(hash.as_slice()) {
-                reg.put_token(h, &DeviceId(device), expires_at);
-            }
-        }
-        Ok(reg)
-    }
-
+impl Index {
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
         self.inner.read().unwrap_or_else(|e| e.into_inner())
     }
@@ -74,7 +56,7 @@ impl Registry {
         self.inner.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn put_field(&self, f: Field) {
+    pub(crate) fn put_field(&self, f: Field) {
         let mut g = self.write();
         g.fields_by_auth_id.insert(f.auth_id.clone(), f.id.clone());
         g.fields.insert(f.id.clone(), Arc::new(f));
@@ -99,7 +81,7 @@ impl Registry {
     }
 
     /// Adds or replaces a device (a deleted device is removed instead).
-    pub fn put_device(&self, d: Device, secret_hash: String) {
+    pub(crate) fn put_device(&self, d: Device, secret_hash: String) {
         let mut g = self.write();
         if let Some(old) = g.devices.get(&d.id).cloned() {
             g.by_unique_id
@@ -181,7 +163,7 @@ impl Registry {
         self.read().devices.len()
     }
 
-    pub fn put_token(&self, hash: [u8; 32], device: &DeviceId, expires_at: i64) {
+    pub(crate) fn put_token(&self, hash: [u8; 32], device: &DeviceId, expires_at: i64) {
         let mut g = self.write();
         let key = match g.key_of.get(device) {
             Some(k) => *k,
@@ -213,7 +195,7 @@ impl Registry {
     }
 
     /// Drops every token of a device, at once.
-    pub fn revoke_tokens(&self, device: &DeviceId) {
+    pub(crate) fn revoke_tokens(&self, device: &DeviceId) {
         let mut g = self.write();
         if let Some(k) = g.key_of.remove(device) {
             g.device_keys.remove(&k);
@@ -222,7 +204,7 @@ impl Registry {
     }
 
     /// Forgets expired tokens; returns how many are left.
-    pub fn purge_tokens(&self, now: i64) -> usize {
+    pub(crate) fn purge_tokens(&self, now: i64) -> usize {
         let mut g = self.write();
         g.tokens.retain(|_, t| t.expires_at > now);
         g.tokens.len()
@@ -250,7 +232,7 @@ mod tests {
 
     #[test]
     fn tokens_follow_their_device() {
-        let r = Registry::default();
+        let r = Index::default();
         let fp = "11".repeat(32);
         r.put_device(device("d1", DeviceStatus::Active, Some(&fp)), "h".into());
         r.put_token([1; 32], &DeviceId("d1".into()), 100);

@@ -9,16 +9,140 @@
 //!
 //! Architecture invariant: the forwarder reads only committed rows; it never sees a message the device
 //! was not told `202` about, and a crash between the cloud's 2xx and the status update only resends.
+//!
+//! Owns: the outbox's `pending → forwarded | dead` moves and the `[cloud]` settings. Reads: the fields'
+//! destinations from the registry. Must not touch: ingest, detection, response.
 
-use crate::app::App;
+#![forbid(unsafe_code)]
+
 use sekisho_core::backoff::Backoff;
+use sekisho_core::clock::SharedClock;
 use sekisho_core::{CloudDestination, FieldId};
+use sekisho_registry::Registry;
+use sekisho_store::Store;
 use sekisho_store::outbox::Pending;
 use sekisho_store::prelude::*;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{Notify, mpsc, watch};
+
+/// `[cloud]`: how the forwarders deliver.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CloudConfig {
+    /// Most messages in one request to a field's cloud.
+    pub batch_max: usize,
+    pub timeout_secs: u64,
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Pending messages older than this are dead-lettered and reported.
+    pub max_age_secs: u64,
+    /// A batch that fails this many times in a row (5xx, timeout) is sent one message at a time.
+    pub isolate_after: u32,
+    /// A message sent alone that fails this many times in a row while the cloud accepts the message
+    /// after it is dead-lettered, so that one message the cloud cannot take never stalls the field.
+    pub poison_after: u32,
+}
+
+impl Default for CloudConfig {
+    fn default() -> Self {
+        Self {
+            batch_max: 100,
+            timeout_secs: 10,
+            backoff_initial_ms: 500,
+            backoff_max_ms: 60_000,
+            max_age_secs: 7 * 86_400,
+            isolate_after: 3,
+            poison_after: 5,
+        }
+    }
+}
+
+impl CloudConfig {
+    /// What is wrong with these settings, each problem named by its key.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (key, v) in [
+            ("cloud.batch_max", self.batch_max as u64),
+            ("cloud.timeout_secs", self.timeout_secs),
+            ("cloud.backoff_initial_ms", self.backoff_initial_ms),
+            ("cloud.max_age_secs", self.max_age_secs),
+            ("cloud.isolate_after", u64::from(self.isolate_after)),
+            ("cloud.poison_after", u64::from(self.poison_after)),
+        ] {
+            if v == 0 {
+                out.push(format!("{key} must be greater than 0"));
+            }
+        }
+        if self.backoff_max_ms < self.backoff_initial_ms {
+            out.push("cloud.backoff_max_ms must be at least cloud.backoff_initial_ms".into());
+        }
+        out
+    }
+}
+
+/// What the forwarders have done since start (for `/metrics`).
+#[derive(Debug, Default)]
+pub struct ForwardStats {
+    /// Messages the cloud took.
+    pub forwarded: AtomicU64,
+    /// Delivery attempts that failed and will be retried.
+    pub failures: AtomicU64,
+    /// Messages dead-lettered (refused, or older than `max_age_secs`).
+    pub dead_lettered: AtomicU64,
+    /// Messages dead-lettered because the cloud kept failing them alone while accepting others.
+    pub poisoned: AtomicU64,
+}
+
+/// The cloud connector: what every field's forwarder shares.
+pub struct Forwarder {
+    config: CloudConfig,
+    store: Store,
+    registry: Arc<Registry>,
+    clock: SharedClock,
+    stats: ForwardStats,
+    /// Wakes the forwarders when a field's destination changes.
+    changed: Notify,
+    new_fields: mpsc::UnboundedSender<FieldId>,
+}
+
+impl Forwarder {
+    /// The connector and the receiving end of its new-field announcements, for [`Forwarder::spawn`].
+    pub fn new(
+        config: CloudConfig,
+        store: Store,
+        registry: Arc<Registry>,
+        clock: SharedClock,
+    ) -> (Arc<Self>, mpsc::UnboundedReceiver<FieldId>) {
+        let (new_fields, rx) = mpsc::unbounded_channel();
+        let f = Self {
+            config,
+            store,
+            registry,
+            clock,
+            stats: ForwardStats::default(),
+            changed: Notify::new(),
+            new_fields,
+        };
+        (Arc::new(f), rx)
+    }
+
+    pub fn stats(&self) -> &ForwardStats {
+        &self.stats
+    }
+
+    /// A field was created: start its forwarder.
+    pub fn field_added(&self, field: &FieldId) {
+        let _ = self.new_fields.send(field.clone());
+    }
+
+    /// A field's destination changed: the waiting forwarders look again now.
+    pub fn destination_changed(&self) {
+        self.changed.notify_waiters();
+    }
+}
 
 /// What one delivery attempt came to.
 #[derive(Debug, PartialEq, Eq)]
@@ -119,16 +243,16 @@ const EXPIRY_EVERY_MS: i64 = 2_000;
 
 /// Starts one forwarder per field now and every field created later (`fields` announces new ones).
 pub fn spawn(
-    app: Arc<App>,
-    mut new_fields: tokio::sync::mpsc::UnboundedReceiver<FieldId>,
+    fwd: Arc<Forwarder>,
+    mut new_fields: mpsc::UnboundedReceiver<FieldId>,
     shutdown: watch::Receiver<bool>,
 ) {
-    for f in app.registry.fields() {
-        tokio::spawn(forward_field(app.clone(), f.id.clone(), shutdown.clone()));
+    for f in fwd.registry.fields() {
+        tokio::spawn(forward_field(fwd.clone(), f.id.clone(), shutdown.clone()));
     }
     tokio::spawn(async move {
         while let Some(id) = new_fields.recv().await {
-            tokio::spawn(forward_field(app.clone(), id, shutdown.clone()));
+            tokio::spawn(forward_field(fwd.clone(), id, shutdown.clone()));
         }
     });
 }
@@ -144,8 +268,12 @@ struct Mode {
     delivered_alone: usize,
 }
 
-async fn forward_field(app: Arc<App>, field_id: FieldId, mut shutdown: watch::Receiver<bool>) {
-    let cfg = app.config.cloud.clone();
+async fn forward_field(
+    fwd: Arc<Forwarder>,
+    field_id: FieldId,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let cfg = fwd.config.clone();
     let timeout = Duration::from_secs(cfg.timeout_secs);
     let max_age_ms = (cfg.max_age_secs as i64) * 1000;
     let mut client: Option<Client> = None;
@@ -157,14 +285,14 @@ async fn forward_field(app: Arc<App>, field_id: FieldId, mut shutdown: watch::Re
         if *shutdown.borrow() {
             return;
         }
-        let Some(field) = app.registry.field(&field_id) else {
+        let Some(field) = fwd.registry.field(&field_id) else {
             return;
         };
-        let now = app.clock.now_ms();
+        let now = fwd.clock.now_ms();
         // Expiry is a scan of the oldest pending rows: once every few seconds is enough.
         if now >= next_expiry {
             next_expiry = now + EXPIRY_EVERY_MS;
-            match app
+            match fwd
                 .store
                 .expire_pending(
                     field_id.as_str(),
@@ -176,7 +304,7 @@ async fn forward_field(app: Arc<App>, field_id: FieldId, mut shutdown: watch::Re
             {
                 Ok(0) => {}
                 Ok(n) => {
-                    app.stats
+                    fwd.stats
                         .dead_lettered
                         .fetch_add(n as u64, Ordering::Relaxed);
                     tracing::error!(field = %field_id, messages = n, "messages dead-lettered: older than cloud.max_age_secs");
@@ -197,7 +325,7 @@ async fn forward_field(app: Arc<App>, field_id: FieldId, mut shutdown: watch::Re
                 } else {
                     cfg.batch_max as i64
                 };
-                match app.store.pending(field_id.as_str(), limit).await {
+                match fwd.store.pending(field_id.as_str(), limit).await {
                     Ok(b) => b,
                     Err(_) if *shutdown.borrow() => return,
                     Err(e) => {
@@ -210,7 +338,7 @@ async fn forward_field(app: Arc<App>, field_id: FieldId, mut shutdown: watch::Re
         let Some(dest) = field.cloud.clone().filter(|_| !batch.is_empty()) else {
             // Nothing to send (or nowhere to send it yet): wait for new commits, or look again later
             // (a destination may be set, and old messages must expire).
-            let committed = app.store.writer.committed.clone();
+            let committed = fwd.store.writer.committed.clone();
             let wait = if field.cloud.is_some() {
                 Duration::from_secs(1)
             } else {
@@ -218,7 +346,7 @@ async fn forward_field(app: Arc<App>, field_id: FieldId, mut shutdown: watch::Re
             };
             tokio::select! {
                 _ = committed.notified(), if field.cloud.is_some() => {}
-                _ = app.cloud_changed.notified() => {}
+                _ = fwd.changed.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => return,
             }
@@ -238,7 +366,7 @@ async fn forward_field(app: Arc<App>, field_id: FieldId, mut shutdown: watch::Re
         let Some(c) = client.as_ref() else { continue };
         match deliver(c, &field_id, &batch).await {
             Outcome::Delivered => {
-                delivered(&app, &field_id, &batch).await;
+                delivered(&fwd, &field_id, &batch).await;
                 backoff_step = 0;
                 mode.failures = 0;
                 mode.delivered_alone += 1;
@@ -248,7 +376,7 @@ async fn forward_field(app: Arc<App>, field_id: FieldId, mut shutdown: watch::Re
             }
             Outcome::Refused(why) if batch.len() == 1 => {
                 tracing::error!(field = %field_id, message = %batch[0].id, reason = %why, "cloud refused a message; dead-lettered");
-                dead_letter(&app, &field_id, &batch[0], &why).await;
+                dead_letter(&fwd, &field_id, &batch[0], &why).await;
                 mode = Mode::default();
             }
             Outcome::Refused(why) => {
@@ -260,8 +388,8 @@ async fn forward_field(app: Arc<App>, field_id: FieldId, mut shutdown: watch::Re
             }
             Outcome::Retry(why) => {
                 let seqs: Vec<i64> = batch.iter().map(|m| m.seq).collect();
-                let _ = app.store.note_attempt(&seqs).await;
-                app.stats.forward_failures.fetch_add(1, Ordering::Relaxed);
+                let _ = fwd.store.note_attempt(&seqs).await;
+                fwd.stats.failures.fetch_add(1, Ordering::Relaxed);
                 mode.failures += 1;
                 mode.delivered_alone = 0;
                 if !mode.isolate && batch.len() > 1 && mode.failures >= cfg.isolate_after {
@@ -275,7 +403,7 @@ async fn forward_field(app: Arc<App>, field_id: FieldId, mut shutdown: watch::Re
                 }
                 if mode.isolate && mode.failures >= cfg.poison_after {
                     mode.failures = 0;
-                    if probe_past(&app, c, &field_id, &batch[0], &why).await {
+                    if probe_past(&fwd, c, &field_id, &batch[0], &why).await {
                         backoff_step = 0;
                         continue;
                     }
@@ -290,34 +418,40 @@ async fn forward_field(app: Arc<App>, field_id: FieldId, mut shutdown: watch::Re
     }
 }
 
-async fn delivered(app: &App, field: &FieldId, batch: &[Pending]) {
+async fn delivered(fwd: &Forwarder, field: &FieldId, batch: &[Pending]) {
     let seqs: Vec<i64> = batch.iter().map(|m| m.seq).collect();
-    if let Err(e) = app.store.mark_forwarded(&seqs, app.clock.now_ms()).await {
+    if let Err(e) = fwd.store.mark_forwarded(&seqs, fwd.clock.now_ms()).await {
         tracing::error!(field = %field, error = %e, "could not mark messages forwarded; they will be resent");
     }
-    app.stats
+    fwd.stats
         .forwarded
         .fetch_add(seqs.len() as u64, Ordering::Relaxed);
 }
 
-async fn dead_letter(app: &App, field: &FieldId, m: &Pending, why: &str) {
-    if let Err(e) = app
+async fn dead_letter(fwd: &Forwarder, field: &FieldId, m: &Pending, why: &str) {
+    if let Err(e) = fwd
         .store
-        .dead_letter(field.as_str(), &[m.seq], why, app.clock.now_ms())
+        .dead_letter(field.as_str(), &[m.seq], why, fwd.clock.now_ms())
         .await
     {
         tracing::error!(field = %field, message = %m.id, error = %e, "could not dead-letter a message; it stays pending");
         return;
     }
-    app.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+    fwd.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
 }
 
 /// `suspect` has failed `poison_after` times alone. Sends the message after it: if the cloud fails that
 /// one too, the cloud is down and nothing changes (`false`). If it takes it, `suspect` is tried once
 /// more — a cloud that just came back takes it now — and, failing again, is what the cloud cannot take:
 /// it is dead-lettered with the cloud's answer (`true`: the head of the outbox moved).
-async fn probe_past(app: &App, c: &Client, field: &FieldId, suspect: &Pending, why: &str) -> bool {
-    let next = match app.store.pending(field.as_str(), 2).await {
+async fn probe_past(
+    fwd: &Forwarder,
+    c: &Client,
+    field: &FieldId,
+    suspect: &Pending,
+    why: &str,
+) -> bool {
+    let next = match fwd.store.pending(field.as_str(), 2).await {
         Ok(mut p) if p.len() == 2 && p[0].seq == suspect.seq => p.remove(1),
         _ => return false,
     };
@@ -325,22 +459,22 @@ async fn probe_past(app: &App, c: &Client, field: &FieldId, suspect: &Pending, w
     if deliver(c, field, &next).await != Outcome::Delivered {
         return false;
     }
-    delivered(app, field, &next).await;
+    delivered(fwd, field, &next).await;
     let suspect = std::slice::from_ref(suspect);
     let last = match deliver(c, field, suspect).await {
         Outcome::Delivered => {
-            delivered(app, field, suspect).await;
+            delivered(fwd, field, suspect).await;
             return true;
         }
         Outcome::Retry(w) | Outcome::Refused(w) => w,
     };
     let reason = format!(
         "the cloud kept failing this message ({} attempts alone) while accepting the next one; answers: {why}; {last}",
-        app.config.cloud.poison_after + 1
+        fwd.config.poison_after + 1
     );
     tracing::error!(field = %field, message = %suspect[0].id, reason = %reason, "cloud cannot take a message; dead-lettered");
-    dead_letter(app, field, &suspect[0], &reason).await;
-    app.stats.forward_poisoned.fetch_add(1, Ordering::Relaxed);
+    dead_letter(fwd, field, &suspect[0], &reason).await;
+    fwd.stats.poisoned.fetch_add(1, Ordering::Relaxed);
     true
 }
 
