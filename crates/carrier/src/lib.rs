@@ -30,8 +30,8 @@
 //! environment variable), and — when the carrier's certificate is not issued by a public CA — the CA
 //! that signed it (`ca_file`); optionally a client certificate for mTLS.
 //!
-//! [`simulator`] is a **carrier simulator** for tests and demos (also the binary
-//! `sekisho-carrier-sim`): an in-memory HTTP(S) server speaking the MVNO API. It is not a carrier.
+//! The carrier simulator the tests and the README's tour use is `sekisho-sim`'s `carrier` module (and
+//! its binary `sekisho-carrier-sim`): the gateway links no fake carrier.
 //!
 //! Architecture invariant: this crate knows nothing of devices, fields or the store; it turns "this
 //! SIM" into carrier API calls and answers. The API token never appears in a log line, an error or a
@@ -43,7 +43,6 @@ mod error;
 mod http;
 pub mod mvno;
 pub mod rest;
-pub mod simulator;
 mod template;
 
 pub use config::{CarrierApiConfig, OpTemplate, RestTemplates, connect};

@@ -32,4 +32,22 @@ impl Finding {
             evidence,
         }
     }
+
+    /// What field script `script` emitted, as a finding of rule `script.<name>`; with the device the
+    /// script named, if any (periodic scripts name theirs).
+    pub fn from_script(script: &str, e: sekisho_script::Emitted) -> (Option<String>, Self) {
+        let summary = if e.summary.is_empty() {
+            format!("script {script} reported {}", e.threat)
+        } else {
+            e.summary
+        };
+        let finding = Self::new(
+            RuleId::script(script),
+            e.threat,
+            e.severity,
+            summary,
+            e.evidence,
+        );
+        (e.device, finding)
+    }
 }

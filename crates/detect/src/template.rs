@@ -241,6 +241,37 @@ pub struct ScriptDef {
     pub source: String,
 }
 
+impl ScriptDef {
+    /// This script as the script host runs it.
+    pub fn host_source(&self) -> sekisho_script::host::Source {
+        use sekisho_script::host::Role;
+        let role = match self.on {
+            ScriptTrigger::Message => Role::Message,
+            ScriptTrigger::Periodic => Role::Periodic(std::time::Duration::from_secs(
+                self.every.map_or(60, |e| e.secs().max(1)) as u64,
+            )),
+            ScriptTrigger::Response => Role::OnCall("on_detection"),
+            ScriptTrigger::Audit => Role::OnCall("on_report"),
+        };
+        sekisho_script::host::Source {
+            name: self.name.clone(),
+            source: self.source.clone(),
+            role,
+        }
+    }
+}
+
+impl Template {
+    /// The template's scripts as the host runs them: all of them, or those of one trigger.
+    pub fn script_sources(&self, on: Option<ScriptTrigger>) -> Vec<sekisho_script::host::Source> {
+        self.scripts
+            .iter()
+            .filter(|s| on.is_none_or(|on| s.on == on))
+            .map(ScriptDef::host_source)
+            .collect()
+    }
+}
+
 /// How the response worker treats this field's detections.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, default)]

@@ -4,10 +4,12 @@
 //!
 //! Run: `cargo run --release -p sekisho-gateway --example detect_memory [N]`
 
+use sekisho_core::clock::SystemClock;
 use sekisho_core::{AuthMode, Device, DeviceId, DeviceStatus, Field, FieldId, FieldLimits};
 use sekisho_detect::rules::MessageFacts;
 use sekisho_gateway::carrier::Sims;
 use sekisho_gateway::detection::Detector;
+use sekisho_script::host::{DiscardFaults, ScriptHost};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Instant;
@@ -31,7 +33,13 @@ fn main() {
         .expect("library")
         .compile()
         .expect("compiles");
-    let (detector, _findings) = Detector::new(template, Arc::new(Sims::default()), 1 << 20);
+    let scripts = ScriptHost::new(1, Arc::new(DiscardFaults), Arc::new(SystemClock));
+    let (detector, _findings) = Detector::new(
+        template,
+        Arc::new(Sims::default()),
+        1 << 20,
+        Arc::new(scripts),
+    );
     let field = Field {
         id: FieldId("f_00000000000000000001".into()),
         name: "cars".into(),

@@ -34,6 +34,8 @@ pub struct App {
     pub forward: Arc<sekisho_forward::Forwarder>,
     /// Threat detection: templates, device states, silence.
     pub detector: Arc<Detector>,
+    /// Field scripts: the worker and one-off calls (response and audit scripts).
+    pub scripts: Arc<sekisho_script::host::ScriptHost>,
     /// The queues between subsystems (received → detection, detections → response).
     pub bus: Arc<dyn Bus>,
     /// Where ingest publishes what it stored, for detection.
@@ -82,6 +84,7 @@ pub struct Parts {
     pub now: i64,
     pub forward: Arc<sekisho_forward::Forwarder>,
     pub detector: Arc<Detector>,
+    pub scripts: Arc<sekisho_script::host::ScriptHost>,
     pub bus: Arc<dyn Bus>,
     pub sims: Arc<crate::carrier::Sims>,
     pub sim_api: Arc<dyn sekisho_carrier::SimControl>,
@@ -110,6 +113,7 @@ impl App {
             now,
             forward,
             detector,
+            scripts,
             bus,
             sims,
             sim_api,
@@ -133,6 +137,7 @@ impl App {
             clock,
             forward,
             detector,
+            scripts,
             received: bus.received(),
             bus,
             sims,

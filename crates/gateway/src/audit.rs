@@ -116,19 +116,19 @@ async fn judge(
                 "critical": device.critical, "status": device.status.as_str()}),
             serde_json::to_value(&baseline).unwrap_or_default(),
         ];
-        for ran in crate::detection::scripts::run_once(
-            &app.store,
-            field,
-            &compiled.template,
-            ScriptTrigger::Audit,
-            "on_report",
-            args,
-            app.config.detection.script_limits(),
-        )
-        .await
+        let sources = compiled.template.script_sources(Some(ScriptTrigger::Audit));
+        for ran in app
+            .scripts
+            .run_once(
+                &device.field_id,
+                sources,
+                args,
+                app.config.detection.script_limits(),
+            )
+            .await
         {
             for e in ran.emitted {
-                findings.push(crate::detection::scripts::finding(&ran.script, e).1);
+                findings.push(sekisho_detect::Finding::from_script(&ran.script, e).1);
             }
         }
         let recorded: Vec<serde_json::Value> = findings.iter().map(recorded).collect();

@@ -199,12 +199,17 @@ pub async fn run(
     let metrics_token =
         admin::metrics_token::load(&config.admin.metrics_token_file).map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(&config.update.artifact_dir)?;
-    let (detector, found) = detection::start(&config, &store, sims.clone()).await?;
+    let scripts = Arc::new(sekisho_script::host::ScriptHost::new(
+        4096,
+        Arc::new(detection::scripts::StoreFaults(store.clone())),
+        clock.clone(),
+    ));
+    let (detector, found) =
+        detection::start(&config, &store, sims.clone(), scripts.clone()).await?;
     let detector = Arc::new(detector);
     let group_window_ms = config.detection.group_window_secs as i64 * 1000;
-    detection::scripts::spawn_worker(
-        detector.clone(),
-        store.clone(),
+    scripts.spawn_worker(
+        Arc::new(detection::scripts::DetectorOutlet(detector.clone())),
         tokio::runtime::Handle::current(),
     );
     tokio::spawn(detection::engine::run(
@@ -226,6 +231,7 @@ pub async fn run(
         now,
         forward: forward.clone(),
         detector,
+        scripts,
         bus,
         sims: sims.clone(),
         sim_api,

@@ -13,6 +13,14 @@
 //!   optional in `on_tick`). Threats: unauthorized_access, spoofing, hijacking, eavesdropping, theft;
 //!   severities: notice, low, medium, high, critical.
 //! - `log(text)` writes to the gateway's log.
+//!
+//! [`host`] runs them: the worker thread for message and periodic scripts, one-off calls for response
+//! and audit scripts, faults recorded through a [`host::FaultLog`]. Detection, response and audit all
+//! use this one host; none of them reaches into another's scripts.
+
+#![forbid(unsafe_code)]
+
+pub mod host;
 
 use mlua::{Function, Lua, LuaSerdeExt, Table, Value, VmState};
 use sekisho_core::{Severity, Threat};

@@ -446,7 +446,7 @@ async fn sim_volume_reconciles_retries_and_catches_hijacking() {
 /// call is recorded.
 #[tokio::test]
 async fn a_devices_sim_is_suspended_and_resumed_through_the_carrier() {
-    use sekisho_carrier::simulator::{Fault, NewSim, Simulator, self_signed, server_config};
+    use sekisho_sim::carrier::{Fault, NewSim, Simulator, self_signed, server_config};
     const IMSI: &str = "440100000000031";
     let carrier = Simulator::new(Some("carrier-t0ken".into()));
     carrier
@@ -623,7 +623,7 @@ async fn a_flood_of_bad_packets_is_counted_exactly_and_logged_sparingly() {
 /// once, kept across a restart, and removed to return to the configuration file's.
 #[tokio::test]
 async fn the_carrier_connection_is_set_at_run_time() {
-    use sekisho_carrier::simulator::{NewSim, Simulator, self_signed, server_config};
+    use sekisho_sim::carrier::{NewSim, Simulator, self_signed, server_config};
     const IMSI: &str = "440100000000041";
     let carrier = Simulator::new(Some("run-time-t0ken".into()));
     carrier

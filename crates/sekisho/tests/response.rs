@@ -8,7 +8,7 @@ use common::mfa::{enrol, send};
 use common::smtp::{PASSWORD, SmtpServer, SmtpTls, USER};
 use common::{Admin, Device, Gateway, TempDir, eventually};
 use reqwest::Method;
-use sekisho_carrier::simulator::{NewSim, Running, Simulator};
+use sekisho_sim::carrier::{NewSim, Running, Simulator};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 

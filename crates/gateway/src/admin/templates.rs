@@ -179,12 +179,11 @@ pub(crate) async fn apply(
 ) -> ApiResult<i64> {
     let json = serde_json::to_string(&t).map_err(ApiError::internal)?;
     let limits = app.config.detection.script_limits();
-    let scripts_of = t.clone();
-    let scripts = tokio::task::spawn_blocking(move || {
-        crate::detection::scripts::compile(&scripts_of, limits)
-    })
-    .await
-    .map_err(ApiError::internal)?;
+    let sources = t.script_sources(None);
+    let scripts =
+        tokio::task::spawn_blocking(move || sekisho_script::host::compile(&sources, limits))
+            .await
+            .map_err(ApiError::internal)?;
     let compiled = match (t.compile(), scripts) {
         (Ok(c), Ok(s)) => (c, s),
         (c, s) => {
@@ -203,7 +202,7 @@ pub(crate) async fn apply(
             app.clock.now_ms(),
         )
         .await?;
-    app.detector.scripts.set(field, scripts);
+    app.scripts.set(field, scripts);
     if let Some(caps) = app.device_caps.get() {
         caps.set_field_nat(field, compiled.template.network.nat_ranges.clone());
     }

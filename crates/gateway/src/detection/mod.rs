@@ -21,6 +21,7 @@ use sekisho_detect::rules::{self, AuthFacts, MessageFacts, SharedIps, Windows};
 use sekisho_detect::silence::Wheel;
 use sekisho_detect::state::{self, SCHEDULED};
 use sekisho_detect::{Compiled, DeviceState, Finding, Template};
+use sekisho_script::host::ScriptHost;
 use sekisho_store::prelude::*;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -36,18 +37,21 @@ pub async fn start(
     config: &crate::config::Config,
     store: &sekisho_store::Store,
     sim_ips: Arc<dyn SimIps>,
+    scripts: Arc<ScriptHost>,
 ) -> anyhow::Result<(Detector, mpsc::Receiver<Found>)> {
     let fallback = sekisho_detect::template::library(&config.detection.default_template)
         .ok_or_else(|| anyhow::anyhow!("detection.default_template: unknown"))?
         .compile()
         .map_err(|e| anyhow::anyhow!("the default template does not compile: {}", e.join("; ")))?;
-    let (d, rx) = Detector::new(fallback, sim_ips, config.detection.queue_capacity);
+    let (d, rx) = Detector::new(fallback, sim_ips, config.detection.queue_capacity, scripts);
     for t in store.current_templates().await? {
         let compiled = serde_json::from_str::<Template>(&t.body)
             .map_err(|e| vec![e.to_string()])
             .and_then(Template::compile);
         let compiled = compiled.and_then(|c| {
-            scripts::compile(&c.template, config.detection.script_limits()).map(|s| (c, s))
+            let sources = c.template.script_sources(None);
+            sekisho_script::host::compile(&sources, config.detection.script_limits())
+                .map(|s| (c, s))
         });
         match compiled {
             Ok((c, s)) => {
@@ -139,7 +143,7 @@ pub struct Detector {
     ip_windows: Mutex<HashMap<FieldId, SharedIps>>,
     sink: mpsc::Sender<Found>,
     pub sim_ips: Arc<dyn SimIps>,
-    pub scripts: scripts::ScriptHost,
+    pub scripts: Arc<ScriptHost>,
     pub stats: Arc<DetectStats>,
     enabled: std::sync::atomic::AtomicBool,
 }
@@ -149,11 +153,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Detector {
-    /// A detector whose fields run `fallback` until they have a template of their own.
+    /// A detector whose fields run `fallback` until they have a template of their own; its message
+    /// scripts run on `scripts`.
     pub fn new(
         fallback: Compiled,
         sim_ips: Arc<dyn SimIps>,
         capacity: usize,
+        scripts: Arc<ScriptHost>,
     ) -> (Self, mpsc::Receiver<Found>) {
         let (sink, rx) = mpsc::channel(capacity.max(1));
         let d = Self {
@@ -166,7 +172,7 @@ impl Detector {
             ip_windows: Mutex::default(),
             sink,
             sim_ips,
-            scripts: scripts::ScriptHost::new(4096),
+            scripts,
             stats: Arc::default(),
             enabled: std::sync::atomic::AtomicBool::new(true),
         };

@@ -282,22 +282,21 @@ async fn run_scripts(
             "critical": e.device.critical, "status": e.device.status.as_str(), "has_sim": e.device.sim.is_some()})
     });
     let field = serde_json::json!({"id": d.field_id});
-    crate::detection::scripts::run_once(
-        &app.store,
-        &d.field_id,
-        t,
-        ScriptTrigger::Response,
-        "on_detection",
-        vec![detection, dev, field],
-        app.config.detection.script_limits(),
-    )
-    .await
-    .into_iter()
-    .flat_map(|r| {
-        let script = r.script;
-        r.actions.into_iter().map(move |a| (script.clone(), a))
-    })
-    .collect()
+    let field_id = sekisho_core::FieldId(d.field_id.clone());
+    app.scripts
+        .run_once(
+            &field_id,
+            t.script_sources(Some(ScriptTrigger::Response)),
+            vec![detection, dev, field],
+            app.config.detection.script_limits(),
+        )
+        .await
+        .into_iter()
+        .flat_map(|r| {
+            let script = r.script;
+            r.actions.into_iter().map(move |a| (script.clone(), a))
+        })
+        .collect()
 }
 
 /// Runs due actions until `stopped`.

@@ -43,8 +43,7 @@ impl SmtpTls {
     pub fn new() -> Self {
         let dir = super::TempDir::new("smtp-tls");
         let tls =
-            sekisho_carrier::simulator::self_signed(&["127.0.0.1".into(), "localhost".into()])
-                .unwrap();
+            sekisho_sim::carrier::self_signed(&["127.0.0.1".into(), "localhost".into()]).unwrap();
         std::fs::write(dir.0.join("cert.pem"), &tls.cert_pem).unwrap();
         std::fs::write(dir.0.join("key.pem"), &tls.key_pem).unwrap();
         let ca = dir.0.join("ca.pem");

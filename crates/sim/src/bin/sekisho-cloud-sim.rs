@@ -45,12 +45,12 @@ async fn main() -> ExitCode {
         }
     };
     let names = ["localhost", "127.0.0.1", "::1"].map(String::from);
-    let tls = sekisho_carrier::simulator::self_signed_as("sekisho cloud stand-in", &names)
-        .and_then(|m| {
+    let tls =
+        sekisho_sim::carrier::self_signed_as("sekisho cloud stand-in", &names).and_then(|m| {
             if let Some(p) = &out {
                 std::fs::write(p, &m.ca_pem).map_err(|e| format!("{}: {e}", p.display()))?;
             }
-            sekisho_carrier::simulator::server_config(&m.cert_pem, &m.key_pem, None)
+            sekisho_sim::carrier::server_config(&m.cert_pem, &m.key_pem, None)
         });
     let tls = match tls {
         Ok(t) => t,
@@ -80,7 +80,7 @@ async fn main() -> ExitCode {
     let stop = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    match sekisho_carrier::simulator::serve_tls(listener, tls, cloud.router(), stop).await {
+    match sekisho_sim::carrier::serve_tls(listener, tls, cloud.router(), stop).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{e}");

@@ -1,5 +1,5 @@
 //! A **carrier simulator** for tests and demos — not a carrier. An in-memory HTTP(S) server that
-//! speaks the MVNO-shaped API of the [`mvno`](crate::mvno) connector, plus control endpoints under
+//! speaks the MVNO-shaped API of the [`mvno`](sekisho_carrier::mvno) connector, plus control endpoints under
 //! `/_sim/` to set SIMs up, inject faults and read back every request it received.
 //!
 //! The carrier API (token required when one is configured: `Authorization: Bearer <token>` or
@@ -33,8 +33,8 @@ mod tls;
 
 pub use tls::{TlsMaterial, self_signed, self_signed_as, serve as serve_tls, server_config};
 
-use crate::SimId;
 use axum::Router;
+use sekisho_carrier::SimId;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;

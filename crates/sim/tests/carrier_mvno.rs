@@ -4,8 +4,8 @@
 mod common;
 
 use common::*;
-use sekisho_carrier::simulator::Fault;
 use sekisho_carrier::{CarrierError, SimId, SimState};
+use sekisho_sim::carrier::Fault;
 use std::time::Duration;
 
 fn status_fault(status: u16, count: Option<u32>) -> Fault {

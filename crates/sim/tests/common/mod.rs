@@ -2,8 +2,8 @@
 //! a connector configuration pointing at it.
 #![allow(dead_code)]
 
-use sekisho_carrier::simulator::{NewSim, Running, Simulator};
 use sekisho_carrier::{CarrierApiConfig, SimControl, SimId};
+use sekisho_sim::carrier::{NewSim, Running, Simulator};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -1,5 +1,5 @@
 //! `sekisho-carrier-sim`: the carrier **simulator** for tests and demos (see
-//! `sekisho_carrier::simulator`). It is not a carrier and controls no real SIM.
+//! `sekisho_sim::carrier`). It is not a carrier and controls no real SIM.
 //!
 //! ```text
 //! sekisho-carrier-sim [--listen 127.0.0.1:0] [--token T] [--sims sims.json] [--conflict-on-noop]
@@ -12,7 +12,7 @@
 //! requires client certificates signed by that CA. `--sims` loads a JSON array of
 //! `{"imsi", "iccid", "msisdn"?, "status"?}`. Runs until interrupted. Exit code 64 on bad arguments.
 
-use sekisho_carrier::simulator::{self, NewSim, Simulator};
+use sekisho_sim::carrier::{self as simulator, NewSim, Simulator};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -6,8 +6,8 @@ mod common;
 
 use common::*;
 use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
-use sekisho_carrier::simulator::{self, NewSim};
 use sekisho_carrier::{CarrierError, SimState};
+use sekisho_sim::carrier::{self as simulator, NewSim};
 use serde_json::{Value, json};
 use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, BufReader};
