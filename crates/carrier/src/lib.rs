@@ -1,5 +1,13 @@
-//! Carrier SIM control: suspend, resume, read the status and the usage of a device's SIM through the
-//! carrier's API (verification check V26, and the "stop SIM" / "resume SIM" actions of threat response).
+//! The carrier integration (spec ① and V19/V20/V26): SIM control through the carrier's API — suspend,
+//! resume, read the status and the usage of a device's SIM (V26, and the "stop SIM" / "resume SIM"
+//! actions of threat response) — and what the carrier's packet gateway reports over RADIUS.
+//!
+//! The runtime the gateway starts:
+//! - [`sims`]: the live SIM table (SIM ↔ current address ↔ session bytes, per-address counters the
+//!   device listener feeds), which detection reads for V19/V20.
+//! - [`accounting`]: the RADIUS accounting listener, its only writer (`[carrier.radius]`).
+//! - [`control`]: [`control::SimService`], the connector in force and every SIM call recorded.
+//! - [`settings`]: the carrier API setting the admin API keeps in the data directory.
 //!
 //! The gateway holds one `Arc<dyn SimControl>` built by [`connect`] from the `[carrier.api]`
 //! configuration ([`CarrierApiConfig`]). Three connectors implement it:
@@ -33,16 +41,22 @@
 //! The carrier simulator the tests and the README's tour use is `sekisho-sim`'s `carrier` module (and
 //! its binary `sekisho-carrier-sim`): the gateway links no fake carrier.
 //!
-//! Architecture invariant: this crate knows nothing of devices, fields or the store; it turns "this
-//! SIM" into carrier API calls and answers. The API token never appears in a log line, an error or a
+//! Architecture invariants: the connectors ([`mvno`], [`rest`], [`connect`]) know nothing of devices,
+//! fields or the store — they turn "this SIM" into carrier API calls and answers; the runtime modules
+//! write the store and read the registry through the handles they are given, never through the
+//! gateway. The API token never appears in a log line, an error or a
 //! `Debug` output.
 #![forbid(unsafe_code)]
 
+pub mod accounting;
 pub mod config;
+pub mod control;
 mod error;
 mod http;
 pub mod mvno;
 pub mod rest;
+pub mod settings;
+pub mod sims;
 mod template;
 
 pub use config::{CarrierApiConfig, OpTemplate, RestTemplates, connect};

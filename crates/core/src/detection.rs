@@ -252,6 +252,12 @@ pub struct SimVolumeFacts {
     pub connections: u64,
 }
 
+/// The SIM's current address according to the carrier (V20), from RADIUS accounting (the carrier's
+/// live SIM table). A SIM without a live session has none, and the rule stays silent.
+pub trait SimIps: Send + Sync {
+    fn current_ip(&self, imsi: &str) -> Option<std::net::IpAddr>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@ pub mod ids;
 pub mod json;
 pub mod model;
 pub mod protocol;
+pub mod ratelog;
 pub mod response;
 pub mod span;
 pub mod telemetry;

@@ -4,10 +4,10 @@
 //!
 //! Run: `cargo run --release -p sekisho-gateway --example detect_memory [N]`
 
+use sekisho_carrier::sims::Sims;
 use sekisho_core::clock::SystemClock;
 use sekisho_core::{AuthMode, Device, DeviceId, DeviceStatus, Field, FieldId, FieldLimits};
 use sekisho_detect::rules::MessageFacts;
-use sekisho_gateway::carrier::Sims;
 use sekisho_gateway::detection::Detector;
 use sekisho_script::host::{DiscardFaults, ScriptHost};
 use std::net::{IpAddr, Ipv4Addr};

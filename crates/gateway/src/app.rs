@@ -5,6 +5,9 @@ use crate::detection::Detector;
 use crate::listener::ListenerStats;
 use crate::throttle::Throttle;
 use sekisho_bus::{Bus, Publisher, Received};
+use sekisho_carrier::accounting::RadiusStats;
+use sekisho_carrier::control::SimService;
+use sekisho_carrier::sims::Sims;
 use sekisho_registry::Registry;
 use sekisho_registry::pki::Ca;
 use sekisho_store::Store;
@@ -41,13 +44,10 @@ pub struct App {
     /// Where ingest publishes what it stored, for detection.
     pub received: Publisher<Received>,
     /// The live SIM table from the carrier's RADIUS accounting.
-    pub sims: Arc<crate::carrier::Sims>,
-    pub radius: crate::carrier::radius::RadiusStats,
-    /// The carrier's SIM control API (`[carrier.api]`, or what the admin API set; `none` answers every
-    /// call `not_configured`). Replaced whole when the setting changes; read with [`App::sim_api`].
-    pub sim_api: std::sync::RwLock<Arc<dyn sekisho_carrier::SimControl>>,
-    /// The `[carrier.api]` in force (the file's, or the admin API's), as the status shows it.
-    pub carrier_api: std::sync::RwLock<(sekisho_carrier::CarrierApiConfig, CarrierSource)>,
+    pub sims: Arc<Sims>,
+    pub radius: Arc<RadiusStats>,
+    /// The carrier's SIM control API (`[carrier.api]`, or what the admin API set), every call recorded.
+    pub carrier: Arc<SimService>,
     /// Mail for notifications (`[response.smtp]`; disabled when no host is set).
     pub mailer: sekisho_notify::Mailer,
     /// Commands waiting for devices (telemetry responses).
@@ -67,15 +67,6 @@ pub struct App {
     pub notify_unset_log: crate::response::notify::OncePer,
 }
 
-/// Where the carrier API setting in force comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CarrierSource {
-    /// `[carrier.api]` of the configuration file.
-    Configuration,
-    /// `PUT /api/v1/system/carrier` (kept in the data directory's `carrier-api.toml`).
-    AdminApi,
-}
-
 /// What `App::new` wires in besides the configuration and the store.
 pub struct Parts {
     pub registry: Arc<Registry>,
@@ -86,9 +77,9 @@ pub struct Parts {
     pub detector: Arc<Detector>,
     pub scripts: Arc<sekisho_script::host::ScriptHost>,
     pub bus: Arc<dyn Bus>,
-    pub sims: Arc<crate::carrier::Sims>,
-    pub sim_api: Arc<dyn sekisho_carrier::SimControl>,
-    pub carrier_api: (sekisho_carrier::CarrierApiConfig, CarrierSource),
+    pub sims: Arc<Sims>,
+    pub radius: Arc<RadiusStats>,
+    pub carrier: Arc<SimService>,
     pub mailer: sekisho_notify::Mailer,
     pub update_keys: crate::update::Keys,
     pub metrics_token: Option<String>,
@@ -116,8 +107,8 @@ impl App {
             scripts,
             bus,
             sims,
-            sim_api,
-            carrier_api,
+            radius,
+            carrier,
             mailer,
             update_keys,
             metrics_token,
@@ -141,9 +132,8 @@ impl App {
             received: bus.received(),
             bus,
             sims,
-            radius: Default::default(),
-            sim_api: std::sync::RwLock::new(sim_api),
-            carrier_api: std::sync::RwLock::new(carrier_api),
+            radius,
+            carrier,
             mailer,
             commands: Default::default(),
             response_stats: Default::default(),
@@ -154,14 +144,6 @@ impl App {
             metrics_token,
             notify_unset_log: crate::response::notify::OncePer::hourly(),
         }
-    }
-
-    /// The carrier's SIM control API in force now.
-    pub fn sim_api(&self) -> Arc<dyn sekisho_carrier::SimControl> {
-        self.sim_api
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
     }
 
     /// The console's base URL for links (`[response] console_url`, else the admin listener's).

@@ -225,37 +225,7 @@ pub struct CarrierConfig {
     pub api: sekisho_carrier::CarrierApiConfig,
 }
 
-/// The RADIUS accounting listener (RFC 2866, UDP).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RadiusConfig {
-    /// `address:port` to receive accounting on; empty: no listener.
-    pub listen: String,
-    /// The packet gateways allowed to send accounting, each with its shared secret.
-    pub clients: Vec<RadiusClientConfig>,
-    /// A packet repeating one seen this recently (same client, identifier, authenticator) is a
-    /// retransmission: stored once, answered again.
-    pub dedup_secs: u64,
-}
-
-impl Default for RadiusConfig {
-    fn default() -> Self {
-        Self {
-            listen: String::new(),
-            clients: Vec::new(),
-            dedup_secs: 60,
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RadiusClientConfig {
-    /// The client's address or network (`10.0.0.1`, `10.0.0.0/24`).
-    pub address: String,
-    /// File holding the shared secret (mode 0600; surrounding white space ignored).
-    pub secret_file: PathBuf,
-}
+pub use sekisho_carrier::accounting::{RadiusClientConfig, RadiusConfig};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -523,7 +493,7 @@ impl Config {
                 out.push("carrier.radius.clients: a listener with no client accepts nothing; add the packet gateways".into());
             }
         }
-        if let Err(p) = crate::carrier::radius::clients(radius) {
+        if let Err(p) = sekisho_carrier::accounting::clients(radius) {
             out.extend(p);
         }
         out.extend(

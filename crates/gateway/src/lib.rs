@@ -14,7 +14,6 @@
 pub mod admin;
 pub mod app;
 pub mod audit;
-pub mod carrier;
 pub mod config;
 pub mod console;
 pub mod detection;
@@ -22,7 +21,6 @@ pub mod device;
 pub mod error;
 pub mod init;
 pub mod listener;
-pub mod ratelog;
 pub mod response;
 pub mod throttle;
 pub mod totp;
@@ -32,6 +30,8 @@ use app::App;
 use config::Config;
 use listener::ListenerSpec;
 use sekisho_bus::{Bus, LocalBus};
+use sekisho_carrier::accounting::RadiusListener;
+use sekisho_carrier::control::{CarrierSource, SimService};
 use sekisho_registry::Registry;
 use sekisho_store::prelude::*;
 use sekisho_store::{DbKey, StoreOptions};
@@ -93,11 +93,11 @@ pub fn load_config(
     config.resolve_paths(data_dir);
     let mut semantic = config.problems();
     // The carrier API set through the admin API replaces [carrier.api]: it must be usable too.
-    match carrier::settings::load(data_dir) {
+    match sekisho_carrier::settings::load(data_dir) {
         Ok(Some(set)) => semantic.extend(
             set.validate(Path::new(""))
                 .into_iter()
-                .map(|p| format!("{}: {p}", carrier::settings::FILE)),
+                .map(|p| format!("{}: {p}", sekisho_carrier::settings::FILE)),
         ),
         Ok(None) => {}
         Err(e) => semantic.push(e),
@@ -180,16 +180,17 @@ pub async fn run(
         clock.clone(),
     );
     let bus: Arc<dyn Bus> = Arc::new(LocalBus::new(config.detection.queue_capacity));
-    let sims = Arc::new(carrier::Sims::load(store.sim_sessions().await?, now));
-    let radius_clients = carrier::radius::clients(&config.carrier.radius)
+    let sims = Arc::new(sekisho_carrier::sims::Sims::load(
+        store.sim_sessions().await?,
+        now,
+    ));
+    let radius_clients = sekisho_carrier::accounting::clients(&config.carrier.radius)
         .map_err(|p| anyhow::anyhow!("carrier.radius: {}", p.join("; ")))?;
-    let carrier_api = match carrier::settings::load(&config.data_dir).map_err(anyhow::Error::msg)? {
-        Some(set) => (set, app::CarrierSource::AdminApi),
-        None => (
-            config.carrier.api.clone(),
-            app::CarrierSource::Configuration,
-        ),
-    };
+    let carrier_api =
+        match sekisho_carrier::settings::load(&config.data_dir).map_err(anyhow::Error::msg)? {
+            Some(set) => (set, CarrierSource::AdminApi),
+            None => (config.carrier.api.clone(), CarrierSource::Configuration),
+        };
     let sim_api = sekisho_carrier::connect(&carrier_api.0, Path::new(""))
         .map_err(|p| anyhow::anyhow!("carrier.api: {}", p.join("; ")))?;
     let mailer = sekisho_notify::Mailer::new(&config.response.smtp)
@@ -224,6 +225,13 @@ pub async fn run(
         detector.stats.clone(),
         group_window_ms,
     ));
+    let radius_stats = Arc::new(sekisho_carrier::accounting::RadiusStats::default());
+    let carrier = Arc::new(SimService::new(
+        sim_api,
+        carrier_api,
+        store.clone(),
+        clock.clone(),
+    ));
     let parts = app::Parts {
         registry,
         clock,
@@ -234,8 +242,8 @@ pub async fn run(
         scripts,
         bus,
         sims: sims.clone(),
-        sim_api,
-        carrier_api,
+        radius: radius_stats.clone(),
+        carrier,
         mailer,
         update_keys,
         metrics_token,
@@ -313,10 +321,20 @@ pub async fn run(
     };
     if let Some(socket) = listeners.radius {
         tracing::info!(listen = %socket.local_addr()?, clients = radius_clients.len(), "RADIUS accounting listener");
-        tokio::spawn(carrier::radius::serve(
+        let radius = RadiusListener {
+            clients: radius_clients,
+            dedup_secs: app.config.carrier.radius.dedup_secs,
+            stats: radius_stats,
+            sims: app.sims.clone(),
+            store: app.store.clone(),
+            registry: app.registry.clone(),
+            windows: Arc::new(detection::SimWindowsOf(app.detector.clone())),
+            received: app.bus.received(),
+            clock: app.clock.clone(),
+        };
+        tokio::spawn(sekisho_carrier::accounting::serve(
             socket,
-            radius_clients,
-            app.clone(),
+            radius,
             stopped.clone(),
         ));
     }

@@ -28,8 +28,8 @@ use tower::ServiceExt;
 pub mod caps;
 mod drain;
 
-use crate::ratelog::LogLimit;
 pub use caps::AddressCaps;
+use sekisho_core::ratelog::LogLimit;
 
 /// Sent with `503 too_many_connections`: when the client may try again.
 const BUSY_RETRY_AFTER_SECS: u64 = 10;
@@ -57,7 +57,7 @@ pub struct ListenerSpec {
     pub handshake_timeout: Duration,
     pub header_timeout: Duration,
     /// Counts bytes and connections per SIM address for the carrier comparison (device listener).
-    pub sims: Option<Arc<crate::carrier::Sims>>,
+    pub sims: Option<Arc<sekisho_carrier::sims::Sims>>,
     /// What is left of a refused request's body is read and discarded, at most this much within
     /// `drain_timeout`, so that the client receives the answer ([`drain`]).
     pub drain_max_bytes: u64,
@@ -305,7 +305,7 @@ pub async fn serve(
 struct Conn {
     stream: TcpStream,
     remote: SocketAddr,
-    counters: Option<Arc<crate::carrier::IpCounters>>,
+    counters: Option<Arc<sekisho_carrier::sims::IpCounters>>,
 }
 
 /// Serves one connection: plaintext refusal, TLS handshake, then HTTP. `refusal`: a connection over a
@@ -489,6 +489,20 @@ impl Drop for InFlight {
 pub trait Meter {
     fn read(&self, n: usize);
     fn wrote(&self, n: usize);
+}
+
+impl Meter for Option<Arc<sekisho_carrier::sims::IpCounters>> {
+    fn read(&self, n: usize) {
+        if let Some(c) = self {
+            c.read(n);
+        }
+    }
+
+    fn wrote(&self, n: usize) {
+        if let Some(c) = self {
+            c.wrote(n);
+        }
+    }
 }
 
 impl Meter for Arc<Activity> {

@@ -2,15 +2,16 @@
 //! connector, where, with which token and CA. Reading it is for maintainers and analysts; changing it
 //! is for maintainers, with their second factor once they have one (it decides who can cut SIMs off).
 //! The token and the client key are write-only: answers say whether they are set.
-//! See [`crate::carrier::settings`] for where it is kept.
+//! See [`sekisho_carrier::settings`] for where it is kept.
 
 use super::Caller;
-use crate::app::{App, CarrierSource};
-use crate::carrier::settings::{self, Material};
+use crate::app::App;
 use crate::error::{ApiError, ApiJson, ApiResult};
 use axum::Json;
 use axum::extract::State;
 use http::{HeaderMap, StatusCode};
+use sekisho_carrier::control::CarrierSource;
+use sekisho_carrier::settings::{self, Material};
 use sekisho_carrier::{CarrierApiConfig, RestTemplates};
 use sekisho_core::{ErrorCode, Role};
 use serde::{Deserialize, Serialize};
@@ -93,8 +94,8 @@ fn view(cfg: &CarrierApiConfig, source: CarrierSource) -> CarrierView {
 }
 
 fn current(app: &App) -> CarrierView {
-    let g = app.carrier_api.read().unwrap_or_else(|e| e.into_inner());
-    view(&g.0, g.1)
+    let (cfg, source) = app.carrier.setting();
+    view(&cfg, source)
 }
 
 fn for_operators(caller: &Caller) -> ApiResult<()> {
@@ -206,7 +207,6 @@ fn install(
     cfg: CarrierApiConfig,
     source: CarrierSource,
 ) {
-    *app.sim_api.write().unwrap_or_else(|e| e.into_inner()) = connector;
-    *app.carrier_api.write().unwrap_or_else(|e| e.into_inner()) = (cfg, source);
+    app.carrier.replace(connector, cfg, source);
     tracing::info!(source = ?source, "carrier API connection changed");
 }

@@ -6,7 +6,6 @@ use super::devices::device_in;
 use super::views::Page;
 use super::views::carrier::{AccountingView, SimActionView, SimSessionView};
 use crate::app::App;
-use crate::carrier::control;
 use crate::error::{ApiError, ApiQuery, ApiResult};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -170,7 +169,7 @@ async fn set_suspended(
         caller.second_factor(app, headers).await?;
     }
     let actor = format!("user:{}", caller.user.username);
-    let out = control::set_suspended(app, &d.device, suspend, &actor).await;
+    let out = app.carrier.set_suspended(&d.device, suspend, &actor).await;
     let action = if suspend { "sim_suspend" } else { "sim_resume" };
     caller
         .log(
@@ -235,12 +234,12 @@ pub async fn carrier(
     let d = device_in(&app, &f, &device)?;
     sim_of_device(&d)?;
     let actor = format!("user:{}", caller.user.username);
-    let status = control::status(&app, &d.device, &actor).await;
+    let status = app.carrier.status(&d.device, &actor).await;
     let status = status
         .result
         .map_err(|e| carrier_error(e, &status.record))?;
     // Usage is optional in a carrier's API: its failure leaves the counts empty (and is recorded).
-    let usage = control::usage(&app, &d.device, &actor).await.result.ok();
+    let usage = app.carrier.usage(&d.device, &actor).await.result.ok();
     Ok(Json(CarrierView {
         status: status.into(),
         uplink_bytes: usage.map(|u| u.uplink_bytes),

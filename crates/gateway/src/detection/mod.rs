@@ -90,10 +90,16 @@ pub async fn silence_worker(
 
 const SHARDS: usize = 16;
 
-/// The SIM's current address according to the carrier (V20), from RADIUS accounting
-/// ([`crate::carrier::Sims`]). A SIM without a live session has none, and the rule stays silent.
-pub trait SimIps: Send + Sync {
-    fn current_ip(&self, imsi: &str) -> Option<IpAddr>;
+pub use sekisho_core::detection::SimIps;
+
+/// The detector as the accounting listener asks it how long a field's SIM windows are.
+pub struct SimWindowsOf(pub Arc<Detector>);
+
+impl sekisho_carrier::accounting::SimWindows for SimWindowsOf {
+    fn window_secs(&self, field: &FieldId) -> Option<u32> {
+        let r = &self.0.template(field).template.sim;
+        (r.check_uplink || r.check_downlink).then_some(r.window.secs())
+    }
 }
 
 /// A finding on its way to the sink.

@@ -7,7 +7,6 @@ use crate::admin::views::carrier::SimSessionView;
 use crate::admin::views::history::{AuthAttemptView, MessageView};
 use crate::admin::views::response::{ActionView, DetectionView};
 use crate::app::App;
-use crate::carrier::control;
 use sekisho_core::{Action, ActionState, Device, DeviceId, DeviceStatus};
 use sekisho_store::history::Filter;
 use sekisho_store::prelude::*;
@@ -151,7 +150,7 @@ pub async fn execute(app: &App, a: &ActionRow) -> Result<Outcome, ActionError> {
         Action::SuspendSim | Action::ResumeSim => {
             let device = device_of(app, a)?;
             let suspend = a.action == Action::SuspendSim;
-            let out = control::set_suspended(app, &device, suspend, &actor).await;
+            let out = app.carrier.set_suspended(&device, suspend, &actor).await;
             match out.result {
                 Ok(s) => Ok(json!({"sim_state": s.state.as_str(), "sim_action": out.record.id})),
                 Err(e) if e.retryable() => Err(ActionError::retry(format!(

@@ -2,28 +2,64 @@
 //! carrier's packet gateway (P-GW/GGSN), and Accounting-On/Off when it restarts.
 //!
 //! Each packet is checked against its client's shared secret (the client is known by its source
-//! address), applied to the live [`super::Sims`] table, stored with the SIM's new session row in one
+//! address), applied to the live [`crate::sims::Sims`] table, stored with the SIM's new session row in one
 //! group-commit transaction, and only then answered. A retransmission (same client, identifier and
 //! Request Authenticator) is stored and applied once; it gets the stored answer again, or none while
 //! the first copy is still being stored. Malformed packets, wrong authenticators and unknown clients are
 //! counted and dropped; the last two are also recorded as security events. A full store queue drops
 //! the packet unanswered: the packet gateway retransmits, which is RADIUS's own flow control.
 
-use super::Applied;
-use crate::app::App;
-use crate::listener::event;
-use crate::ratelog::LogLimit;
+use crate::sims::{Applied, Sims};
 use ipnet::IpNet;
-use sekisho_bus::{Received, SimWindow};
+use sekisho_bus::{Publisher, Received, SimWindow};
+use sekisho_core::FieldId;
+use sekisho_core::clock::SharedClock;
+use sekisho_core::ratelog::LogLimit;
 use sekisho_radius::{Accounting, RadiusError};
-use sekisho_store::records::{AccountingRecord, Record};
+use sekisho_registry::Registry;
+use sekisho_store::Store;
+use sekisho_store::records::{AccountingRecord, Record, SecurityEvent};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
+
+/// The RADIUS accounting listener (`[carrier.radius]`, RFC 2866, UDP).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RadiusConfig {
+    /// `address:port` to receive accounting on; empty: no listener.
+    pub listen: String,
+    /// The packet gateways allowed to send accounting, each with its shared secret.
+    pub clients: Vec<RadiusClientConfig>,
+    /// A packet repeating one seen this recently (same client, identifier, authenticator) is a
+    /// retransmission: stored once, answered again.
+    pub dedup_secs: u64,
+}
+
+impl Default for RadiusConfig {
+    fn default() -> Self {
+        Self {
+            listen: String::new(),
+            clients: Vec::new(),
+            dedup_secs: 60,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RadiusClientConfig {
+    /// The client's address or network (`10.0.0.1`, `10.0.0.0/24`).
+    pub address: String,
+    /// File holding the shared secret (mode 0600; surrounding white space ignored).
+    pub secret_file: PathBuf,
+}
 
 /// A packet gateway allowed to send accounting, and its shared secret.
 #[derive(Clone)]
@@ -39,7 +75,7 @@ impl std::fmt::Debug for Client {
 }
 
 /// The configured clients with their secrets read; every problem is listed.
-pub fn clients(c: &crate::config::RadiusConfig) -> Result<Vec<Client>, Vec<String>> {
+pub fn clients(c: &RadiusConfig) -> Result<Vec<Client>, Vec<String>> {
     let mut out = Vec::new();
     let mut problems = Vec::new();
     for (i, cl) in c.clients.iter().enumerate() {
@@ -120,16 +156,46 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The length of a field's SIM comparison windows (seconds), when its template compares SIM volumes.
+pub trait SimWindows: Send + Sync {
+    fn window_secs(&self, field: &FieldId) -> Option<u32>;
+}
+
+/// What the accounting listener uses.
+pub struct RadiusListener {
+    pub clients: Vec<Client>,
+    /// `[carrier.radius] dedup_secs`.
+    pub dedup_secs: u64,
+    pub stats: Arc<RadiusStats>,
+    pub sims: Arc<Sims>,
+    pub store: Store,
+    pub registry: Arc<Registry>,
+    pub windows: Arc<dyn SimWindows>,
+    /// Where closed SIM windows go, for detection.
+    pub received: Publisher<Received>,
+    pub clock: SharedClock,
+}
+
+fn security_event(at: i64, peer: SocketAddr, kind: &'static str) -> Record {
+    Record::Security(SecurityEvent {
+        at,
+        listener: "radius",
+        source_ip: peer.ip().to_string(),
+        kind,
+        detail: None,
+    })
+}
+
 /// Serves accounting on `socket` until `stopped` turns true.
 pub async fn serve(
     socket: UdpSocket,
-    clients: Vec<Client>,
-    app: Arc<App>,
+    listener: RadiusListener,
     mut stopped: watch::Receiver<bool>,
 ) {
     let socket = Arc::new(socket);
     let recent: Recent = Arc::default();
-    let dedup_ms = app.config.carrier.radius.dedup_secs as i64 * 1000;
+    let app = Arc::new(listener);
+    let dedup_ms = app.dedup_secs as i64 * 1000;
     let mut buf = vec![0u8; 4097];
     let mut since_prune = 0u32;
     loop {
@@ -145,19 +211,18 @@ pub async fn serve(
             },
             _ = stopped.changed() => return,
         };
-        let stats = &app.radius;
+        let stats = &app.stats;
         stats.received.fetch_add(1, Ordering::Relaxed);
         let packet = &buf[..n];
-        let Some(client) = clients.iter().find(|c| c.net.contains(&peer.ip())) else {
+        let Some(client) = app.clients.iter().find(|c| c.net.contains(&peer.ip())) else {
             stats.unknown_client.fetch_add(1, Ordering::Relaxed);
             if let Some(skipped) = UNKNOWN_CLIENT.allow() {
                 tracing::warn!(peer = %peer, skipped, "RADIUS packet from an unknown client dropped");
             }
-            let _ = app.store.writer.try_submit(vec![event(
-                "radius",
+            let _ = app.store.writer.try_submit(vec![security_event(
+                app.clock.now_ms(),
                 peer,
                 "radius_unknown_client",
-                None,
             )]);
             continue;
         };
@@ -168,11 +233,10 @@ pub async fn serve(
                 if let Some(skipped) = BAD_AUTHENTICATOR.allow() {
                     tracing::warn!(peer = %peer, skipped, "RADIUS packet with a wrong authenticator dropped (shared secret mismatch?)");
                 }
-                let _ = app.store.writer.try_submit(vec![event(
-                    "radius",
+                let _ = app.store.writer.try_submit(vec![security_event(
+                    app.clock.now_ms(),
                     peer,
                     "radius_bad_authenticator",
-                    None,
                 )]);
                 continue;
             }
@@ -205,11 +269,9 @@ pub async fn serve(
             .imsi
             .as_deref()
             .and_then(|imsi| app.registry.device_by_imsi(imsi));
-        let window = device.as_ref().and_then(|d| {
-            let c = app.detector.template(&d.device.field_id);
-            let r = &c.template.sim;
-            (r.check_uplink || r.check_downlink).then_some(r.window.secs())
-        });
+        let window = device
+            .as_ref()
+            .and_then(|d| app.windows.window_secs(&d.device.field_id));
         let applied = app.sims.apply(peer.ip(), &a, now, window);
         let records = records(peer, packet, &a, now, &applied);
         let committed = match app.store.writer.submit(records) {
@@ -238,12 +300,12 @@ pub async fn serve(
         );
         tokio::spawn(async move {
             if let Err(e) = committed.await {
-                app.radius.not_stored.fetch_add(1, Ordering::Relaxed);
+                app.stats.not_stored.fetch_add(1, Ordering::Relaxed);
                 lock(&recent).remove(&key);
                 tracing::error!(error = %e, "RADIUS record not stored; the packet gateway will retransmit");
                 return;
             }
-            app.radius.stored.fetch_add(1, Ordering::Relaxed);
+            app.stats.stored.fetch_add(1, Ordering::Relaxed);
             // Queued for detection before the answer: once the packet gateway has its answer, the
             // window is on its way to be judged.
             if let (Some(counts), Some(d)) = (applied.window, device) {

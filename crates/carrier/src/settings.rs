@@ -11,7 +11,7 @@
 //! the previous setting are replaced whole (written beside, then renamed), so a crash leaves one or the
 //! other, never a mix.
 
-use sekisho_carrier::CarrierApiConfig;
+use crate::CarrierApiConfig;
 use std::path::{Path, PathBuf};
 
 /// The override file, relative to the data directory.

@@ -1,8 +1,8 @@
-//! The carrier integration: what the carrier's packet gateway says about each SIM (RADIUS accounting:
-//! its current address, its session's byte counts) and the SIM control API (suspend, resume).
+//! What the carrier's packet gateway says about each SIM (RADIUS accounting: its current address, its
+//! session's byte counts), as a live table.
 //!
 //! [`Sims`] is the live table SIM ↔ current address ↔ session bytes. The RADIUS listener
-//! ([`radius`]) is its only writer; detection reads it for V20 (the source address of a device's data
+//! ([`crate::accounting`]) is its only writer; detection reads it for V20 (the source address of a device's data
 //! against its SIM's address), and the device listener counts, per SIM address, every byte and
 //! connection it sees — failed handshakes and cut-off requests included — so that each window of a
 //! session can be compared with what the carrier counted for the SIM (V19, ※2, ※3).
@@ -11,13 +11,7 @@
 //! rows are written to the store in that same order, in the transaction of the record; no lock here
 //! is held across an `.await`.
 
-pub mod control;
-pub mod radius;
-pub mod settings;
-
-use crate::detection::SimIps;
-use crate::listener::Meter;
-use sekisho_detect::rules::SimVolumeFacts;
+use sekisho_core::detection::{SimIps, SimVolumeFacts};
 use sekisho_radius::{Accounting, Status};
 use sekisho_store::SimSessionRow;
 use std::collections::HashMap;
@@ -33,17 +27,15 @@ pub struct IpCounters {
     pub connections: AtomicU64,
 }
 
-impl Meter for Option<Arc<IpCounters>> {
-    fn read(&self, n: usize) {
-        if let Some(c) = self {
-            c.rx.fetch_add(n as u64, Ordering::Relaxed);
-        }
+impl IpCounters {
+    /// The listener read `n` bytes from this address.
+    pub fn read(&self, n: usize) {
+        self.rx.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    fn wrote(&self, n: usize) {
-        if let Some(c) = self {
-            c.tx.fetch_add(n as u64, Ordering::Relaxed);
-        }
+    /// The listener wrote `n` bytes to this address.
+    pub fn wrote(&self, n: usize) {
+        self.tx.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 
