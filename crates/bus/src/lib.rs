@@ -16,12 +16,16 @@
 //!   (a detection row), so a subscriber that falls behind is told how many it missed and re-reads them
 //!   from the store.
 //!
+//! [`Commands`] holds what response and update management want each device to do, until done.
+//!
 //! Invariant: everything published is already durable (the message, the attempt, the accounting
 //! record are committed first); a topic carries work, never the only copy of data.
 #![forbid(unsafe_code)]
 
+mod commands;
 mod topics;
 
+pub use commands::Commands;
 pub use topics::{DetectionEvent, Received, ReceivedAuth, ReceivedMessage, SimWindow};
 
 use std::sync::Arc;

@@ -18,3 +18,9 @@ pub mod template;
 pub use finding::{Finding, Severity, Threat};
 pub use state::DeviceState;
 pub use template::{Compiled, Template};
+
+/// Where the template in force for a field is read (the detection engine holds them): response and
+/// audit read a field's playbook and scripts through this, not through the engine's internals.
+pub trait TemplateSource: Send + Sync {
+    fn compiled(&self, field: &sekisho_core::FieldId) -> std::sync::Arc<Compiled>;
+}

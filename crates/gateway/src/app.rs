@@ -51,11 +51,9 @@ pub struct App {
     /// Mail for notifications (`[response.smtp]`; disabled when no host is set).
     pub mailer: sekisho_notify::Mailer,
     /// Commands waiting for devices (telemetry responses).
-    pub commands: crate::response::Commands,
-    pub response_stats: crate::response::ResponseStats,
-    pub response_wake: crate::response::Wake,
-    /// The admin listener's address, for links.
-    pub admin_addr: std::sync::OnceLock<std::net::SocketAddr>,
+    pub commands: Arc<sekisho_bus::Commands>,
+    /// Threat response (its counters, its wake-up, its notification settings).
+    pub responder: Arc<sekisho_respond::Responder>,
     /// The update manifests' signing keys.
     pub update_keys: crate::update::Keys,
     /// The device listener's per-address connection caps (set once the listener is built; a field's
@@ -63,8 +61,6 @@ pub struct App {
     pub device_caps: std::sync::OnceLock<Arc<crate::listener::AddressCaps>>,
     /// The bearer token `/metrics` requires (`[admin] metrics_token_file`), if one is set.
     pub metrics_token: Option<String>,
-    /// Limits the log line about a field's unset notification targets to one per field per hour.
-    pub notify_unset_log: crate::response::notify::OncePer,
 }
 
 /// What `App::new` wires in besides the configuration and the store.
@@ -83,6 +79,8 @@ pub struct Parts {
     pub mailer: sekisho_notify::Mailer,
     pub update_keys: crate::update::Keys,
     pub metrics_token: Option<String>,
+    pub commands: Arc<sekisho_bus::Commands>,
+    pub responder: Arc<sekisho_respond::Responder>,
 }
 
 #[derive(Default)]
@@ -112,6 +110,8 @@ impl App {
             mailer,
             update_keys,
             metrics_token,
+            commands,
+            responder,
         } = parts;
         let login_window = (config.admin.login_lockout_secs.max(1) * 1000) as i64;
         Self {
@@ -135,27 +135,11 @@ impl App {
             radius,
             carrier,
             mailer,
-            commands: Default::default(),
-            response_stats: Default::default(),
-            response_wake: Default::default(),
-            admin_addr: Default::default(),
+            commands,
+            responder,
             update_keys,
             device_caps: Default::default(),
             metrics_token,
-            notify_unset_log: crate::response::notify::OncePer::hourly(),
-        }
-    }
-
-    /// The console's base URL for links (`[response] console_url`, else the admin listener's).
-    pub fn console_url(&self) -> String {
-        let c = self.config.response.console_url.trim_end_matches('/');
-        if !c.is_empty() {
-            return c.to_owned();
-        }
-        match self.admin_addr.get() {
-            Some(a) if a.ip().is_unspecified() => format!("https://localhost:{}/console", a.port()),
-            Some(a) => format!("https://{a}/console"),
-            None => "/console".to_owned(),
         }
     }
 }

@@ -156,41 +156,7 @@ impl Default for DetectionConfig {
     }
 }
 
-/// Threat response: the worker that turns detections into actions.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ResponseConfig {
-    /// Off: detections are stored and published, and nothing acts on them.
-    pub enabled: bool,
-    /// The console's base URL for links in notifications; empty: `https://<admin listen>/console`.
-    pub console_url: String,
-    /// Actions running at once (mail, webhooks, carrier calls).
-    pub concurrency: usize,
-    /// Attempts of an action whose failure is worth retrying, before it is recorded as failed.
-    pub max_attempts: u32,
-    pub backoff_initial_ms: u64,
-    pub backoff_max_ms: u64,
-    pub webhook_timeout_ms: u64,
-    /// At start (and when the worker falls behind), detections this recent without a decision are decided.
-    pub catch_up_hours: u64,
-    pub smtp: sekisho_notify::SmtpConfig,
-}
-
-impl Default for ResponseConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            console_url: String::new(),
-            concurrency: 8,
-            max_attempts: 8,
-            backoff_initial_ms: 1000,
-            backoff_max_ms: 300_000,
-            webhook_timeout_ms: 10_000,
-            catch_up_hours: 24,
-            smtp: sekisho_notify::SmtpConfig::default(),
-        }
-    }
-}
+pub use sekisho_respond::ResponseConfig;
 
 /// Update management: the manifest signing key and the artifact store.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

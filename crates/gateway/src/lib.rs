@@ -21,7 +21,6 @@ pub mod device;
 pub mod error;
 pub mod init;
 pub mod listener;
-pub mod response;
 pub mod throttle;
 pub mod totp;
 pub mod update;
@@ -232,6 +231,28 @@ pub async fn run(
         store.clone(),
         clock.clone(),
     ));
+    let commands = Arc::new(sekisho_bus::Commands::default());
+    let responder = Arc::new(sekisho_respond::Responder::new(
+        config.response.clone(),
+        sekisho_respond::Handles {
+            store: store.clone(),
+            registry: registry.clone(),
+            clock: clock.clone(),
+            bus: bus.clone(),
+            templates: detector.clone(),
+            scripts: scripts.clone(),
+            script_limits: config.detection.script_limits(),
+            carrier: carrier.clone(),
+            commands: commands.clone(),
+            mailer: mailer.clone(),
+            collector: Arc::new(admin::collected::Collected {
+                store: store.clone(),
+                sims: sims.clone(),
+                clock: clock.clone(),
+            }),
+            console_url: console_url(&config, listeners.admin.local_addr()?),
+        },
+    ));
     let parts = app::Parts {
         registry,
         clock,
@@ -247,9 +268,10 @@ pub async fn run(
         mailer,
         update_keys,
         metrics_token,
+        commands,
+        responder: responder.clone(),
     };
     let app = Arc::new(App::new(config, store, parts));
-    let _ = app.admin_addr.set(listeners.admin.local_addr()?);
     for r in app.store.open_update_requests().await? {
         app.commands.push(
             &sekisho_core::DeviceId(r.device_id.clone()),
@@ -275,7 +297,7 @@ pub async fn run(
     sekisho_forward::spawn(forward, new_fields, stopped.clone());
     tokio::spawn(detection::silence_worker(app.clone(), stopped.clone()));
     tokio::spawn(housekeeping(app.clone(), stopped.clone()));
-    response::spawn(app.clone(), stopped.clone());
+    sekisho_respond::spawn(responder, stopped.clone());
     tokio::spawn(audit::silence_worker(app.clone(), stopped.clone()));
 
     let c = &app.config;
@@ -398,5 +420,17 @@ async fn housekeeping(app: Arc<App>, mut stopped: watch::Receiver<bool>) {
             }
         }
         n += 1;
+    }
+}
+
+/// The console's base URL for links (`[response] console_url`, else the admin listener's).
+fn console_url(config: &Config, admin: std::net::SocketAddr) -> String {
+    let c = config.response.console_url.trim_end_matches('/');
+    if !c.is_empty() {
+        c.to_owned()
+    } else if admin.ip().is_unspecified() {
+        format!("https://localhost:{}/console", admin.port())
+    } else {
+        format!("https://{admin}/console")
     }
 }

@@ -75,14 +75,16 @@ pub struct Notifications {
 
 /// The field as the API shows it, with its notification status. Shared by the API and the console.
 pub(crate) async fn view(app: &App, f: &Field) -> ApiResult<FieldView> {
-    let s = crate::response::notify::settings(app, &f.id.0)
+    let s = app
+        .responder
+        .notify_settings(&f.id.0)
         .await
         .map_err(|e| ApiError::internal(e.message))?;
     let notifications = Notifications {
         admin_emails: s.admin_emails.len(),
         person_in_charge_emails: s.person_in_charge_emails.len(),
         webhook: s.webhook_url.is_some() && s.webhook_secret.is_some(),
-        unset: crate::response::notify::unset(&s)
+        unset: sekisho_respond::notify::unset(&s)
             .into_iter()
             .map(|(action, _)| action)
             .collect(),

@@ -7,6 +7,7 @@
 
 pub(crate) mod audit;
 pub(crate) mod carrier;
+pub(crate) mod collected;
 pub(crate) mod devices;
 pub(crate) mod fields;
 pub(crate) mod history;

@@ -8,13 +8,12 @@ use super::views::response::{ActionView, DecisionView, ReportView};
 use super::views::{Page, PageQuery};
 use crate::app::App;
 use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult};
-use crate::response::actions;
-use crate::response::notify::NotifySettings;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use http::HeaderMap;
 use sekisho_core::{Action, ActionState, ErrorCode};
+use sekisho_respond::notify::NotifySettings;
 use sekisho_store::prelude::*;
 use sekisho_store::response::{ActionFilter, ActionRow, NewAction};
 use serde::{Deserialize, Serialize};
@@ -89,7 +88,9 @@ pub async fn get_notify(
     Path(field): Path<String>,
 ) -> ApiResult<Json<NotifyView>> {
     let f = caller.field(&app, &field)?;
-    let s = crate::response::notify::settings(&app, &f.id.0)
+    let s = app
+        .responder
+        .notify_settings(&f.id.0)
         .await
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.message))?;
     Ok(Json(view(s)))
@@ -107,7 +108,9 @@ pub async fn put_notify(
 ) -> ApiResult<Json<NotifyView>> {
     let f = caller.managed_field(&app, &field)?;
     if s.webhook_secret.is_none() && s.webhook_url.is_some() {
-        let old = crate::response::notify::settings(&app, &f.id.0)
+        let old = app
+            .responder
+            .notify_settings(&f.id.0)
             .await
             .map_err(|e| ApiError::new(ErrorCode::Internal, e.message))?;
         s.webhook_secret = old.webhook_secret;
@@ -294,7 +297,7 @@ pub(crate) async fn approve_action(
             Some(a.action.as_str()),
         )
         .await;
-    app.response_wake.now();
+    app.responder.wake();
     Ok(app.store.action(id).await?.unwrap_or(a))
 }
 
@@ -364,7 +367,7 @@ async fn run_now(
         .await?
         .ok_or_else(|| ApiError::not_found("action"))?;
     // `run` records the outcome as for the executor's actions.
-    actions::run(app, row).await;
+    app.responder.run_action(row).await;
     if let Some(orig) = undo_of_id {
         app.store.mark_undone(orig, id).await?;
     }

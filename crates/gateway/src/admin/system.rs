@@ -360,7 +360,7 @@ pub async fn metrics(
         "SIMs with a live session.",
         r.sims_online as u64,
     );
-    let rs = &app.response_stats;
+    let rs = &app.responder.stats;
     for (name, help, v) in [
         (
             "response_decisions_total",

@@ -92,6 +92,12 @@ const SHARDS: usize = 16;
 
 pub use sekisho_core::detection::SimIps;
 
+impl sekisho_detect::TemplateSource for Detector {
+    fn compiled(&self, field: &FieldId) -> Arc<Compiled> {
+        self.template(field)
+    }
+}
+
 /// The detector as the accounting listener asks it how long a field's SIM windows are.
 pub struct SimWindowsOf(pub Arc<Detector>);
 

@@ -8,7 +8,7 @@
 //! hour ([`OncePer`]).
 
 use super::actions::{ActionError, Outcome};
-use crate::app::App;
+use crate::Responder;
 use sekisho_core::Action;
 use sekisho_notify::text::{Incident, Lang, incident_mail, webhook_body};
 use sekisho_notify::{Mail, Webhook};
@@ -142,7 +142,7 @@ impl OncePer {
 
 /// Why `a` has nowhere to go under `s`, if it has not; logs the field's unset targets, at most once
 /// per field per hour.
-fn nowhere(app: &App, a: &ActionRow, s: &NotifySettings) -> Option<String> {
+fn nowhere(app: &Responder, a: &ActionRow, s: &NotifySettings) -> Option<String> {
     let missing = unset(s);
     let (_, setting) = missing.iter().find(|(action, _)| *action == a.action)?;
     if app.notify_unset_log.first(&a.field_id) {
@@ -160,7 +160,7 @@ fn nowhere(app: &App, a: &ActionRow, s: &NotifySettings) -> Option<String> {
 }
 
 /// The field's settings as stored (default: nowhere).
-pub async fn settings(app: &App, field: &str) -> Result<NotifySettings, ActionError> {
+pub async fn settings(app: &Responder, field: &str) -> Result<NotifySettings, ActionError> {
     Ok(match app.store.field_notify(field).await? {
         Some(body) => serde_json::from_str(&body)
             .map_err(|e| ActionError::fatal(format!("stored notification settings: {e}")))?,
@@ -169,7 +169,7 @@ pub async fn settings(app: &App, field: &str) -> Result<NotifySettings, ActionEr
 }
 
 /// The incident an action is about, as the texts describe it.
-async fn incident(app: &App, a: &ActionRow) -> Result<(Incident, i64), ActionError> {
+async fn incident(app: &Responder, a: &ActionRow) -> Result<(Incident, i64), ActionError> {
     let decision_id = a
         .decision_id
         .ok_or_else(|| ActionError::fatal("a notification needs a decision"))?;
@@ -232,7 +232,7 @@ async fn incident(app: &App, a: &ActionRow) -> Result<(Incident, i64), ActionErr
 }
 
 /// Sends the notification `a` asks for, or skips it when the field has not set where it goes.
-pub async fn send(app: &App, a: &ActionRow) -> Result<Outcome, ActionError> {
+pub async fn send(app: &Responder, a: &ActionRow) -> Result<Outcome, ActionError> {
     let s = settings(app, &a.field_id).await?;
     if let Some(reason) = nowhere(app, a, &s) {
         return Ok(Outcome::Skipped(reason));
@@ -245,7 +245,7 @@ pub async fn send(app: &App, a: &ActionRow) -> Result<Outcome, ActionError> {
         let hook = Webhook::new(
             url,
             secret.as_bytes(),
-            std::time::Duration::from_millis(app.config.response.webhook_timeout_ms),
+            std::time::Duration::from_millis(app.config.webhook_timeout_ms),
         )
         .map_err(|e| ActionError::fatal(format!("webhook: {e}")))?;
         let event = format!("sekisho-action-{}", a.id);

@@ -1,14 +1,8 @@
 //! What each action does, and its undo. An action reads its device and field afresh (the device may
 //! have changed since the decision), does its one thing, and returns its output for the record.
 
-use super::{backoff, notify};
-use crate::admin::views::audit::StateView;
-use crate::admin::views::carrier::SimSessionView;
-use crate::admin::views::history::{AuthAttemptView, MessageView};
-use crate::admin::views::response::{ActionView, DetectionView};
-use crate::app::App;
+use crate::{Responder, backoff, notify};
 use sekisho_core::{Action, ActionState, Device, DeviceId, DeviceStatus};
-use sekisho_store::history::Filter;
 use sekisho_store::prelude::*;
 use sekisho_store::response::ActionRow;
 use serde_json::{Value, json};
@@ -56,11 +50,11 @@ pub enum Outcome {
 
 /// Runs one claimed action and records how it ended (done, skipped, failed, or pending again after a
 /// backoff).
-pub async fn run(app: &App, a: ActionRow) {
+pub async fn run(app: &Responder, a: ActionRow) {
     let attempt = a.attempts as u32 + 1;
     let result = execute(app, &a).await;
     let now = app.clock.now_ms();
-    let stats = &app.response_stats;
+    let stats = &app.stats;
     let recorded = match result {
         Ok(Outcome::Done(out)) => {
             stats.actions_done.fetch_add(1, Ordering::Relaxed);
@@ -84,7 +78,7 @@ pub async fn run(app: &App, a: ActionRow) {
                 .finish_action(a.id, ActionState::Skipped, Some(&out), None, now, now)
                 .await
         }
-        Err(e) if e.retryable && attempt < app.config.response.max_attempts => {
+        Err(e) if e.retryable && attempt < app.config.max_attempts => {
             stats.retries.fetch_add(1, Ordering::Relaxed);
             let next = now + backoff(app, attempt - 1);
             tracing::warn!(
@@ -124,7 +118,7 @@ pub async fn run(app: &App, a: ActionRow) {
     }
 }
 
-fn device_of(app: &App, a: &ActionRow) -> Result<Device, ActionError> {
+fn device_of(app: &Responder, a: &ActionRow) -> Result<Device, ActionError> {
     let id = a
         .device_id
         .as_ref()
@@ -136,7 +130,7 @@ fn device_of(app: &App, a: &ActionRow) -> Result<Device, ActionError> {
 }
 
 /// Does what `a` says.
-pub async fn execute(app: &App, a: &ActionRow) -> Result<Outcome, ActionError> {
+pub async fn execute(app: &Responder, a: &ActionRow) -> Result<Outcome, ActionError> {
     let actor = a.trigger.clone();
     let done = match a.action {
         Action::NotifyAdmin | Action::NotifyPersonInCharge | Action::NotifyWebhook => {
@@ -193,7 +187,7 @@ pub async fn execute(app: &App, a: &ActionRow) -> Result<Outcome, ActionError> {
         }
         Action::CollectInfo => {
             let device = device_of(app, a)?;
-            let report = collect(app, &device).await?;
+            let report = app.collector.collect(&device).await?;
             let id = app
                 .store
                 .insert_report(
@@ -212,7 +206,7 @@ pub async fn execute(app: &App, a: &ActionRow) -> Result<Outcome, ActionError> {
 
 /// Sets a device's status the way an administrator would: stopping revokes its tokens at once.
 pub async fn set_status(
-    app: &App,
+    app: &Responder,
     device: &Device,
     status: DeviceStatus,
 ) -> Result<Value, ActionError> {
@@ -224,58 +218,4 @@ pub async fn set_status(
         .set_status(&entry, status, app.clock.now_ms())
         .await?;
     Ok(json!({"status": status.as_str(), "was": was.as_str()}))
-}
-
-/// The device information an administrator needs to judge an incident (V29): its registration, the
-/// carrier's view of its SIM, its latest messages, authentication attempts, detections and actions,
-/// in the admin API's own views (the report is an answer of that API).
-pub async fn collect(app: &App, device: &Device) -> Result<Value, ActionError> {
-    let filter = Filter {
-        device: Some(device.id.0.clone()),
-        limit: 20,
-        ..Default::default()
-    };
-    let messages = app.store.search_messages(&filter).await?;
-    let auth = app.store.search_auth_attempts(&filter).await?;
-    let detections = app
-        .store
-        .search_detections(&sekisho_store::detections::DetectionFilter {
-            field: Some(device.field_id.0.clone()),
-            device: Some(device.id.0.clone()),
-            limit: 20,
-            ..Default::default()
-        })
-        .await?;
-    let actions = app
-        .store
-        .actions(&sekisho_store::response::ActionFilter {
-            device: Some(device.id.0.clone()),
-            limit: 20,
-            ..Default::default()
-        })
-        .await?;
-    let self_report = app
-        .store
-        .states(&device.id.0, None, 1)
-        .await?
-        .into_iter()
-        .next()
-        .map(StateView::from);
-    let sim = device.sim.as_ref().map(|s| {
-        let session = app.sims.session(&s.imsi).map(SimSessionView::from);
-        json!({"registered": s, "session": session})
-    });
-    Ok(json!({
-        "collected_at": sekisho_core::time::rfc3339(app.clock.now_ms()),
-        "device": {"id": device.id.0, "field_id": device.field_id.0, "unique_id": device.unique_id,
-            "name": device.name, "status": device.status.as_str(), "critical": device.critical,
-            "created_at": sekisho_core::time::rfc3339(device.created_at),
-            "certificate_sha256": device.cert_sha256},
-        "sim": sim,
-        "self_report": self_report,
-        "recent_messages": messages.into_iter().map(MessageView::from).collect::<Vec<_>>(),
-        "recent_auth_attempts": auth.into_iter().map(AuthAttemptView::from).collect::<Vec<_>>(),
-        "detections": detections.into_iter().map(DetectionView::from).collect::<Vec<_>>(),
-        "actions": actions.into_iter().map(ActionView::from).collect::<Vec<_>>(),
-    }))
 }

@@ -18,15 +18,27 @@
 //! Invariant: an action that is not idempotent (a mail) is never run twice for one decision: one caught
 //! running by a restart becomes `interrupted` instead of running again.
 
+#![forbid(unsafe_code)]
+
 pub mod actions;
 pub mod notify;
 
-use crate::app::App;
-use sekisho_core::{Action, ActionState};
+use sekisho_bus::{Bus, Commands};
+use sekisho_carrier::control::SimService;
+use sekisho_core::clock::SharedClock;
+use sekisho_core::{Action, ActionState, Device};
+use sekisho_detect::TemplateSource;
 use sekisho_detect::template::ScriptTrigger;
+use sekisho_registry::Registry;
+use sekisho_script::Limits;
+use sekisho_script::host::ScriptHost;
 use sekisho_store::detections::DetectionRow;
 use sekisho_store::prelude::*;
 use sekisho_store::response::{NewAction, NewDecision};
+use sekisho_store::{Store, StoreError};
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -47,64 +59,139 @@ pub struct ResponseStats {
     pub retries: AtomicU64,
 }
 
-/// Commands waiting for devices, given on their telemetry responses (`202 {"commands": [...]}`) until
-/// done: today the updates asked by `push_update` (update management completes them).
-#[derive(Default)]
-pub struct Commands(
-    std::sync::RwLock<std::collections::HashMap<sekisho_core::DeviceId, Vec<serde_json::Value>>>,
-);
+/// `[response]`: how detections become actions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResponseConfig {
+    /// Off: detections are stored and published, and nothing acts on them.
+    pub enabled: bool,
+    /// The console's base URL for links in notifications; empty: `https://<admin listen>/console`.
+    pub console_url: String,
+    /// Actions running at once (mail, webhooks, carrier calls).
+    pub concurrency: usize,
+    /// Attempts of an action whose failure is worth retrying, before it is recorded as failed.
+    pub max_attempts: u32,
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    pub webhook_timeout_ms: u64,
+    /// At start (and when the worker falls behind), detections this recent without a decision are decided.
+    pub catch_up_hours: u64,
+    pub smtp: sekisho_notify::SmtpConfig,
+}
 
-impl Commands {
-    pub fn push(&self, device: &sekisho_core::DeviceId, command: serde_json::Value) {
-        let mut g = self.0.write().unwrap_or_else(|e| e.into_inner());
-        g.entry(device.clone()).or_default().push(command);
-    }
-
-    /// Keeps only the device's commands for which `keep` holds.
-    pub fn retain(
-        &self,
-        device: &sekisho_core::DeviceId,
-        keep: impl Fn(&serde_json::Value) -> bool,
-    ) {
-        let mut g = self.0.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(v) = g.get_mut(device) {
-            v.retain(|c| keep(c));
-            if v.is_empty() {
-                g.remove(device);
-            }
+impl Default for ResponseConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            console_url: String::new(),
+            concurrency: 8,
+            max_attempts: 8,
+            backoff_initial_ms: 1000,
+            backoff_max_ms: 300_000,
+            webhook_timeout_ms: 10_000,
+            catch_up_hours: 24,
+            smtp: sekisho_notify::SmtpConfig::default(),
         }
-    }
-
-    pub fn clear(&self, device: &sekisho_core::DeviceId) {
-        self.0
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(device);
-    }
-
-    /// The device's pending commands (one read lock; nothing is allocated when there are none).
-    pub fn for_device(&self, device: &sekisho_core::DeviceId) -> Vec<serde_json::Value> {
-        let g = self.0.read().unwrap_or_else(|e| e.into_inner());
-        if g.is_empty() {
-            return Vec::new();
-        }
-        g.get(device).cloned().unwrap_or_default()
     }
 }
 
-/// Wakes the executor when new actions are due.
-#[derive(Default)]
-pub struct Wake(Notify);
+/// The device information an administrator needs to judge an incident (V29), as `collect_info`
+/// records it; the admin API builds it in its own views (the report is an answer of that API).
+pub trait Collector: Send + Sync {
+    fn collect<'a>(
+        &'a self,
+        device: &'a Device,
+    ) -> Pin<Box<dyn Future<Output = Result<serde_json::Value, StoreError>> + Send + 'a>>;
+}
 
-impl Wake {
-    pub fn now(&self) {
-        self.0.notify_one();
+/// What the responder is built from: narrow handles, no gateway state.
+pub struct Handles {
+    pub store: Store,
+    pub registry: Arc<Registry>,
+    pub clock: SharedClock,
+    pub bus: Arc<dyn Bus>,
+    /// The field's compiled template (its playbook, response rules and scripts).
+    pub templates: Arc<dyn TemplateSource>,
+    pub scripts: Arc<ScriptHost>,
+    pub script_limits: Limits,
+    pub carrier: Arc<SimService>,
+    pub commands: Arc<Commands>,
+    pub mailer: sekisho_notify::Mailer,
+    pub collector: Arc<dyn Collector>,
+    /// The console's base URL, for links in notifications.
+    pub console_url: String,
+}
+
+/// Threat response: the decider, the executor, and what they share.
+pub struct Responder {
+    pub config: ResponseConfig,
+    store: Store,
+    registry: Arc<Registry>,
+    clock: SharedClock,
+    bus: Arc<dyn Bus>,
+    templates: Arc<dyn TemplateSource>,
+    scripts: Arc<ScriptHost>,
+    script_limits: Limits,
+    carrier: Arc<SimService>,
+    commands: Arc<Commands>,
+    mailer: sekisho_notify::Mailer,
+    collector: Arc<dyn Collector>,
+    console_url: String,
+    pub stats: ResponseStats,
+    wake: Notify,
+    /// Limits the log line about a field's unset notification targets to one per field per hour.
+    notify_unset_log: notify::OncePer,
+}
+
+impl Responder {
+    pub fn new(config: ResponseConfig, h: Handles) -> Self {
+        Self {
+            config,
+            store: h.store,
+            registry: h.registry,
+            clock: h.clock,
+            bus: h.bus,
+            templates: h.templates,
+            scripts: h.scripts,
+            script_limits: h.script_limits,
+            carrier: h.carrier,
+            commands: h.commands,
+            mailer: h.mailer,
+            collector: h.collector,
+            console_url: h.console_url,
+            stats: ResponseStats::default(),
+            wake: Notify::new(),
+            notify_unset_log: notify::OncePer::hourly(),
+        }
+    }
+
+    /// Wakes the executor: new actions are due (a decision, an approval, an undo).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// The console's base URL for links.
+    pub fn console_url(&self) -> &str {
+        &self.console_url
+    }
+
+    /// The field's notification settings as stored (default: nowhere).
+    pub async fn notify_settings(
+        &self,
+        field: &str,
+    ) -> Result<notify::NotifySettings, actions::ActionError> {
+        notify::settings(self, field).await
+    }
+
+    /// Runs one claimed action now and records how it ended.
+    pub async fn run_action(&self, a: sekisho_store::response::ActionRow) {
+        actions::run(self, a).await;
     }
 }
 
 /// Starts the decider and the executor.
-pub fn spawn(app: Arc<App>, stopped: watch::Receiver<bool>) {
-    if !app.config.response.enabled {
+pub fn spawn(app: Arc<Responder>, stopped: watch::Receiver<bool>) {
+    if !app.config.enabled {
         tracing::warn!(
             "threat response is off ([response] enabled = false): detections take no action"
         );
@@ -114,7 +201,7 @@ pub fn spawn(app: Arc<App>, stopped: watch::Receiver<bool>) {
     tokio::spawn(executor(app, stopped));
 }
 
-async fn decider(app: Arc<App>, mut stopped: watch::Receiver<bool>) {
+async fn decider(app: Arc<Responder>, mut stopped: watch::Receiver<bool>) {
     let mut events = app.bus.subscribe_detections();
     catch_up(&app).await;
     loop {
@@ -143,8 +230,8 @@ async fn decider(app: Arc<App>, mut stopped: watch::Receiver<bool>) {
 }
 
 /// Decides every recent detection that has no decision at its severity.
-async fn catch_up(app: &App) {
-    let since = app.clock.now_ms() - app.config.response.catch_up_hours as i64 * 3_600_000;
+async fn catch_up(app: &Responder) {
+    let since = app.clock.now_ms() - app.config.catch_up_hours as i64 * 3_600_000;
     loop {
         match app.store.undecided_detections(since, 200).await {
             Ok(rows) if rows.is_empty() => return,
@@ -161,7 +248,7 @@ async fn catch_up(app: &App) {
     }
 }
 
-async fn decide_logged(app: &App, d: DetectionRow) {
+async fn decide_logged(app: &Responder, d: DetectionRow) {
     let id = d.id;
     if let Err(e) = decide(app, d).await {
         tracing::error!(detection = id, error = %e, "response decision failed; retried at the next catch-up");
@@ -169,7 +256,7 @@ async fn decide_logged(app: &App, d: DetectionRow) {
 }
 
 /// The playbook's decision on one detection, stored with its actions.
-pub async fn decide(app: &App, d: DetectionRow) -> anyhow::Result<Option<i64>> {
+pub async fn decide(app: &Responder, d: DetectionRow) -> anyhow::Result<Option<i64>> {
     let field = sekisho_core::FieldId(d.field_id.clone());
     let device = d
         .device_id
@@ -177,7 +264,7 @@ pub async fn decide(app: &App, d: DetectionRow) -> anyhow::Result<Option<i64>> {
         .and_then(|id| app.registry.device(&sekisho_core::DeviceId(id.clone())));
     let critical = device.as_ref().is_some_and(|e| e.device.critical);
     let severity = d.severity;
-    let compiled = app.detector.template(&field);
+    let compiled = app.templates.compiled(&field);
     let t = &compiled.template;
     let (decided_by, mut names) = compiled
         .playbook
@@ -256,20 +343,20 @@ pub async fn decide(app: &App, d: DetectionRow) -> anyhow::Result<Option<i64>> {
     };
     let id = app.store.decide(&decision, &actions).await?;
     if id.is_some() {
-        let stats = &app.response_stats;
+        let stats = &app.stats;
         stats.decisions.fetch_add(1, Ordering::Relaxed);
         if suppressed_by.is_some() {
             stats.suppressed.fetch_add(1, Ordering::Relaxed);
         }
         tracing::info!(detection = d.id, decision = ?id, actions = actions.len(), suppressed = suppressed_by.is_some(), "response decided");
-        app.response_wake.now();
+        app.wake();
     }
     Ok(id)
 }
 
 /// Runs the field's response scripts on a detection; returns (script, action) pairs they asked for.
 async fn run_scripts(
-    app: &App,
+    app: &Responder,
     t: &sekisho_detect::Template,
     d: &DetectionRow,
     device: Option<&sekisho_registry::DeviceEntry>,
@@ -288,7 +375,7 @@ async fn run_scripts(
             &field_id,
             t.script_sources(Some(ScriptTrigger::Response)),
             vec![detection, dev, field],
-            app.config.detection.script_limits(),
+            app.script_limits,
         )
         .await
         .into_iter()
@@ -300,7 +387,7 @@ async fn run_scripts(
 }
 
 /// Runs due actions until `stopped`.
-async fn executor(app: Arc<App>, mut stopped: watch::Receiver<bool>) {
+async fn executor(app: Arc<Responder>, mut stopped: watch::Receiver<bool>) {
     match app.store.recover_running(app.clock.now_ms()).await {
         Ok((0, 0)) => {}
         Ok((requeued, interrupted)) => {
@@ -312,7 +399,7 @@ async fn executor(app: Arc<App>, mut stopped: watch::Receiver<bool>) {
         }
         Err(e) => tracing::error!(error = %e, "recovering running actions failed"),
     }
-    let permits = Arc::new(Semaphore::new(app.config.response.concurrency.max(1)));
+    let permits = Arc::new(Semaphore::new(app.config.concurrency.max(1)));
     loop {
         let now = app.clock.now_ms();
         match app.store.due_actions(now, NOTIFY_HOLD_MS, 64).await {
@@ -331,7 +418,7 @@ async fn executor(app: Arc<App>, mut stopped: watch::Receiver<bool>) {
                             tokio::spawn(async move {
                                 actions::run(&app, a).await;
                                 drop(permit);
-                                app.response_wake.now();
+                                app.wake();
                             });
                         }
                         Ok(false) => {}
@@ -348,7 +435,7 @@ async fn executor(app: Arc<App>, mut stopped: watch::Receiver<bool>) {
             _ => Duration::from_secs(5),
         };
         tokio::select! {
-            _ = app.response_wake.0.notified() => {}
+            _ = app.wake.notified() => {}
             _ = tokio::time::sleep(wait) => {}
             _ = stopped.changed() => return,
         }
@@ -356,8 +443,8 @@ async fn executor(app: Arc<App>, mut stopped: watch::Receiver<bool>) {
 }
 
 /// The wait before attempt `attempt + 1` (exponential, capped, with jitter), in milliseconds.
-pub fn backoff(app: &App, attempt: u32) -> i64 {
-    let c = &app.config.response;
+pub fn backoff(app: &Responder, attempt: u32) -> i64 {
+    let c = &app.config;
     sekisho_core::backoff::Backoff::new(c.backoff_initial_ms, c.backoff_max_ms)
         .jittered(attempt)
         .as_millis() as i64
