@@ -400,17 +400,9 @@ mod tests {
         }
     }
 
-    struct Shared(Arc<Recorder>);
-
-    impl FaultLog for Shared {
-        fn record(&self, fault: ScriptFault) -> Pending {
-            self.0.record(fault)
-        }
-    }
-
-    impl Outlet for Shared {
+    impl Outlet for Recorder {
         fn emitted(&self, f: &FieldId, d: Option<DeviceId>, script: &str, _: Emitted, at: i64) {
-            lock(&self.0.emitted).push((f.clone(), d, script.to_owned(), at));
+            lock(&self.emitted).push((f.clone(), d, script.to_owned(), at));
         }
         fn devices(&self, _: &FieldId) -> serde_json::Value {
             serde_json::json!([{"id": "d-1"}])
@@ -453,7 +445,7 @@ mod tests {
     async fn run_once_returns_what_ran_and_records_what_failed_before_returning() {
         let rec = Arc::new(Recorder::default());
         let clock = ManualClock::new(1_000);
-        let host = ScriptHost::new(4, Arc::new(Shared(rec.clone())), clock);
+        let host = ScriptHost::new(4, rec.clone(), clock);
         let field = FieldId("f-1".into());
         let role = Role::OnCall("on_detection");
         let ran = host
@@ -485,7 +477,7 @@ mod tests {
     fn a_periodic_script_runs_when_the_clock_reaches_its_period() {
         let rec = Arc::new(Recorder::default());
         let clock = ManualClock::new(0);
-        let host = ScriptHost::new(4, Arc::new(Shared(rec.clone())), clock.clone());
+        let host = ScriptHost::new(4, rec.clone(), clock.clone());
         let field = FieldId("f-1".into());
         let scripts = compile(
             &[source("t", Role::Periodic(Duration::from_secs(60)), TICK)],
@@ -495,14 +487,13 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let outlet = Shared(rec.clone());
-        host.run_periodic(&outlet, rt.handle());
+        host.run_periodic(&*rec, rt.handle());
         clock.advance(Duration::from_secs(59));
-        host.run_periodic(&outlet, rt.handle());
+        host.run_periodic(&*rec, rt.handle());
         assert!(lock(&rec.emitted).is_empty(), "ran before its period");
         clock.advance(Duration::from_secs(1));
-        host.run_periodic(&outlet, rt.handle());
-        host.run_periodic(&outlet, rt.handle());
+        host.run_periodic(&*rec, rt.handle());
+        host.run_periodic(&*rec, rt.handle());
         let emitted = lock(&rec.emitted).clone();
         assert_eq!(
             emitted,
@@ -513,7 +504,7 @@ mod tests {
     #[test]
     fn a_full_queue_skips_and_counts() {
         let rec = Arc::new(Recorder::default());
-        let host = ScriptHost::new(1, Arc::new(Shared(rec)), ManualClock::new(0));
+        let host = ScriptHost::new(1, rec, ManualClock::new(0));
         let (f, d) = (FieldId("f".into()), DeviceId("d".into()));
         let args = || {
             [
