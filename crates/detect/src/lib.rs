@@ -1,13 +1,16 @@
-//! Threat detection (subsystem ③) as pure logic: a field's **template** (its normal behaviour and what
+//! Threat detection (subsystem ③). Its pure part: a field's **template** (its normal behaviour and what
 //! to do about deviations), the **compact per-device state** the built-in rules keep, the **rules** that
 //! turn a message or an authentication attempt into findings, and the **silence wheel** that finds
-//! devices that went quiet.
+//! devices that went quiet. Its run-time part, [`engine`]: the one consumer of the bus's `received`
+//! topic, the silence worker and the sink that stores detections and publishes them for response.
 //!
-//! Architecture invariant: no I/O and no clock. Every function takes the time it should use, so tests
-//! drive time by hand; the gateway owns threads, storage and the bus.
+//! Architecture invariants: the pure modules do no I/O and read no clock (every function takes the time
+//! it should use, so tests drive time by hand); only `engine` touches the store and the bus. Detection
+//! never calls ingest or response: it consumes `received` and publishes `detections`.
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod engine;
 pub mod finding;
 pub mod playbook;
 pub mod rules;

@@ -1,13 +1,13 @@
 //! The shared state of a running gateway, handed to every handler and worker.
 
 use crate::config::Config;
-use crate::detection::Detector;
 use crate::listener::ListenerStats;
 use crate::throttle::Throttle;
 use sekisho_bus::{Bus, Publisher, Received};
 use sekisho_carrier::accounting::RadiusStats;
 use sekisho_carrier::control::SimService;
 use sekisho_carrier::sims::Sims;
+use sekisho_detect::engine::Detector;
 use sekisho_registry::Registry;
 use sekisho_registry::pki::Ca;
 use sekisho_store::Store;
@@ -55,7 +55,11 @@ pub struct App {
     /// Threat response (its counters, its wake-up, its notification settings).
     pub responder: Arc<sekisho_respond::Responder>,
     /// The update manifests' signing keys.
-    pub update_keys: crate::update::Keys,
+    pub update_keys: sekisho_update::keyring::Keys,
+    /// Update campaigns (announce, offer, results, confirmations).
+    pub campaigns: Arc<sekisho_update::campaigns::Campaigns>,
+    /// Device audit (self-reports, baselines, re-audits).
+    pub auditor: Arc<sekisho_update::audit::Auditor>,
     /// The device listener's per-address connection caps (set once the listener is built; a field's
     /// template change updates its NAT ranges there).
     pub device_caps: std::sync::OnceLock<Arc<crate::listener::AddressCaps>>,
@@ -77,7 +81,9 @@ pub struct Parts {
     pub radius: Arc<RadiusStats>,
     pub carrier: Arc<SimService>,
     pub mailer: sekisho_notify::Mailer,
-    pub update_keys: crate::update::Keys,
+    pub update_keys: sekisho_update::keyring::Keys,
+    pub campaigns: Arc<sekisho_update::campaigns::Campaigns>,
+    pub auditor: Arc<sekisho_update::audit::Auditor>,
     pub metrics_token: Option<String>,
     pub commands: Arc<sekisho_bus::Commands>,
     pub responder: Arc<sekisho_respond::Responder>,
@@ -109,6 +115,8 @@ impl App {
             carrier,
             mailer,
             update_keys,
+            campaigns,
+            auditor,
             metrics_token,
             commands,
             responder,
@@ -138,6 +146,8 @@ impl App {
             commands,
             responder,
             update_keys,
+            campaigns,
+            auditor,
             device_caps: Default::default(),
             metrics_token,
         }

@@ -117,45 +117,7 @@ pub struct AuthConfig {
     pub concurrent_hashes: usize,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DetectionConfig {
-    /// Threat detection on or off (off only to measure what it costs).
-    pub enabled: bool,
-    /// The library template of a field created without one.
-    pub default_template: String,
-    /// Repeated findings of one rule on one device within this many seconds are one detection.
-    pub group_window_secs: u64,
-    /// Findings waiting to be stored at most (a full queue drops findings loudly, never messages).
-    pub queue_capacity: usize,
-    /// CPU time one script call may use (milliseconds).
-    pub script_cpu_ms: u64,
-    /// Memory one script's VM may use (MiB).
-    pub script_memory_mib: usize,
-}
-
-impl DetectionConfig {
-    pub fn script_limits(&self) -> sekisho_script::Limits {
-        sekisho_script::Limits {
-            cpu: std::time::Duration::from_millis(self.script_cpu_ms),
-            memory: self.script_memory_mib * 1024 * 1024,
-        }
-    }
-}
-
-impl Default for DetectionConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            default_template: "generic".into(),
-            group_window_secs: 600,
-            queue_capacity: 65_536,
-            script_cpu_ms: 50,
-            script_memory_mib: 16,
-        }
-    }
-}
-
+pub use sekisho_detect::engine::DetectionConfig;
 pub use sekisho_respond::ResponseConfig;
 
 /// Update management: the manifest signing key and the artifact store.
@@ -406,19 +368,6 @@ impl Config {
             self.auth.max_requests_per_ip as u64,
         );
         positive("auth.concurrent_hashes", self.auth.concurrent_hashes as u64);
-        positive(
-            "detection.group_window_secs",
-            self.detection.group_window_secs,
-        );
-        positive(
-            "detection.queue_capacity",
-            self.detection.queue_capacity as u64,
-        );
-        positive("detection.script_cpu_ms", self.detection.script_cpu_ms);
-        positive(
-            "detection.script_memory_mib",
-            self.detection.script_memory_mib as u64,
-        );
         positive("update.max_artifact_bytes", self.update.max_artifact_bytes);
         positive("response.concurrency", self.response.concurrency as u64);
         positive("response.max_attempts", self.response.max_attempts as u64);
@@ -437,17 +386,7 @@ impl Config {
                 self.store.sync
             ));
         }
-        if sekisho_detect::template::library(&self.detection.default_template).is_none() {
-            let names: Vec<&str> = sekisho_detect::template::LIBRARY
-                .iter()
-                .map(|(n, _)| *n)
-                .collect();
-            out.push(format!(
-                "detection.default_template: '{}' is not one of {}",
-                self.detection.default_template,
-                names.join(", ")
-            ));
-        }
+        out.extend(self.detection.problems());
         let radius = &self.carrier.radius;
         if !radius.listen.is_empty() {
             out.extend(listen_problem(

@@ -68,7 +68,7 @@ pub async fn init(
     )?;
     pki::init_tls(&data_dir.join("tls"), extra_names)?;
     // The update manifests' signing key (its public half goes to devices).
-    crate::update::Keys::load(
+    sekisho_update::keyring::Keys::load(
         &data_dir.join("update.key"),
         &data_dir.join("update-previous.pub"),
     )?;

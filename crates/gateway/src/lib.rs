@@ -13,17 +13,14 @@
 
 pub mod admin;
 pub mod app;
-pub mod audit;
 pub mod config;
 pub mod console;
-pub mod detection;
 pub mod device;
 pub mod error;
 pub mod init;
 pub mod listener;
 pub mod throttle;
 pub mod totp;
-pub mod update;
 
 use app::App;
 use config::Config;
@@ -31,6 +28,7 @@ use listener::ListenerSpec;
 use sekisho_bus::{Bus, LocalBus};
 use sekisho_carrier::accounting::RadiusListener;
 use sekisho_carrier::control::{CarrierSource, SimService};
+use sekisho_detect::engine::{self as detection, Detector};
 use sekisho_registry::Registry;
 use sekisho_store::prelude::*;
 use sekisho_store::{DbKey, StoreOptions};
@@ -194,25 +192,27 @@ pub async fn run(
         .map_err(|p| anyhow::anyhow!("carrier.api: {}", p.join("; ")))?;
     let mailer = sekisho_notify::Mailer::new(&config.response.smtp)
         .map_err(|p| anyhow::anyhow!("response.smtp: {}", p.join("; ")))?;
-    let update_keys =
-        update::Keys::load(&config.update.key_file, &config.update.previous_keys_file)?;
+    let update_keys = sekisho_update::keyring::Keys::load(
+        &config.update.key_file,
+        &config.update.previous_keys_file,
+    )?;
     let metrics_token =
         admin::metrics_token::load(&config.admin.metrics_token_file).map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(&config.update.artifact_dir)?;
     let scripts = Arc::new(sekisho_script::host::ScriptHost::new(
         4096,
-        Arc::new(detection::scripts::StoreFaults(store.clone())),
+        Arc::new(detection::outlet::StoreFaults(store.clone())),
         clock.clone(),
     ));
     let (detector, found) =
-        detection::start(&config, &store, sims.clone(), scripts.clone()).await?;
+        detection::start(&config.detection, &store, sims.clone(), scripts.clone()).await?;
     let detector = Arc::new(detector);
     let group_window_ms = config.detection.group_window_secs as i64 * 1000;
     scripts.spawn_worker(
-        Arc::new(detection::scripts::DetectorOutlet(detector.clone())),
+        Arc::new(detection::outlet::DetectorOutlet(detector.clone())),
         tokio::runtime::Handle::current(),
     );
-    tokio::spawn(detection::engine::run(
+    tokio::spawn(detection::judge::run(
         detector.clone(),
         registry.clone(),
         bus.subscribe_received(sekisho_bus::DETECTION_GROUP)?,
@@ -253,6 +253,24 @@ pub async fn run(
             console_url: console_url(&config, listeners.admin.local_addr()?),
         },
     ));
+    let campaigns = Arc::new(sekisho_update::campaigns::Campaigns {
+        store: store.clone(),
+        registry: registry.clone(),
+        commands: commands.clone(),
+        clock: clock.clone(),
+        findings: detector.clone(),
+        artifact_dir: config.update.artifact_dir.clone(),
+    });
+    let auditor = Arc::new(sekisho_update::audit::Auditor {
+        store: store.clone(),
+        registry: registry.clone(),
+        clock: clock.clone(),
+        templates: detector.clone(),
+        scripts: scripts.clone(),
+        script_limits: config.detection.script_limits(),
+        findings: detector.clone(),
+        campaigns: campaigns.clone(),
+    });
     let parts = app::Parts {
         registry,
         clock,
@@ -267,6 +285,8 @@ pub async fn run(
         carrier,
         mailer,
         update_keys,
+        campaigns,
+        auditor,
         metrics_token,
         commands,
         responder: responder.clone(),
@@ -281,7 +301,7 @@ pub async fn run(
     for f in app.registry.fields() {
         for c in app.store.campaigns(&f.id.0).await? {
             if c.status == "active" {
-                update::announce(&app, &c);
+                app.campaigns.announce(&c);
             }
         }
     }
@@ -295,10 +315,18 @@ pub async fn run(
     }
 
     sekisho_forward::spawn(forward, new_fields, stopped.clone());
-    tokio::spawn(detection::silence_worker(app.clone(), stopped.clone()));
+    tokio::spawn(detection::silence_worker(
+        app.detector.clone(),
+        app.registry.clone(),
+        app.clock.clone(),
+        stopped.clone(),
+    ));
     tokio::spawn(housekeeping(app.clone(), stopped.clone()));
     sekisho_respond::spawn(responder, stopped.clone());
-    tokio::spawn(audit::silence_worker(app.clone(), stopped.clone()));
+    tokio::spawn(sekisho_update::audit::silence_worker(
+        app.auditor.clone(),
+        stopped.clone(),
+    ));
 
     let c = &app.config;
     let device_caps = Arc::new(listener::AddressCaps::new(
@@ -350,7 +378,7 @@ pub async fn run(
             sims: app.sims.clone(),
             store: app.store.clone(),
             registry: app.registry.clone(),
-            windows: Arc::new(detection::SimWindowsOf(app.detector.clone())),
+            windows: Arc::new(SimWindowsOf(app.detector.clone())),
             received: app.bus.received(),
             clock: app.clock.clone(),
         };
@@ -388,6 +416,16 @@ pub async fn run(
     let _ = admin.await;
     app.store.close().await;
     Ok(())
+}
+
+/// The detector as the accounting listener asks it how long a field's SIM windows are.
+struct SimWindowsOf(Arc<Detector>);
+
+impl sekisho_carrier::accounting::SimWindows for SimWindowsOf {
+    fn window_secs(&self, field: &sekisho_core::FieldId) -> Option<u32> {
+        let r = &self.0.template(field).template.sim;
+        (r.check_uplink || r.check_downlink).then_some(r.window.secs())
+    }
 }
 
 /// Once a minute: forget expired tokens; once an hour: apply the retention period.

@@ -9,7 +9,7 @@ mod common;
 use common::smtp::{PASSWORD, SmtpServer, SmtpTls, USER};
 use common::{Admin, Device, Gateway, TempDir, eventually};
 use reqwest::Method;
-use sekisho_update::{ClientConfig, Credentials, DeviceClient, DeviceState};
+use sekisho_device::{ClientConfig, Credentials, DeviceClient, DeviceState};
 use serde_json::{Value, json};
 
 /// Reports `state` with the reference client; `Ok` is the gateway's 202.

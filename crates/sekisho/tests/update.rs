@@ -7,7 +7,7 @@ mod common;
 
 use common::{Admin, Gateway, TempDir, eventually};
 use reqwest::Method;
-use sekisho_update::{
+use sekisho_device::{
     ClientConfig, Credentials, DeviceClient, DeviceState, PublicKey, UpdateError,
 };
 use serde_json::{Value, json};
@@ -134,7 +134,7 @@ async fn one_approved_hash_updates_the_whole_field_and_old_manifests_are_refused
         let (s, commands) = c.send_telemetry(&json!({"seq": 1})).await.unwrap();
         assert_eq!(s, 202);
         assert!(
-            sekisho_update::client::wants_update(&commands),
+            sekisho_device::client::wants_update(&commands),
             "{commands:?}"
         );
         let signed = c
@@ -146,7 +146,7 @@ async fn one_approved_hash_updates_the_whole_field_and_old_manifests_are_refused
             .apply_update(
                 &signed,
                 &trusted,
-                &mut sekisho_update::LocalState::load(c.state_dir()).unwrap(),
+                &mut sekisho_device::LocalState::load(c.state_dir()).unwrap(),
             )
             .await
             .unwrap();
@@ -159,7 +159,7 @@ async fn one_approved_hash_updates_the_whole_field_and_old_manifests_are_refused
         assert!(c.check_update().await.unwrap().is_none(), "current: 204");
         let (_, commands) = c.send_telemetry(&json!({"seq": 2})).await.unwrap();
         assert!(
-            !sekisho_update::client::wants_update(&commands),
+            !sekisho_device::client::wants_update(&commands),
             "{commands:?}"
         );
         first.get_or_insert(signed);
@@ -172,7 +172,7 @@ async fn one_approved_hash_updates_the_whole_field_and_old_manifests_are_refused
     f.approve(&sha144, 0).await;
     let (_, c) = &mut f.clients[0];
     let signed = c.check_update().await.unwrap().unwrap();
-    let mut local = sekisho_update::LocalState::load(c.state_dir()).unwrap();
+    let mut local = sekisho_device::LocalState::load(c.state_dir()).unwrap();
     c.apply_update(&signed, &trusted, &mut local).await.unwrap();
     let replay = c
         .apply_update(first.as_ref().unwrap(), &trusted, &mut local)
@@ -229,7 +229,7 @@ async fn one_approved_hash_updates_the_whole_field_and_old_manifests_are_refused
         .await
         .unwrap()
         .expect("the configuration is offered");
-    let mut local = sekisho_update::LocalState::load(c.state_dir()).unwrap();
+    let mut local = sekisho_device::LocalState::load(c.state_dir()).unwrap();
     let applied = c.apply_update(&signed, &trusted, &mut local).await.unwrap();
     assert_eq!(std::fs::read(&applied.path).unwrap(), conf);
     let mut state = running("1.4.3");
@@ -260,7 +260,7 @@ async fn tampered_manifests_and_corrupt_artifacts_are_refused_recorded_and_halt_
     let (_, c) = &mut f.clients[0];
     let mut signed = c.check_update().await.unwrap().unwrap();
     signed.payload = signed.payload.replace("2.0.0", "2.0.1");
-    let mut local = sekisho_update::LocalState::load(c.state_dir()).unwrap();
+    let mut local = sekisho_device::LocalState::load(c.state_dir()).unwrap();
     let r = c.apply_update(&signed, &trusted, &mut local).await;
     assert!(matches!(r, Err(UpdateError::BadSignature)), "{r:?}");
 
@@ -268,7 +268,7 @@ async fn tampered_manifests_and_corrupt_artifacts_are_refused_recorded_and_halt_
     std::fs::write(f.gw.dir.join("artifacts").join(&sha), firmware(10_000, 99)).unwrap();
     let (_, c) = &mut f.clients[1];
     let signed = c.check_update().await.unwrap().unwrap();
-    let mut local = sekisho_update::LocalState::load(c.state_dir()).unwrap();
+    let mut local = sekisho_device::LocalState::load(c.state_dir()).unwrap();
     let r = c.apply_update(&signed, &trusted, &mut local).await;
     assert!(matches!(r, Err(UpdateError::HashMismatch)), "{r:?}");
     assert!(local.version.is_none(), "nothing applied");
@@ -294,7 +294,7 @@ async fn tampered_manifests_and_corrupt_artifacts_are_refused_recorded_and_halt_
     let (_, c) = &mut f.clients[2];
     assert!(c.check_update().await.unwrap().is_none());
     let (_, commands) = c.send_telemetry(&json!({"seq": 1})).await.unwrap();
-    assert!(!sekisho_update::client::wants_update(&commands));
+    assert!(!sekisho_device::client::wants_update(&commands));
     let rules = eventually(20, || async {
         let (_, v) = f
             .admin

@@ -79,7 +79,7 @@ impl UpdateError {
 }
 
 /// `e` and its sources, `: `-joined (reqwest hides the useful part in the sources).
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+pub fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(inner) = cur {

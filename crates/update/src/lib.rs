@@ -1,15 +1,24 @@
-//! Sekisho updates (spec §3 "Update", §5.5): Ed25519-signed update manifests and the reference
-//! device client of device protocol v1, with its CLI `sekisho-device`.
+//! Sekisho updates and device audit (subsystem ⑤, spec §3 "Update", §5.5).
 //!
+//! The contract both sides share (always built, no gateway dependency):
 //! - [`keys`]: the publisher's [`SigningKey`] and the [`PublicKey`]s devices trust, `key_id`.
 //! - [`manifest`]: [`Manifest`], [`SignedManifest`], [`sign`], [`verify`], [`check_artifact`].
-//! - [`state`]: what the device keeps on disk ([`LocalState`]) and reports ([`DeviceState`]).
-//! - [`client`]: [`DeviceClient`], the device's side of the protocol over HTTPS.
 //! - [`error`]: [`UpdateError`] and its stable codes.
 //!
-//! Architecture invariant: `keys` and `manifest` do no I/O; only `client` talks to the network and
-//! only `state` (and key files in `keys`) touches the disk. This crate knows nothing of the gateway's
-//! internals: the contract below is all it shares with it.
+//! The gateway's run time (feature `gateway`):
+//! - `keyring`: the gateway's signing key, created at the first start, rotated with the old public
+//!   keys still published.
+//! - `campaigns`: [`campaigns::Campaigns`], approved versions rolled out to a field's devices, staged,
+//!   halted on rejections, confirmed by self-reports.
+//! - `audit`: [`audit::Auditor`], each self-report stored, diffed and judged against the device's
+//!   baseline and the field's audit scripts; the periodic check for devices that stopped reporting.
+//!
+//! The device's side (the reference client and the `sekisho-device` CLI) is the crate
+//! `sekisho-device`; it builds this crate without `gateway`, so a device links no storage.
+//!
+//! Architecture invariants: `keys` and `manifest` do no I/O. The run-time modules get their handles at
+//! construction (store, registry, commands, clock, where findings go) and never call detection or
+//! response directly: findings go to the detection sink through [`sekisho_detect::engine::Findings`].
 //!
 //! # The contract (device protocol v1, update part)
 //!
@@ -57,7 +66,7 @@
 //! /v1/telemetry` → `202 {"id", "commands": [...]}`. A command `{"type": "update", …}` tells the
 //! device to check `GET /v1/device/update`.
 //!
-//! **Device order of work** ([`DeviceClient::apply_update`]): verify the signature with the key
+//! **Device order of work** (`DeviceClient::apply_update` in `sekisho-device`): verify the signature with the key
 //! `key_id` names (unknown → `unknown_key`, invalid → `bad_signature`, then parse → `malformed`) →
 //! refuse `sequence <= last applied` (`rollback`) → download (at most `size` + 1 bytes;
 //! `download_failed`) → size (`size_mismatch`) then SHA-256 in constant time (`hash_mismatch`) →
@@ -67,19 +76,19 @@
 
 #![forbid(unsafe_code)]
 
-pub mod client;
+#[cfg(feature = "gateway")]
+pub mod audit;
+#[cfg(feature = "gateway")]
+pub mod campaigns;
 pub mod error;
+#[cfg(feature = "gateway")]
+pub mod keyring;
 pub mod keys;
 pub mod manifest;
-pub mod state;
 
-pub use client::{
-    Applied, ClientConfig, Credentials, DeviceClient, TokenInfo, UpdateResult, wants_update,
-};
 pub use error::UpdateError;
 pub use keys::{PublicKey, SigningKey};
 pub use manifest::{
     Artifact, Kind, Manifest, SignedManifest, check_artifact, sha256_hex, sign, sign_payload,
     verify,
 };
-pub use state::{DeviceState, LocalState, Process, Software};

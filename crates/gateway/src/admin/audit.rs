@@ -106,7 +106,9 @@ async fn store(
         )
         .await;
     // The devices' latest reports are judged against the new baseline now, not at their next report.
-    crate::audit::reaudit_field(app, &sekisho_core::FieldId(field.to_owned())).await?;
+    app.auditor
+        .reaudit_field(&sekisho_core::FieldId(field.to_owned()))
+        .await?;
     show(app, field, device).await
 }
 

@@ -103,7 +103,7 @@ pub async fn upload(
         return Err(ApiError::invalid(problems));
     }
     let sha256 = sekisho_update::sha256_hex(&body);
-    let path = crate::update::artifact_path(&app, &sha256);
+    let path = app.campaigns.artifact_path(&sha256);
     let tmp = path.with_extension("tmp");
     let write = async {
         tokio::fs::write(&tmp, &body).await?;
@@ -380,7 +380,7 @@ pub async fn approve(
         .await?;
     for c in app.store.campaigns(&f.id.0).await? {
         if c.id == id {
-            crate::update::announce(&app, &c);
+            app.campaigns.announce(&c);
         }
     }
     caller
@@ -426,13 +426,10 @@ async fn set_status(
         .set_campaign_status(c.id, to, Some(&format!("{to} by {}", caller.user.username)))
         .await?;
     if to == "active" {
-        crate::update::announce(
-            app,
-            &CampaignRow {
-                status: to.into(),
-                ..c
-            },
-        );
+        app.campaigns.announce(&CampaignRow {
+            status: to.into(),
+            ..c
+        });
     } else {
         for d in app.registry.devices_of(&f.id) {
             app.commands

@@ -82,7 +82,7 @@ pub async fn report(
         }
     };
     let device = &authed.device.device;
-    match crate::audit::on_report(&app, device, &report, now).await {
+    match app.auditor.on_report(device, &report, now).await {
         Ok((id, changed)) => (
             StatusCode::ACCEPTED,
             Json(StateAccepted {

@@ -41,7 +41,7 @@ pub async fn check(
         Err((e, _)) => return e.into_response(),
     };
     let d = &authed.device.device;
-    match crate::update::offer(&app, &d.field_id.0, d.id.as_str()).await {
+    match app.campaigns.offer(&d.field_id.0, d.id.as_str()).await {
         Ok(Some(c)) => {
             if let Err(e) = app
                 .store
@@ -85,7 +85,7 @@ pub async fn artifact(
     if !offered || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) || sha256.len() != 64 {
         return ApiError::not_found("artifact of an update of this field").into_response();
     }
-    match tokio::fs::read(crate::update::artifact_path(&app, &sha256)).await {
+    match tokio::fs::read(app.campaigns.artifact_path(&sha256)).await {
         Ok(bytes) => (
             [(http::header::CONTENT_TYPE, "application/octet-stream")],
             bytes,
@@ -142,15 +142,10 @@ pub async fn result(
     if let Some(skipped) = RESULT_LINES.allow() {
         tracing::info!(device = %d.id, sequence = r.sequence, version = r.version, status = r.status, reason = ?reason, skipped, "update result");
     }
-    match crate::update::on_result(
-        &app,
-        &d.field_id,
-        &d.id,
-        r.sequence,
-        applied,
-        reason.as_deref(),
-    )
-    .await
+    match app
+        .campaigns
+        .on_result(&d.field_id, &d.id, r.sequence, applied, reason.as_deref())
+        .await
     {
         Ok(Some(_)) => StatusCode::ACCEPTED.into_response(),
         Ok(None) => {

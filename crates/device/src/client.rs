@@ -5,11 +5,11 @@
 //! Architecture invariant: HTTPS only, no redirects followed, the bearer token goes only to the
 //! gateway's own origin (an artifact URL elsewhere is refused); every body read is bounded.
 
-use crate::error::{UpdateError, chain};
-use crate::keys::PublicKey;
-use crate::manifest::{Kind, Manifest, SignedManifest, check_artifact, verify};
 use crate::state::{DeviceState, LocalState, artifact_path, write_atomic};
 use reqwest::{Method, StatusCode, Url};
+use sekisho_update::error::{UpdateError, chain};
+use sekisho_update::keys::PublicKey;
+use sekisho_update::manifest::{Kind, Manifest, SignedManifest, check_artifact, verify};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{AUTH_ID, DEVICE_ID, Gateway, SECRET, Scratch, UNIQUE_ID};
-use sekisho_update::{
+use sekisho_device::{
     Artifact, ClientConfig, Credentials, DeviceClient, DeviceState, Kind, LocalState, Manifest,
     Process, PublicKey, SignedManifest, SigningKey, UpdateError, sha256_hex, sign,
 };
@@ -60,7 +60,7 @@ fn results(gw: &Gateway) -> Vec<Value> {
 async fn check_and_apply(
     c: &mut DeviceClient,
     trusted: &[PublicKey],
-) -> Result<sekisho_update::Applied, UpdateError> {
+) -> Result<sekisho_device::Applied, UpdateError> {
     let signed = c
         .check_update()
         .await
@@ -490,7 +490,7 @@ async fn cli_updates_refuses_and_reports_exit_codes() {
     assert!(out.status.success(), "{out:?}");
     let envelope: SignedManifest = serde_json::from_slice(&out.stdout).expect("envelope");
     assert_eq!(
-        sekisho_update::verify(&envelope, &[publisher.public_key()]),
+        sekisho_device::verify(&envelope, &[publisher.public_key()]),
         Ok(m.clone())
     );
     offer(&gw, &envelope, &m.artifact.sha256, FIRMWARE);

@@ -3,8 +3,8 @@
 //! event to the [`Detector`]. One consumer keeps every device's events in the order they were stored.
 
 use super::Detector;
+use crate::rules::{AuthFacts, MessageFacts};
 use sekisho_bus::{Received, Subscription};
-use sekisho_detect::rules::{AuthFacts, MessageFacts};
 use sekisho_registry::Registry;
 use std::sync::Arc;
 

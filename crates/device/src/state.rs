@@ -6,8 +6,8 @@
 //! Architecture invariant: a rejected update writes nothing here; an applied one writes its artifact
 //! before the state that names it.
 
-use crate::error::UpdateError;
-use crate::manifest::Kind;
+use sekisho_update::UpdateError;
+use sekisho_update::manifest::Kind;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::io::Write;

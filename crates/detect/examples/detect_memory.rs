@@ -2,17 +2,25 @@
 //! (default 1,000,000) through the detector running the car-mobility template, then the growth of the
 //! process's resident memory per device, and the single-thread evaluation rate.
 //!
-//! Run: `cargo run --release -p sekisho-gateway --example detect_memory [N]`
+//! Run: `cargo run --release -p sekisho-detect --example detect_memory [N]`
 
-use sekisho_carrier::sims::Sims;
 use sekisho_core::clock::SystemClock;
 use sekisho_core::{AuthMode, Device, DeviceId, DeviceStatus, Field, FieldId, FieldLimits};
+use sekisho_detect::engine::Detector;
 use sekisho_detect::rules::MessageFacts;
-use sekisho_gateway::detection::Detector;
 use sekisho_script::host::{DiscardFaults, ScriptHost};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Instant;
+
+/// No SIM has an address (the devices of this run have no SIM).
+struct NoSims;
+
+impl sekisho_core::detection::SimIps for NoSims {
+    fn current_ip(&self, _imsi: &str) -> Option<IpAddr> {
+        None
+    }
+}
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -34,12 +42,8 @@ fn main() {
         .compile()
         .expect("compiles");
     let scripts = ScriptHost::new(1, Arc::new(DiscardFaults), Arc::new(SystemClock));
-    let (detector, _findings) = Detector::new(
-        template,
-        Arc::new(Sims::default()),
-        1 << 20,
-        Arc::new(scripts),
-    );
+    let (detector, _findings) =
+        Detector::new(template, Arc::new(NoSims), 1 << 20, Arc::new(scripts));
     let field = Field {
         id: FieldId("f_00000000000000000001".into()),
         name: "cars".into(),

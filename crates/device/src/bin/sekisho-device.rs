@@ -1,10 +1,10 @@
 //! `sekisho-device`: the reference device of device protocol v1 (token, telemetry, state report,
 //! signed updates), plus the publisher's `keygen` and `sign`. Wiring only; the work is in the
-//! `sekisho_update` library. Exit codes: 0 ok, 1 failure (gateway unreachable, I/O), 2 update
+//! `sekisho_device` library. Exit codes: 0 ok, 1 failure (gateway unreachable, I/O), 2 update
 //! rejected, 64 usage.
 
 use clap::{Parser, Subcommand};
-use sekisho_update::{
+use sekisho_device::{
     ClientConfig, Credentials, DeviceClient, DeviceState, LocalState, Manifest, PublicKey,
     SigningKey, UpdateError, sign_payload, wants_update,
 };

@@ -2,8 +2,8 @@
 //! what a worker script emits becomes a finding (`script.<name>`) in detection's sink.
 
 use super::{Detector, Found};
+use crate::Finding;
 use sekisho_core::{DeviceId, FieldId};
-use sekisho_detect::Finding;
 use sekisho_script::Emitted;
 use sekisho_script::host::{FaultLog, Outlet, Pending, ScriptFault};
 use sekisho_store::Store;

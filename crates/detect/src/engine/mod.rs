@@ -1,26 +1,27 @@
-//! Threat detection wired into the gateway (subsystem ③): each field's compiled template, the compact
+//! The detection engine (subsystem ③ at run time): each field's compiled template, the compact
 //! state of every device (sharded), the engine that consumes the `received` topic, the silence worker,
 //! and the sink that groups findings into detections, stores them and publishes them on the response
 //! queue.
 //!
 //! Dataflow: ingest stores a message, then publishes it on `received` ([`sekisho_bus::Received`]);
-//! the [`engine`] judges it (the built-in rules are O(1) on 48 bytes of state). Findings go to the sink
+//! [`judge`] judges it (the built-in rules are O(1) on 48 bytes of state). Findings go to the sink
 //! through a bounded queue; if it is ever full the finding is counted and logged as dropped (the
 //! message itself is safe in the store).
 //!
 //! Architecture invariants: ingest never calls detection, it publishes; detection never calls
 //! response, it publishes on the [`sekisho_bus::Bus`].
 
-pub mod engine;
-pub mod scripts;
+mod config;
+pub mod judge;
+pub mod outlet;
 mod sink;
 
+use crate::rules::SimVolumeFacts;
+use crate::rules::{self, AuthFacts, MessageFacts, SharedIps, Windows};
+use crate::silence::Wheel;
+use crate::state::{self, SCHEDULED};
+use crate::{Compiled, DeviceState, Finding, Template};
 use sekisho_core::{Device, DeviceId, Field, FieldId};
-use sekisho_detect::rules::SimVolumeFacts;
-use sekisho_detect::rules::{self, AuthFacts, MessageFacts, SharedIps, Windows};
-use sekisho_detect::silence::Wheel;
-use sekisho_detect::state::{self, SCHEDULED};
-use sekisho_detect::{Compiled, DeviceState, Finding, Template};
 use sekisho_script::host::ScriptHost;
 use sekisho_store::prelude::*;
 use std::collections::HashMap;
@@ -29,29 +30,40 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::mpsc;
 
+pub use config::DetectionConfig;
 pub use sink::run_sink;
+
+/// Why the detector could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("detection.default_template: unknown template '{0}'")]
+    UnknownDefault(String),
+    #[error("the default template does not compile: {0}")]
+    DefaultBroken(String),
+    #[error(transparent)]
+    Store(#[from] sekisho_store::StoreError),
+}
 
 /// A detector for a starting gateway: the configured default template as fallback, and every field's
 /// stored template (a stored template that no longer compiles is logged and the fallback runs).
 pub async fn start(
-    config: &crate::config::Config,
+    config: &DetectionConfig,
     store: &sekisho_store::Store,
     sim_ips: Arc<dyn SimIps>,
     scripts: Arc<ScriptHost>,
-) -> anyhow::Result<(Detector, mpsc::Receiver<Found>)> {
-    let fallback = sekisho_detect::template::library(&config.detection.default_template)
-        .ok_or_else(|| anyhow::anyhow!("detection.default_template: unknown"))?
+) -> Result<(Detector, mpsc::Receiver<Found>), StartError> {
+    let fallback = crate::template::library(&config.default_template)
+        .ok_or_else(|| StartError::UnknownDefault(config.default_template.clone()))?
         .compile()
-        .map_err(|e| anyhow::anyhow!("the default template does not compile: {}", e.join("; ")))?;
-    let (d, rx) = Detector::new(fallback, sim_ips, config.detection.queue_capacity, scripts);
+        .map_err(|e| StartError::DefaultBroken(e.join("; ")))?;
+    let (d, rx) = Detector::new(fallback, sim_ips, config.queue_capacity, scripts);
     for t in store.current_templates().await? {
         let compiled = serde_json::from_str::<Template>(&t.body)
             .map_err(|e| vec![e.to_string()])
             .and_then(Template::compile);
         let compiled = compiled.and_then(|c| {
             let sources = c.template.script_sources(None);
-            sekisho_script::host::compile(&sources, config.detection.script_limits())
-                .map(|s| (c, s))
+            sekisho_script::host::compile(&sources, config.script_limits()).map(|s| (c, s))
         });
         match compiled {
             Ok((c, s)) => {
@@ -64,27 +76,30 @@ pub async fn start(
             }
         }
     }
-    d.set_enabled(config.detection.enabled);
+    d.set_enabled(config.enabled);
     Ok((d, rx))
 }
 
-/// Once a second, reports devices whose silence reached a new step (V14, ※1).
+/// Once a second, reports devices whose silence reached a new step (V14, ※1). Only registered, active
+/// devices count.
 pub async fn silence_worker(
-    app: Arc<crate::app::App>,
+    detector: Arc<Detector>,
+    registry: Arc<sekisho_registry::Registry>,
+    clock: sekisho_core::clock::SharedClock,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
         // On the gateway's clock: a test that moves it sees the silence steps at once.
         tokio::select! {
-            _ = app.clock.sleep(std::time::Duration::from_secs(1)) => {}
+            _ = clock.sleep(std::time::Duration::from_secs(1)) => {}
             _ = stopped.changed() => return,
         }
         let live = |d: &DeviceId| {
-            app.registry
+            registry
                 .device(d)
                 .is_some_and(|e| e.device.status == sekisho_core::DeviceStatus::Active)
         };
-        app.detector.check_silence(app.clock.now_ms(), live);
+        detector.check_silence(clock.now_ms(), live);
     }
 }
 
@@ -92,19 +107,21 @@ const SHARDS: usize = 16;
 
 pub use sekisho_core::detection::SimIps;
 
-impl sekisho_detect::TemplateSource for Detector {
+impl crate::TemplateSource for Detector {
     fn compiled(&self, field: &FieldId) -> Arc<Compiled> {
         self.template(field)
     }
 }
 
-/// The detector as the accounting listener asks it how long a field's SIM windows are.
-pub struct SimWindowsOf(pub Arc<Detector>);
+/// Where other subsystems' findings go (audit, update): the detection sink groups, stores and
+/// publishes them like the engine's own.
+pub trait Findings: Send + Sync {
+    fn emit(&self, found: Found);
+}
 
-impl sekisho_carrier::accounting::SimWindows for SimWindowsOf {
-    fn window_secs(&self, field: &FieldId) -> Option<u32> {
-        let r = &self.0.template(field).template.sim;
-        (r.check_uplink || r.check_downlink).then_some(r.window.secs())
+impl Findings for Detector {
+    fn emit(&self, found: Found) {
+        self.emit_found(found);
     }
 }
 
@@ -193,7 +210,7 @@ impl Detector {
 
     /// The library template for new fields with no template named.
     pub fn default_template() -> Template {
-        sekisho_detect::template::library("generic").expect("the shipped generic template parses")
+        crate::template::library("generic").expect("the shipped generic template parses")
     }
 
     /// Turns detection on or off (`[detection] enabled`).
