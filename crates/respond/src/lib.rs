@@ -21,7 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod actions;
-pub mod notify;
+pub use actions::notify;
 
 use sekisho_bus::{Bus, Commands};
 use sekisho_carrier::control::SimService;

@@ -5,10 +5,12 @@
 
 mod common;
 
-use common::mfa::{App, code, enrol, send, step_now};
-use common::{ADMIN_PASSWORD, Admin, Device, Gateway, TempDir};
+use common::mfa::{App, base32_decode, code, enrol, send, step_now};
+use common::{ADMIN_PASSWORD, Admin, Device, Gateway, TempDir, now_ms};
 use reqwest::Method;
+use sekisho_core::ManualClock;
 use serde_json::{Value, json};
+use std::time::Duration;
 
 const PASSWORD: &str = "second-factor-test-pw";
 
@@ -237,6 +239,95 @@ async fn disruptive_actions_need_a_fresh_code_once_a_user_has_a_second_factor() 
         );
     }
     assert!(!log.contains(&secret), "the secret is never logged");
+}
+
+/// TOTP steps and the wrong-code lockout on a gateway whose clock the test moves (no waiting for the
+/// real 30 s step or the 5 min window): a code is valid only within one step of the gateway's time, a
+/// code for two steps ahead becomes valid when the gateway's time reaches it, and after
+/// `login_max_failures` wrong codes even the right one is refused until the window ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codes_and_the_lockout_follow_the_gateway_clock() {
+    let dir = TempDir::new("mfa-clock");
+    // One second into a 30 s step, so every advance below lands at a known place in its step.
+    let clock = ManualClock::new(now_ms() / 30_000 * 30_000 + 1_000);
+    let step = |c: &ManualClock| (sekisho_core::clock::Clock::now_ms(c) / 30_000) as u64;
+    let gw = Gateway::in_process(&dir.0, clock.clone()).await;
+    let admin = gw.admin().await;
+    let field = admin.field("plant").await;
+    let fid = field["id"].as_str().unwrap().to_owned();
+    let (s, d) = admin
+        .post(
+            &format!("/api/v1/fields/{fid}/devices"),
+            json!({"unique_id": "pump-1"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{d}");
+    let dev = format!("/api/v1/fields/{fid}/devices/{}", d["id"].as_str().unwrap());
+    let disable = format!("{dev}/disable");
+    let enable = format!("{dev}/enable");
+
+    let (s, e) = admin.post("/api/v1/me/mfa", json!({})).await;
+    assert_eq!(s, 200, "{e}");
+    let key = base32_decode(e["secret"].as_str().unwrap());
+    let s0 = step(&clock);
+    let (s, v) = admin
+        .post("/api/v1/me/mfa/confirm", json!({"code": code(&key, s0)}))
+        .await;
+    assert_eq!((s, &v), (200, &json!({"mfa_enabled": true})));
+
+    // Two steps ahead of the gateway: outside its ±1 window, wrong. Once the gateway's time reaches
+    // that step, the same code is accepted.
+    let ahead = code(&key, s0 + 2);
+    refused(
+        &send(&admin, Method::POST, &disable, Some(&ahead)).await,
+        "wrong",
+    );
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(step(&clock), s0 + 2);
+    let r = send(&admin, Method::POST, &disable, Some(&ahead)).await;
+    assert_eq!(
+        (r.0, r.1["status"].as_str()),
+        (200, Some("disabled")),
+        "{}",
+        r.1
+    );
+    assert_eq!(send(&admin, Method::POST, &enable, None).await.0, 200);
+    // The confirmation's code is now two steps old: wrong, not merely used.
+    refused(
+        &send(&admin, Method::POST, &disable, Some(&code(&key, s0))).await,
+        "wrong",
+    );
+
+    // Four more wrong codes make login_max_failures (5): the next, right, code is throttled.
+    for n in 0..4u32 {
+        let wrong = (0..)
+            .map(|i: u32| format!("{:06}", 100_000 + n * 1000 + i))
+            .find(|c| (s0..=s0 + 4).all(|st| code(&key, st) != *c))
+            .unwrap();
+        refused(
+            &send(&admin, Method::POST, &disable, Some(&wrong)).await,
+            "wrong",
+        );
+    }
+    let next = code(&key, s0 + 3);
+    let r = send(&admin, Method::POST, &disable, Some(&next)).await;
+    assert_eq!(
+        (r.0, r.1["error"].as_str()),
+        (429, Some("too_many_requests")),
+        "{}",
+        r.1
+    );
+    assert_eq!(admin.get(&dev).await.1["device"]["status"], "active");
+    // The window (login_lockout_secs, 5 min) ends on the gateway's clock: a fresh code works again.
+    clock.advance(Duration::from_secs(300));
+    let fresh = code(&key, step(&clock));
+    let r = send(&admin, Method::POST, &disable, Some(&fresh)).await;
+    assert_eq!(
+        (r.0, r.1["status"].as_str()),
+        (200, Some("disabled")),
+        "{}",
+        r.1
+    );
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@
 //! targets (`GET /api/v1/fields/{field}` → `notifications`), and the log says so once per field per
 //! hour ([`OncePer`]).
 
-use super::actions::{ActionError, Outcome};
+use super::{ActionError, Outcome};
 use crate::Responder;
 use sekisho_core::Action;
 use sekisho_notify::text::{Incident, Lang, incident_mail, webhook_body};
