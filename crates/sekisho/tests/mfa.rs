@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::mfa::{App, base32_decode, code, enrol, send, step_now};
+use common::mfa::{App, base32_decode, code, enrol, send, step_now, wrong_at};
 use common::{ADMIN_PASSWORD, Admin, Device, Gateway, TempDir, now_ms};
 use reqwest::Method;
 use sekisho_core::ManualClock;
@@ -299,11 +299,8 @@ async fn codes_and_the_lockout_follow_the_gateway_clock() {
     );
 
     // Four more wrong codes make login_max_failures (5): the next, right, code is throttled.
-    for n in 0..4u32 {
-        let wrong = (0..)
-            .map(|i: u32| format!("{:06}", 100_000 + n * 1000 + i))
-            .find(|c| (s0..=s0 + 4).all(|st| code(&key, st) != *c))
-            .unwrap();
+    let wrong = wrong_at(&key, step(&clock));
+    for _ in 0..4 {
         refused(
             &send(&admin, Method::POST, &disable, Some(&wrong)).await,
             "wrong",

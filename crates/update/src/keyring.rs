@@ -12,7 +12,7 @@ pub enum KeyringError {
     KeyFile(UpdateError),
     #[error(transparent)]
     Key(#[from] UpdateError),
-    #[error("update.previous_keys_file: {0}")]
+    #[error("update key files: {0}")]
     Io(#[from] std::io::Error),
 }
 

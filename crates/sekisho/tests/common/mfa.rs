@@ -43,6 +43,16 @@ pub fn step_now() -> u64 {
         / 30
 }
 
+/// Six digits that are no code of `key` within two steps of `step` (so none of a gateway's window
+/// around it, even when its clock ticks over).
+pub fn wrong_at(key: &[u8], step: u64) -> String {
+    let valid: Vec<String> = (step - 2..=step + 2).map(|s| code(key, s)).collect();
+    (0..)
+        .map(|n: u32| format!("{:06}", 123_456 + n))
+        .find(|c| !valid.contains(c))
+        .unwrap()
+}
+
 /// An authenticator app: the key, and the last step whose code the gateway accepted.
 pub struct App {
     pub key: Vec<u8>,
@@ -79,12 +89,7 @@ impl App {
 
     /// Six digits that are no code of the gateway's window.
     pub fn wrong(&self) -> String {
-        let now = step_now();
-        let valid: Vec<String> = (now - 2..=now + 2).map(|s| code(&self.key, s)).collect();
-        (0..)
-            .map(|n: u32| format!("{:06}", 123_456 + n))
-            .find(|c| !valid.contains(c))
-            .unwrap()
+        wrong_at(&self.key, step_now())
     }
 }
 
