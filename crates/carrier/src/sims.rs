@@ -12,32 +12,14 @@
 //! is held across an `.await`.
 
 use sekisho_core::detection::{SimIps, SimVolumeFacts};
+use sekisho_core::traffic::AddressCounters;
+pub use sekisho_core::traffic::IpCounters;
 use sekisho_radius::{Accounting, Status};
 use sekisho_store::SimSessionRow;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
-
-/// What the device listener exchanged with one SIM address since its session started.
-#[derive(Default, Debug)]
-pub struct IpCounters {
-    pub rx: AtomicU64,
-    pub tx: AtomicU64,
-    pub connections: AtomicU64,
-}
-
-impl IpCounters {
-    /// The listener read `n` bytes from this address.
-    pub fn read(&self, n: usize) {
-        self.rx.fetch_add(n as u64, Ordering::Relaxed);
-    }
-
-    /// The listener wrote `n` bytes to this address.
-    pub fn wrote(&self, n: usize) {
-        self.tx.fetch_add(n as u64, Ordering::Relaxed);
-    }
-}
 
 /// Both counts at one moment: the carrier's for the SIM, the gateway's for its address.
 #[derive(Clone, Copy, Debug, Default)]
@@ -146,11 +128,6 @@ impl Sims {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
         self.inner.write().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The counters of a SIM address with a live session (the device listener, once per connection).
-    pub fn counters_for(&self, ip: IpAddr) -> Option<Arc<IpCounters>> {
-        self.read().by_ip.get(&ip).cloned()
     }
 
     /// The SIM's live session row.
@@ -294,6 +271,13 @@ impl Sims {
         out.session = Some(s.row.clone());
         g.by_imsi.insert(imsi.to_owned(), s);
         out
+    }
+}
+
+/// The counters of a SIM address with a live session (the device listener, once per connection).
+impl AddressCounters for Sims {
+    fn counters_for(&self, ip: IpAddr) -> Option<Arc<IpCounters>> {
+        self.read().by_ip.get(&ip).cloned()
     }
 }
 

@@ -16,7 +16,9 @@ pub mod ratelog;
 pub mod response;
 pub mod span;
 pub mod telemetry;
+pub mod throttle;
 pub mod time;
+pub mod traffic;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use detection::{Rule, RuleId, Severity, Threat, UnknownName};

@@ -1,8 +1,9 @@
 //! The shared state of a running gateway, handed to every handler and worker.
 
 use crate::config::Config;
-use crate::listener::ListenerStats;
-use crate::throttle::Throttle;
+use sekisho_core::throttle::Throttle;
+use sekisho_http::listener::ListenerStats;
+
 use sekisho_bus::{Bus, Publisher, Received};
 use sekisho_carrier::accounting::RadiusStats;
 use sekisho_carrier::control::SimService;
@@ -12,21 +13,13 @@ use sekisho_registry::Registry;
 use sekisho_registry::pki::Ca;
 use sekisho_store::Store;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
-use tokio::sync::Semaphore;
 
 pub struct App {
     pub config: Config,
     pub store: Store,
     pub registry: Arc<Registry>,
-    /// Failed token requests per (auth ID, unique ID).
-    pub token_failures: Throttle,
-    /// Token requests per source IP.
-    pub token_requests: Throttle,
     /// Failed logins per user name.
     pub login_failures: Throttle,
-    /// Bounds concurrent Argon2 verifications (CPU-heavy by design).
-    pub hash_permits: Semaphore,
     /// Issues device client certificates, when the device CA's key is present.
     pub device_ca: Option<Ca>,
     pub stats: Stats,
@@ -62,7 +55,7 @@ pub struct App {
     pub auditor: Arc<sekisho_update::audit::Auditor>,
     /// The device listener's per-address connection caps (set once the listener is built; a field's
     /// template change updates its NAT ranges there).
-    pub device_caps: std::sync::OnceLock<Arc<crate::listener::AddressCaps>>,
+    pub device_caps: std::sync::OnceLock<Arc<sekisho_http::listener::AddressCaps>>,
     /// The bearer token `/metrics` requires (`[admin] metrics_token_file`), if one is set.
     pub metrics_token: Option<String>,
 }
@@ -93,10 +86,8 @@ pub struct Parts {
 pub struct Stats {
     pub device_listener: Arc<ListenerStats>,
     pub admin_listener: Arc<ListenerStats>,
-    pub messages_accepted: AtomicU64,
-    pub messages_rejected: AtomicU64,
-    pub auth_success: AtomicU64,
-    pub auth_failure: AtomicU64,
+    /// The device API's counters.
+    pub ingest: Arc<sekisho_ingest::IngestStats>,
 }
 
 impl App {
@@ -123,10 +114,7 @@ impl App {
         } = parts;
         let login_window = (config.admin.login_lockout_secs.max(1) * 1000) as i64;
         Self {
-            token_failures: Throttle::new(60_000, config.auth.max_failures_per_unique_id),
-            token_requests: Throttle::new(60_000, config.auth.max_requests_per_ip),
             login_failures: Throttle::new(login_window, config.admin.login_max_failures),
-            hash_permits: Semaphore::new(config.auth.concurrent_hashes.max(1)),
             config,
             store,
             registry,

@@ -1,12 +1,10 @@
-//! Sekisho gateway: everything between a device's TLS connection and the field's cloud.
+//! Sekisho gateway: the wiring of the subsystems, and the admin side still kept here.
 //!
-//! - [`listener`]: the TLS accept loop (plaintext refusal, handshake timeout, connection cap, mTLS peer).
-//! - [`device`]: device protocol v1 — token issuance (⑥) and telemetry reception (①).
-//! - [`cloud`]: the cloud connector (①) draining each field's durable outbox.
+//! - Ingest (the device API) is `sekisho-ingest`; the TLS accept loop and the JSON errors are
+//!   `sekisho-http`; detection, response, carrier, update and forward have their own crates.
 //! - [`admin`]: the admin API (②, ⑦ history search, ⑧ status and metrics).
 //! - [`console`]: the browser console on the admin listener (server-rendered HTML over the admin functions).
-//! - [`registry`]: the in-memory registry the hot path reads; [`app`]: the shared state.
-//! - [`config`], [`pki`], [`crypto`], [`throttle`], [`totp`], [`error`]: the supporting pieces.
+//! - [`app`]: the admin side's shared state; [`config`], [`init`], [`totp`]: the supporting pieces.
 //!
 //! [`run`] is the one entry point the binary and the tests share: it takes already bound listeners, a
 //! validated configuration, the database key and a shutdown future.
@@ -15,20 +13,18 @@ pub mod admin;
 pub mod app;
 pub mod config;
 pub mod console;
-pub mod device;
-pub mod error;
+
 pub mod init;
-pub mod listener;
-pub mod throttle;
+
 pub mod totp;
 
 use app::App;
 use config::Config;
-use listener::ListenerSpec;
 use sekisho_bus::{Bus, LocalBus};
 use sekisho_carrier::accounting::RadiusListener;
 use sekisho_carrier::control::{CarrierSource, SimService};
 use sekisho_detect::engine::{self as detection, Detector};
+use sekisho_http::listener::{self, ListenerSpec};
 use sekisho_registry::Registry;
 use sekisho_store::prelude::*;
 use sekisho_store::{DbKey, StoreOptions};
@@ -43,7 +39,7 @@ use tokio::sync::watch;
 pub fn openapi_json(api: &str) -> String {
     use utoipa::OpenApi;
     let doc = if api == "device" {
-        device::DeviceApi::openapi()
+        sekisho_ingest::DeviceApi::openapi()
     } else {
         admin::openapi()
     };
@@ -351,7 +347,7 @@ pub async fn run(
         max_connections: c.device.max_connections,
         handshake_timeout: Duration::from_secs(c.device.handshake_timeout_secs),
         header_timeout: Duration::from_secs(c.device.header_timeout_secs),
-        sims: Some(sims),
+        address_counters: Some(sims),
         drain_max_bytes: c.device.drain_max_bytes,
         drain_timeout: Duration::from_secs(c.device.body_timeout_secs),
         caps: Some(device_caps),
@@ -363,7 +359,7 @@ pub async fn run(
         max_connections: c.admin.max_connections,
         handshake_timeout: Duration::from_secs(c.device.handshake_timeout_secs),
         header_timeout: Duration::from_secs(c.device.header_timeout_secs),
-        sims: None,
+        address_counters: None,
         drain_max_bytes: c.device.drain_max_bytes,
         drain_timeout: Duration::from_secs(c.device.body_timeout_secs),
         caps: None,
@@ -392,11 +388,26 @@ pub async fn run(
         device = %listeners.device.local_addr()?, admin = %listeners.admin.local_addr()?,
         fields = app.registry.fields().len(), devices = app.registry.device_count(), "sekisho gateway serving"
     );
+    let ingest = Arc::new(sekisho_ingest::Ingest::new(
+        &app.config.auth,
+        &app.config.device,
+        sekisho_ingest::Handles {
+            store: app.store.clone(),
+            registry: app.registry.clone(),
+            clock: app.clock.clone(),
+            received: app.bus.received(),
+            commands: app.commands.clone(),
+            campaigns: app.campaigns.clone(),
+            auditor: app.auditor.clone(),
+            networks: Arc::new(NetworksOf(app.detector.clone())),
+            stats: app.stats.ingest.clone(),
+        },
+    ));
     let writer = app.store.writer.clone();
     let device = tokio::spawn(listener::serve(
         listeners.device,
         device_spec,
-        device::router(app.clone()),
+        sekisho_ingest::router(ingest),
         writer.clone(),
         app.stats.device_listener.clone(),
         stopped.clone(),
@@ -425,6 +436,15 @@ impl sekisho_carrier::accounting::SimWindows for SimWindowsOf {
     fn window_secs(&self, field: &sekisho_core::FieldId) -> Option<u32> {
         let r = &self.0.template(field).template.sim;
         (r.check_uplink || r.check_downlink).then_some(r.window.secs())
+    }
+}
+
+/// The detector as ingest asks it whether a field's template refuses an address.
+struct NetworksOf(Arc<Detector>);
+
+impl sekisho_ingest::FieldNetworks for NetworksOf {
+    fn blocks(&self, field: &sekisho_core::FieldId, ip: std::net::IpAddr) -> bool {
+        self.0.blocks(field, ip)
     }
 }
 

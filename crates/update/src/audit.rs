@@ -9,7 +9,9 @@ use crate::campaigns::Campaigns;
 use sekisho_core::clock::SharedClock;
 use sekisho_core::{Device, DeviceId, FieldId};
 use sekisho_detect::TemplateSource;
-use sekisho_detect::audit::{self, Baseline, SelfReport};
+/// The self-report a device sends (`POST /v1/device/state`), as audit reads it.
+pub use sekisho_detect::audit::SelfReport;
+use sekisho_detect::audit::{self, Baseline};
 use sekisho_detect::engine::{Findings, Found};
 use sekisho_detect::template::ScriptTrigger;
 use sekisho_registry::Registry;

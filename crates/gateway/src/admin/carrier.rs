@@ -6,7 +6,6 @@
 
 use super::Caller;
 use crate::app::App;
-use crate::error::{ApiError, ApiJson, ApiResult};
 use axum::Json;
 use axum::extract::State;
 use http::{HeaderMap, StatusCode};
@@ -14,6 +13,7 @@ use sekisho_carrier::control::CarrierSource;
 use sekisho_carrier::settings::{self, Material};
 use sekisho_carrier::{CarrierApiConfig, RestTemplates};
 use sekisho_core::{ErrorCode, Role};
+use sekisho_http::error::{ApiError, ApiJson, ApiResult};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -6,9 +6,9 @@
 //! It does not know the metrics: their handler calls [`check`] first. The token is never logged.
 
 use crate::app::App;
-use crate::error::{ApiError, ApiResult};
 use http::HeaderMap;
 use sekisho_core::ErrorCode;
+use sekisho_http::error::{ApiError, ApiResult};
 use std::path::Path;
 use subtle::ConstantTimeEq;
 

@@ -15,7 +15,6 @@
 
 use super::Caller;
 use crate::app::App;
-use crate::error::{ApiError, ApiJson, ApiResult};
 use crate::totp::{self, Check};
 use axum::extract::{Path, State};
 use axum::routing::{delete, post};
@@ -23,6 +22,7 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
 use sekisho_core::{ErrorCode, Role};
+use sekisho_http::error::{ApiError, ApiJson, ApiResult};
 use sekisho_store::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;

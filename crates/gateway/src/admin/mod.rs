@@ -24,12 +24,12 @@ pub(crate) mod views;
 pub use system::user_problems as system_user_problems;
 
 use crate::app::App;
-use crate::error::{ApiError, ApiResult};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequestParts};
 use axum::routing::{get, post};
 use http::request::Parts;
 use sekisho_core::{ErrorCode, Field, FieldId, Role};
+use sekisho_http::error::{ApiError, ApiResult};
 use sekisho_registry::crypto;
 use sekisho_store::prelude::*;
 use sekisho_store::users::UserRow;

@@ -3,13 +3,13 @@
 
 use super::Caller;
 use crate::app::App;
-use crate::error::ApiJson;
-use crate::error::{ApiError, ApiResult};
 use axum::Json;
 use axum::extract::FromRequestParts;
 use axum::extract::State;
 use axum::http::request::Parts;
 use sekisho_core::{ErrorCode, Role};
+use sekisho_http::error::ApiJson;
+use sekisho_http::error::{ApiError, ApiResult};
 use sekisho_registry::crypto;
 use sekisho_store::prelude::*;
 use sekisho_store::users::UserRow;

@@ -4,12 +4,12 @@ use super::Caller;
 use super::views::Page;
 use super::views::history::OutboxView;
 use crate::app::App;
-use crate::error::{ApiError, ApiJson, ApiResult};
-use crate::listener::ListenerStats;
 use axum::Json;
 use axum::extract::State;
 use http::StatusCode;
 use sekisho_core::{FieldId, Role, UserId};
+use sekisho_http::error::{ApiError, ApiJson, ApiResult};
+use sekisho_http::listener::ListenerStats;
 use sekisho_registry::crypto;
 use sekisho_store::prelude::*;
 use sekisho_store::users::UserRow;
@@ -152,10 +152,10 @@ pub(crate) async fn status_of(app: &App) -> ApiResult<Status> {
             file_bytes,
         },
         outbox: app.store.outbox_counts(None).await?.into(),
-        messages_accepted: n(&s.messages_accepted),
-        messages_rejected: n(&s.messages_rejected),
-        auth_success: n(&s.auth_success),
-        auth_failure: n(&s.auth_failure),
+        messages_accepted: n(&s.ingest.messages_accepted),
+        messages_rejected: n(&s.ingest.messages_rejected),
+        auth_success: n(&s.ingest.auth_success),
+        auth_failure: n(&s.ingest.auth_failure),
         radius: radius(app),
     })
 }
@@ -185,25 +185,25 @@ pub async fn metrics(
         "messages_accepted_total",
         "counter",
         "Telemetry objects stored durably.",
-        n(&s.messages_accepted),
+        n(&s.ingest.messages_accepted),
     );
     put(
         "messages_rejected_total",
         "counter",
         "Telemetry requests refused (and recorded).",
-        n(&s.messages_rejected),
+        n(&s.ingest.messages_rejected),
     );
     put(
         "auth_success_total",
         "counter",
         "Device tokens issued.",
-        n(&s.auth_success),
+        n(&s.ingest.auth_success),
     );
     put(
         "auth_failure_total",
         "counter",
         "Device token requests refused.",
-        n(&s.auth_failure),
+        n(&s.ingest.auth_failure),
     );
     put(
         "forwarded_total",

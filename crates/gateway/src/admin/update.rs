@@ -4,13 +4,13 @@
 use super::Caller;
 use super::views::{Page, at, json};
 use crate::app::App;
-use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use http::HeaderMap;
 use sekisho_core::{ErrorCode, Role};
+use sekisho_http::error::{ApiError, ApiJson, ApiQuery, ApiResult};
 use sekisho_store::prelude::*;
 use sekisho_store::update::{ArtifactRow, CampaignRow, NewCampaign, ProgressRow};
 use serde::{Deserialize, Serialize};

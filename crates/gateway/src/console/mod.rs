@@ -23,7 +23,6 @@ mod view;
 
 use crate::admin::Caller;
 use crate::app::App;
-use crate::error::ApiError;
 use askama::Template;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Request};
@@ -34,6 +33,7 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use i18n::{Lang, Text};
 use sekisho_core::{ErrorCode, Role};
+use sekisho_http::error::ApiError;
 use std::sync::Arc;
 
 /// The session cookie: the token whose SHA-256 is in the `sessions` table, as for the API.

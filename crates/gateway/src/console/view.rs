@@ -3,8 +3,8 @@
 
 use super::i18n::Text;
 use crate::app::App;
-use crate::error::ApiResult;
 use sekisho_core::{Device, DeviceId, DeviceStatus, Field, FieldId};
+use sekisho_http::error::ApiResult;
 use sekisho_store::history::{AuthAttemptRow, MessageMeta};
 use sekisho_store::outbox::OutboxCounts;
 use sekisho_store::prelude::*;

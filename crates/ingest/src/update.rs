@@ -2,15 +2,15 @@
 //! artifact, and the device's report of what it did. Open to quarantined devices.
 
 use super::telemetry::authenticate;
-use crate::app::App;
-use crate::error::{ApiError, ApiJson};
-use crate::listener::ConnInfo;
+use crate::Ingest;
 use axum::Json;
 use axum::extract::{Extension, Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use sekisho_core::ErrorCode;
 use sekisho_core::ratelog::LogLimit;
+use sekisho_http::error::{ApiError, ApiJson};
+use sekisho_http::listener::ConnInfo;
 use sekisho_store::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -31,19 +31,19 @@ pub struct SignedManifestView {
     responses((status = 200, body = SignedManifestView), (status = 204, description = "nothing to apply"),
         (status = 401, body = sekisho_core::ErrorBody), (status = 403, body = sekisho_core::ErrorBody)))]
 pub async fn check(
-    State(app): State<Arc<App>>,
+    State(ingest): State<Arc<Ingest>>,
     Extension(conn): Extension<ConnInfo>,
     req: Request,
 ) -> Response {
-    let now = app.clock.now_ms();
-    let authed = match authenticate(&app, &conn, req.headers(), now, true) {
+    let now = ingest.clock.now_ms();
+    let authed = match authenticate(&ingest, &conn, req.headers(), now, true) {
         Ok(a) => a,
         Err((e, _)) => return e.into_response(),
     };
     let d = &authed.device.device;
-    match app.campaigns.offer(&d.field_id.0, d.id.as_str()).await {
+    match ingest.campaigns.offer(&d.field_id.0, d.id.as_str()).await {
         Ok(Some(c)) => {
-            if let Err(e) = app
+            if let Err(e) = ingest
                 .store
                 .set_progress(c.id, d.id.as_str(), "offered", None, now)
                 .await
@@ -68,24 +68,24 @@ pub async fn check(
     responses((status = 200, content_type = "application/octet-stream", description = "the artifact's bytes"),
         (status = 401, body = sekisho_core::ErrorBody), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn artifact(
-    State(app): State<Arc<App>>,
+    State(ingest): State<Arc<Ingest>>,
     Extension(conn): Extension<ConnInfo>,
     Path(sha256): Path<String>,
     req: Request,
 ) -> Response {
-    let authed = match authenticate(&app, &conn, req.headers(), app.clock.now_ms(), true) {
+    let authed = match authenticate(&ingest, &conn, req.headers(), ingest.clock.now_ms(), true) {
         Ok(a) => a,
         Err((e, _)) => return e.into_response(),
     };
     let field = &authed.device.device.field_id.0;
-    let offered = match app.store.campaigns(field).await {
+    let offered = match ingest.store.campaigns(field).await {
         Ok(c) => c.iter().any(|c| c.sha256 == sha256),
         Err(e) => return ApiError::store(e).into_response(),
     };
     if !offered || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) || sha256.len() != 64 {
         return ApiError::not_found("artifact of an update of this field").into_response();
     }
-    match tokio::fs::read(app.campaigns.artifact_path(&sha256)).await {
+    match tokio::fs::read(ingest.campaigns.artifact_path(&sha256)).await {
         Ok(bytes) => (
             [(http::header::CONTENT_TYPE, "application/octet-stream")],
             bytes,
@@ -116,12 +116,12 @@ pub struct UpdateResult {
     responses((status = 202), (status = 400, body = sekisho_core::ErrorBody), (status = 401, body = sekisho_core::ErrorBody),
         (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn result(
-    State(app): State<Arc<App>>,
+    State(ingest): State<Arc<Ingest>>,
     Extension(conn): Extension<ConnInfo>,
     headers: http::HeaderMap,
     ApiJson(r): ApiJson<UpdateResult>,
 ) -> Response {
-    let authed = match authenticate(&app, &conn, &headers, app.clock.now_ms(), true) {
+    let authed = match authenticate(&ingest, &conn, &headers, ingest.clock.now_ms(), true) {
         Ok(a) => a,
         Err((e, _)) => return e.into_response(),
     };
@@ -142,7 +142,7 @@ pub async fn result(
     if let Some(skipped) = RESULT_LINES.allow() {
         tracing::info!(device = %d.id, sequence = r.sequence, version = r.version, status = r.status, reason = ?reason, skipped, "update result");
     }
-    match app
+    match ingest
         .campaigns
         .on_result(&d.field_id, &d.id, r.sequence, applied, reason.as_deref())
         .await

@@ -11,6 +11,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::ServerConfig;
 use rustls::server::WebPkiClientVerifier;
 use sekisho_store::{SecurityEvent, Writer, now_ms, records::Record};
+use sha2::Digest;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -30,6 +31,7 @@ mod drain;
 
 pub use caps::AddressCaps;
 use sekisho_core::ratelog::LogLimit;
+use sekisho_core::traffic::{AddressCounters, IpCounters};
 
 /// Sent with `503 too_many_connections`: when the client may try again.
 const BUSY_RETRY_AFTER_SECS: u64 = 10;
@@ -57,7 +59,7 @@ pub struct ListenerSpec {
     pub handshake_timeout: Duration,
     pub header_timeout: Duration,
     /// Counts bytes and connections per SIM address for the carrier comparison (device listener).
-    pub sims: Option<Arc<sekisho_carrier::sims::Sims>>,
+    pub address_counters: Option<Arc<dyn AddressCounters>>,
     /// What is left of a refused request's body is read and discarded, at most this much within
     /// `drain_timeout`, so that the client receives the answer ([`drain`]).
     pub drain_max_bytes: u64,
@@ -229,7 +231,10 @@ pub async fn serve(
             },
             _ = shutdown.changed() => break,
         };
-        let counters = spec.sims.as_ref().and_then(|s| s.counters_for(remote.ip()));
+        let counters = spec
+            .address_counters
+            .as_ref()
+            .and_then(|s| s.counters_for(remote.ip()));
         if let Some(c) = &counters {
             c.connections.fetch_add(1, Ordering::Relaxed);
         }
@@ -305,7 +310,7 @@ pub async fn serve(
 struct Conn {
     stream: TcpStream,
     remote: SocketAddr,
-    counters: Option<Arc<sekisho_carrier::sims::IpCounters>>,
+    counters: Option<Arc<IpCounters>>,
 }
 
 /// Serves one connection: plaintext refusal, TLS handshake, then HTTP. `refusal`: a connection over a
@@ -377,7 +382,7 @@ async fn handle(
         .1
         .peer_certificates()
         .and_then(|c| c.first())
-        .map(|c| sekisho_registry::crypto::sha256(c));
+        .map(|c| sha2::Sha256::digest(c).into());
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let info = ConnInfo {
         remote,
@@ -491,7 +496,7 @@ pub trait Meter {
     fn wrote(&self, n: usize);
 }
 
-impl Meter for Option<Arc<sekisho_carrier::sims::IpCounters>> {
+impl Meter for Option<Arc<IpCounters>> {
     fn read(&self, n: usize) {
         if let Some(c) = self {
             c.read(n);

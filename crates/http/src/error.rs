@@ -105,7 +105,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
-        if !crate::device::is_json(req.headers()) {
+        if !crate::body::is_json(req.headers()) {
             return Err(ApiError::new(
                 ErrorCode::UnsupportedMediaType,
                 "send the body as application/json",

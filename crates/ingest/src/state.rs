@@ -1,21 +1,20 @@
 //! The device's self-report (`POST /v1/device/state`, spec §3): firmware version, configuration
 //! hash, running processes, software, free-form facts. Stored with what changed since the previous
-//! report, then audited against the device's baseline ([`crate::audit`]). Open to quarantined devices.
+//! report, then audited against the device's baseline ([`sekisho_update::audit`]). Open to quarantined devices.
 
 use super::telemetry::{authenticate, base_record, reject};
-use super::{is_json, read_body};
-use crate::app::App;
-use crate::error::ApiError;
-use crate::listener::ConnInfo;
+use crate::Ingest;
 use axum::Json;
 use axum::extract::{Extension, Request, State};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use sekisho_core::ErrorCode;
-use sekisho_detect::audit::SelfReport;
+use sekisho_http::body::{is_json, read_body};
+use sekisho_http::error::ApiError;
+use sekisho_http::listener::ConnInfo;
+use sekisho_update::audit::SelfReport;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use std::time::Duration;
 use utoipa::ToSchema;
 
 /// The answer to a stored self-report.
@@ -36,19 +35,19 @@ pub struct StateAccepted {
         (status = 413, body = sekisho_core::ErrorBody), (status = 415, body = sekisho_core::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn report(
-    State(app): State<Arc<App>>,
+    State(ingest): State<Arc<Ingest>>,
     Extension(conn): Extension<ConnInfo>,
     req: Request,
 ) -> Response {
-    let now = app.clock.now_ms();
+    let now = ingest.clock.now_ms();
     let (parts, body) = req.into_parts();
     // A refused report is recorded and judged like refused telemetry (broken JSON is a detection).
     let mut rec = base_record(&conn, &parts.headers, now);
-    let authed = match authenticate(&app, &conn, &parts.headers, now, true) {
+    let authed = match authenticate(&ingest, &conn, &parts.headers, now, true) {
         Ok(a) => a,
         Err((e, device)) => {
             rec.device_id = device.map(|d| d.0);
-            return reject(&app, rec, e, None).await;
+            return reject(&ingest, rec, e, None).await;
         }
     };
     rec.field_id = Some(authed.field.id.0.clone());
@@ -58,18 +57,12 @@ pub async fn report(
             ErrorCode::UnsupportedMediaType,
             "send the state as application/json",
         );
-        return reject(&app, rec, e, Some(&authed)).await;
+        return reject(&ingest, rec, e, Some(&authed)).await;
     }
     let limit = authed.field.limits.max_body_bytes as usize;
-    let bytes = match read_body(
-        body,
-        limit,
-        Duration::from_secs(app.config.device.body_timeout_secs),
-    )
-    .await
-    {
+    let bytes = match read_body(body, limit, ingest.body_timeout).await {
         Ok(b) => b,
-        Err(e) => return reject(&app, rec, e, Some(&authed)).await,
+        Err(e) => return reject(&ingest, rec, e, Some(&authed)).await,
     };
     rec.size = bytes.len() as i64;
     let parsed = sekisho_core::json::check(&bytes)
@@ -78,17 +71,17 @@ pub async fn report(
         Ok(r) => r,
         Err(e) => {
             let e = ApiError::new(ErrorCode::MalformedJson, format!("the state report: {e}"));
-            return reject(&app, rec, e, Some(&authed)).await;
+            return reject(&ingest, rec, e, Some(&authed)).await;
         }
     };
     let device = &authed.device.device;
-    match app.auditor.on_report(device, &report, now).await {
+    match ingest.auditor.on_report(device, &report, now).await {
         Ok((id, changed)) => (
             StatusCode::ACCEPTED,
             Json(StateAccepted {
                 id,
                 changed,
-                commands: app.commands.for_device(&device.id),
+                commands: ingest.commands.for_device(&device.id),
             }),
         )
             .into_response(),

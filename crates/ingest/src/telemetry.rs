@@ -2,10 +2,7 @@
 //! body, store durably, answer `202`. A refused message is recorded with its reason before the answer.
 
 use super::auth::cert_matches;
-use super::{content_length, is_json, read_body};
-use crate::app::App;
-use crate::error::ApiError;
-use crate::listener::ConnInfo;
+use crate::Ingest;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -14,6 +11,9 @@ use sekisho_bus::{Received, ReceivedMessage};
 use sekisho_core::ratelog::LogLimit;
 use sekisho_core::telemetry::{self, BodyError, TelemetryMeta};
 use sekisho_core::{AuthMode, DeviceId, DeviceStatus, ErrorCode, Field, MessageId};
+use sekisho_http::body::{content_length, is_json, read_body};
+use sekisho_http::error::ApiError;
+use sekisho_http::listener::ConnInfo;
 use sekisho_registry::DeviceEntry;
 use sekisho_registry::crypto;
 use sekisho_store::MessageRecord;
@@ -21,7 +21,6 @@ use sekisho_store::records::Record;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 use utoipa::ToSchema;
 
 /// The answer to an accepted message: it is stored and will reach the cloud.
@@ -61,11 +60,11 @@ pub struct BatchAccepted {
     )
 )]
 pub async fn single(
-    State(app): State<Arc<App>>,
+    State(ingest): State<Arc<Ingest>>,
     Extension(conn): Extension<ConnInfo>,
     req: Request,
 ) -> Response {
-    ingest(app, conn, req, false).await
+    receive(ingest, conn, req, false).await
 }
 
 /// Send a batch (a device flushing its offline buffer): a JSON array of telemetry objects, stored in order.
@@ -87,11 +86,11 @@ pub async fn single(
     )
 )]
 pub async fn batch(
-    State(app): State<Arc<App>>,
+    State(ingest): State<Arc<Ingest>>,
     Extension(conn): Extension<ConnInfo>,
     req: Request,
 ) -> Response {
-    ingest(app, conn, req, true).await
+    receive(ingest, conn, req, true).await
 }
 
 pub(super) struct Authed {
@@ -102,7 +101,7 @@ pub(super) struct Authed {
 /// Checks the bearer token and `Device-Id`. On failure, also returns the device the token belonged to.
 /// `quarantine_open`: the endpoint stays open to a quarantined device (state reports, updates).
 pub(super) fn authenticate(
-    app: &App,
+    ingest: &Ingest,
     conn: &ConnInfo,
     headers: &HeaderMap,
     now: i64,
@@ -118,7 +117,7 @@ pub(super) fn authenticate(
         .get("device-id")
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| (invalid("send the Device-Id header"), None))?;
-    let device_id = app
+    let device_id = ingest
         .registry
         .token_device(&crypto::sha256(token.trim().as_bytes()), now)
         .ok_or_else(|| (invalid("the token is unknown, expired or revoked"), None))?;
@@ -128,16 +127,19 @@ pub(super) fn authenticate(
             Some(device_id),
         ));
     }
-    let device = app
+    let device = ingest
         .registry
         .device(&device_id)
         .ok_or_else(|| (invalid("the device is no longer registered"), None))?;
-    let field = app.registry.field(&device.device.field_id).ok_or_else(|| {
-        (
-            invalid("the device's field is gone"),
-            Some(device_id.clone()),
-        )
-    })?;
+    let field = ingest
+        .registry
+        .field(&device.device.field_id)
+        .ok_or_else(|| {
+            (
+                invalid("the device's field is gone"),
+                Some(device_id.clone()),
+            )
+        })?;
     let refuse = |code, msg: &str| Err((ApiError::new(code, msg), Some(device_id.clone())));
     match device.device.status {
         DeviceStatus::Active => {}
@@ -202,34 +204,34 @@ pub(super) fn base_record(conn: &ConnInfo, headers: &HeaderMap, now: i64) -> Mes
     }
 }
 
-async fn ingest(app: Arc<App>, conn: ConnInfo, req: Request, is_batch: bool) -> Response {
-    let now = app.clock.now_ms();
+async fn receive(ingest: Arc<Ingest>, conn: ConnInfo, req: Request, is_batch: bool) -> Response {
+    let now = ingest.clock.now_ms();
     let (parts, body) = req.into_parts();
     let declared = content_length(&parts.headers);
     let mut base = base_record(&conn, &parts.headers, now);
-    let authed = match authenticate(&app, &conn, &parts.headers, now, false) {
+    let authed = match authenticate(&ingest, &conn, &parts.headers, now, false) {
         Ok(a) => a,
         Err((e, device)) => {
             base.device_id = device.map(|d| d.0);
-            return reject(&app, base, e, None).await;
+            return reject(&ingest, base, e, None).await;
         }
     };
     let a = Some(&authed);
     base.field_id = Some(authed.field.id.0.clone());
     base.device_id = Some(authed.device.device.id.0.clone());
-    if app.detector.blocks(&authed.field.id, conn.remote.ip()) {
+    if ingest.networks.blocks(&authed.field.id, conn.remote.ip()) {
         let e = ApiError::new(
             ErrorCode::OffNetwork,
             "this field does not accept data from outside its networks",
         );
-        return reject(&app, base, e, a).await;
+        return reject(&ingest, base, e, a).await;
     }
     if !is_json(&parts.headers) {
         let e = ApiError::new(
             ErrorCode::UnsupportedMediaType,
             "send telemetry as application/json",
         );
-        return reject(&app, base, e, a).await;
+        return reject(&ingest, base, e, a).await;
     }
     let limits = authed.field.limits;
     let limit = limits.max_body_bytes as usize;
@@ -238,29 +240,23 @@ async fn ingest(app: Arc<App>, conn: ConnInfo, req: Request, is_batch: bool) -> 
             ErrorCode::PayloadTooLarge,
             format!("the body exceeds this field's limit of {limit} bytes"),
         );
-        return reject(&app, base, e, a).await;
+        return reject(&ingest, base, e, a).await;
     }
-    let bytes = match read_body(
-        body,
-        limit,
-        Duration::from_secs(app.config.device.body_timeout_secs),
-    )
-    .await
-    {
+    let bytes = match read_body(body, limit, ingest.body_timeout).await {
         Ok(b) => b,
-        Err(e) => return reject(&app, base, e, a).await,
+        Err(e) => return reject(&ingest, base, e, a).await,
     };
     base.size = bytes.len() as i64;
     let depth = limits.max_json_depth as usize;
     let items: Vec<(&[u8], TelemetryMeta)> = if is_batch {
         match telemetry::parse_batch(&bytes, depth, limits.max_batch_len as usize) {
             Ok(items) => items,
-            Err(e) => return reject(&app, base, body_error(e), a).await,
+            Err(e) => return reject(&ingest, base, body_error(e), a).await,
         }
     } else {
         match telemetry::parse_object(&bytes, depth) {
             Ok(meta) => vec![(&bytes[..], meta)],
-            Err(e) => return reject(&app, base, body_error(e), a).await,
+            Err(e) => return reject(&ingest, base, body_error(e), a).await,
         }
     };
     let mut records: Vec<MessageRecord> = items
@@ -284,13 +280,15 @@ async fn ingest(app: Arc<App>, conn: ConnInfo, req: Request, is_batch: bool) -> 
     // is being committed drops this handler, not the task, so the stored message is still counted and
     // judged by detection.
     let (ip, count) = (conn.remote.ip(), ids.len());
-    let commands = app.commands.for_device(&authed.device.device.id);
+    let commands = ingest.commands.for_device(&authed.device.device.id);
     let task = tokio::spawn(async move {
-        app.store
+        ingest
+            .store
             .writer
             .write(records.into_iter().map(Record::Message).collect())
             .await?;
-        app.stats
+        ingest
+            .stats
             .messages_accepted
             .fetch_add(count as u64, Ordering::Relaxed);
         // Stored: now each object goes to detection, in order. Detection cannot undo the
@@ -298,7 +296,7 @@ async fn ingest(app: Arc<App>, conn: ConnInfo, req: Request, is_batch: bool) -> 
         for (span, meta) in spans {
             let body = bytes.slice(span);
             let event = received(&authed, now, ip, body.len(), None, Some(body), Some(meta));
-            if app.received.publish(event).await.is_err() {
+            if ingest.received.publish(event).await.is_err() {
                 tracing::error!("the received topic is closed: detection is not running");
             }
         }
@@ -351,14 +349,17 @@ fn received(
 /// Records a refused message, then answers with its error. A refused message of a known device is
 /// judged too: malformed data, oversized bodies and off-network sources are detections (V23, V24).
 pub(super) async fn reject(
-    app: &App,
+    ingest: &Ingest,
     mut rec: MessageRecord,
     e: ApiError,
     authed: Option<&Authed>,
 ) -> Response {
     rec.rejected = Some(e.code.as_str());
     rec.body = None;
-    app.stats.messages_rejected.fetch_add(1, Ordering::Relaxed);
+    ingest
+        .stats
+        .messages_rejected
+        .fetch_add(1, Ordering::Relaxed);
     // Every refusal is stored and counted; the log samples them.
     static REFUSED_LINES: LogLimit = LogLimit::per_minute(30);
     if let Some(skipped) = REFUSED_LINES.allow() {
@@ -372,12 +373,12 @@ pub(super) async fn reject(
         .source_ip
         .parse()
         .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-    if let Err(se) = app.store.writer.write(vec![Record::Message(rec)]).await {
+    if let Err(se) = ingest.store.writer.write(vec![Record::Message(rec)]).await {
         tracing::error!(error = %se, "could not record a refused message");
     }
     if let Some(a) = authed {
         let event = received(a, at, ip, size, Some(e.code), None, None);
-        if app.received.publish(event).await.is_err() {
+        if ingest.received.publish(event).await.is_err() {
             tracing::error!("the received topic is closed: detection is not running");
         }
     }

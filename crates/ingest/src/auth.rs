@@ -1,16 +1,16 @@
 //! `POST /v1/auth/token`: three-factor authentication (field auth ID, device secret, unique ID) or a
 //! registered client certificate; issues a bearer token stored only as its SHA-256.
 
-use super::{is_json, read_body};
-use crate::app::App;
-use crate::error::{ApiError, ApiResult};
-use crate::listener::ConnInfo;
+use crate::Ingest;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use sekisho_bus::{Received, ReceivedAuth};
 use sekisho_core::ratelog::LogLimit;
 use sekisho_core::{DeviceStatus, ErrorCode};
+use sekisho_http::body::{is_json, read_body};
+use sekisho_http::error::{ApiError, ApiResult};
+use sekisho_http::listener::ConnInfo;
 use sekisho_registry::DeviceEntry;
 use sekisho_registry::crypto;
 use sekisho_store::AuthAttempt;
@@ -59,11 +59,11 @@ const TOKEN_BODY_LIMIT: usize = 8 * 1024;
     )
 )]
 pub async fn token(
-    State(app): State<Arc<App>>,
+    State(ingest): State<Arc<Ingest>>,
     Extension(conn): Extension<ConnInfo>,
     req: Request,
 ) -> Response {
-    let now = app.clock.now_ms();
+    let now = ingest.clock.now_ms();
     let mut attempt = AuthAttempt {
         at: now,
         field_id: None,
@@ -74,11 +74,11 @@ pub async fn token(
         outcome: "failure",
         reason: None,
     };
-    let result = issue(&app, &conn, req, now, &mut attempt).await;
+    let result = issue(&ingest, &conn, req, now, &mut attempt).await;
     match &result {
         Ok(_) => {
             attempt.outcome = "success";
-            app.stats.auth_success.fetch_add(1, Ordering::Relaxed);
+            ingest.stats.auth_success.fetch_add(1, Ordering::Relaxed);
         }
         Err(e) => {
             attempt.reason = Some(e.code.as_str());
@@ -87,7 +87,7 @@ pub async fn token(
             } else {
                 "failure"
             };
-            app.stats.auth_failure.fetch_add(1, Ordering::Relaxed);
+            ingest.stats.auth_failure.fetch_add(1, Ordering::Relaxed);
         }
     }
     // Every attempt is stored and counted; the log samples them (devices can send any number).
@@ -101,7 +101,7 @@ pub async fn token(
     let field = attempt.field_id.clone().map(sekisho_core::FieldId);
     let device = attempt.device_id.clone().map(sekisho_core::DeviceId);
     let unique_id = attempt.unique_id.clone().unwrap_or_default();
-    if let Err(e) = app.store.writer.write(vec![Record::Auth(attempt)]).await {
+    if let Err(e) = ingest.store.writer.write(vec![Record::Auth(attempt)]).await {
         return ApiError::store(e).into_response();
     }
     if let Some(field) = field {
@@ -114,7 +114,7 @@ pub async fn token(
             source_ip: conn.remote.ip(),
             malformed: matches!(&result, Err(e) if e.code == ErrorCode::MalformedJson),
         });
-        if app.received.publish(event).await.is_err() {
+        if ingest.received.publish(event).await.is_err() {
             tracing::error!("the received topic is closed: detection is not running");
         }
     }
@@ -132,14 +132,14 @@ fn invalid() -> ApiError {
 }
 
 async fn issue(
-    app: &Arc<App>,
+    ingest: &Arc<Ingest>,
     conn: &ConnInfo,
     req: Request,
     now: i64,
     attempt: &mut AuthAttempt,
 ) -> ApiResult<TokenResponse> {
     let ip = conn.remote.ip().to_string();
-    if let Some(wait) = app.token_requests.hit(&ip, now) {
+    if let Some(wait) = ingest.token_requests.hit(&ip, now) {
         return Err(ApiError::new(
             ErrorCode::TooManyRequests,
             "too many token requests from this address",
@@ -152,7 +152,7 @@ async fn issue(
             "send the token request as application/json",
         ));
     }
-    let timeout = Duration::from_secs(app.config.device.body_timeout_secs);
+    let timeout = ingest.body_timeout;
     let body = read_body(req.into_body(), TOKEN_BODY_LIMIT, timeout).await?;
     let parsed = sekisho_core::json::check(&body)
         .and_then(|()| serde_json::from_slice::<TokenRequest>(&body).map_err(|e| e.to_string()));
@@ -162,7 +162,9 @@ async fn issue(
             // Refused, but still attributed where the body lets us: a field's devices sending broken
             // JSON is the field's format detection (V24).
             if let Ok(tr) = serde_json::from_str::<TokenRequest>(&String::from_utf8_lossy(&body))
-                && let Some(f) = tr.auth_id.and_then(|a| app.registry.field_by_auth_id(&a))
+                && let Some(f) = tr
+                    .auth_id
+                    .and_then(|a| ingest.registry.field_by_auth_id(&a))
             {
                 attempt.field_id = Some(f.id.0.clone());
                 attempt.unique_id = tr.unique_id;
@@ -177,10 +179,10 @@ async fn issue(
     if let Some(f) = tr
         .auth_id
         .as_deref()
-        .and_then(|a| app.registry.field_by_auth_id(a))
+        .and_then(|a| ingest.registry.field_by_auth_id(a))
     {
         attempt.field_id = Some(f.id.0.clone());
-        if app.detector.blocks(&f.id, conn.remote.ip()) {
+        if ingest.networks.blocks(&f.id, conn.remote.ip()) {
             return Err(ApiError::new(
                 ErrorCode::OffNetwork,
                 "this field does not accept devices from outside its networks",
@@ -190,13 +192,13 @@ async fn issue(
 
     let entry = match conn
         .client_cert_sha256
-        .and_then(|fp| app.registry.device_by_cert(&fp))
+        .and_then(|fp| ingest.registry.device_by_cert(&fp))
     {
         Some(entry) if tr.auth_secret.is_none() => {
             attempt.method = "certificate";
-            by_certificate(app, entry, &tr)?
+            by_certificate(ingest, entry, &tr)?
         }
-        _ => by_secret(app, conn, &tr, now).await?,
+        _ => by_secret(ingest, conn, &tr, now).await?,
     };
     let d = &entry.device;
     attempt.field_id = Some(d.field_id.0.clone());
@@ -211,9 +213,10 @@ async fn issue(
 
     let token = crypto::new_secret();
     let hash = crypto::sha256(token.as_bytes());
-    let ttl = app.config.auth.token_ttl_secs;
+    let ttl = ingest.token_ttl_secs;
     let expires_at = now + (ttl as i64) * 1000;
-    app.registry
+    ingest
+        .registry
         .issue_token(hash, &d.id, now, expires_at)
         .await?;
     Ok(TokenResponse {
@@ -225,11 +228,11 @@ async fn issue(
 }
 
 fn by_certificate(
-    app: &App,
+    ingest: &Ingest,
     entry: Arc<DeviceEntry>,
     tr: &TokenRequest,
 ) -> ApiResult<Arc<DeviceEntry>> {
-    let field = app
+    let field = ingest
         .registry
         .field(&entry.device.field_id)
         .ok_or_else(invalid)?;
@@ -245,7 +248,7 @@ fn by_certificate(
 }
 
 async fn by_secret(
-    app: &Arc<App>,
+    ingest: &Arc<Ingest>,
     conn: &ConnInfo,
     tr: &TokenRequest,
     now: i64,
@@ -259,23 +262,23 @@ async fn by_secret(
         ));
     };
     let key = format!("{auth_id}\u{0}{unique_id}");
-    if let Some(wait) = app.token_failures.blocked(&key, now) {
+    if let Some(wait) = ingest.token_failures.blocked(&key, now) {
         return Err(ApiError::new(
             ErrorCode::TooManyRequests,
             "too many failed attempts for this device",
         )
         .retry_after(wait));
     }
-    let field = app.registry.field_by_auth_id(auth_id);
+    let field = ingest.registry.field_by_auth_id(auth_id);
     let entry = field
         .as_ref()
-        .and_then(|f| app.registry.device_by_unique_id(&f.id, unique_id));
+        .and_then(|f| ingest.registry.device_by_unique_id(&f.id, unique_id));
     // The same work whether or not the device exists: the answer's timing says nothing.
     let hash = entry.as_ref().map_or_else(
         || crypto::dummy_hash().to_owned(),
         |e| e.secret_hash.clone(),
     );
-    let permit = tokio::time::timeout(Duration::from_secs(5), app.hash_permits.acquire())
+    let permit = tokio::time::timeout(Duration::from_secs(5), ingest.hash_permits.acquire())
         .await
         .map_err(|_| {
             ApiError::new(
@@ -298,11 +301,11 @@ async fn by_secret(
     });
     match entry {
         Some(e) if ok && field_ok => {
-            app.token_failures.clear(&key);
+            ingest.token_failures.clear(&key);
             Ok(e)
         }
         _ => {
-            app.token_failures.hit(&key, now);
+            ingest.token_failures.hit(&key, now);
             Err(invalid())
         }
     }
