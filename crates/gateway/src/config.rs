@@ -43,23 +43,6 @@ pub struct Config {
     pub data_dir: PathBuf,
 }
 
-/// The admin API's TLS listener.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AdminListener {
-    pub listen: String,
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    pub max_connections: usize,
-    pub session_ttl_secs: u64,
-    /// Failed logins for one user name within `login_lockout_secs` before it is locked for that long.
-    pub login_max_failures: u32,
-    pub login_lockout_secs: u64,
-    /// A file holding the bearer token `GET /metrics` requires (mode 0600, 16 characters or more).
-    /// Empty: the metrics are open.
-    pub metrics_token_file: PathBuf,
-}
-
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
@@ -75,6 +58,7 @@ pub struct StoreConfig {
     pub retention_days: u32,
 }
 
+pub use sekisho_admin::config::AdminListener;
 pub use sekisho_detect::engine::DetectionConfig;
 pub use sekisho_ingest::config::{AuthConfig, DeviceListener};
 pub use sekisho_respond::ResponseConfig;
@@ -121,21 +105,6 @@ pub struct LogConfig {
     pub level: String,
     /// `text` or `json`.
     pub format: String,
-}
-
-impl Default for AdminListener {
-    fn default() -> Self {
-        Self {
-            listen: "127.0.0.1:9443".into(),
-            cert: "tls/admin.crt".into(),
-            key: "tls/admin.key".into(),
-            max_connections: 256,
-            session_ttl_secs: 8 * 3600,
-            login_max_failures: 5,
-            login_lockout_secs: 300,
-            metrics_token_file: PathBuf::new(),
-        }
-    }
 }
 
 impl Default for StoreConfig {

@@ -1,8 +1,8 @@
 //! `sekisho init`: a new data directory with the documented default configuration, a random database
 //! key (mode 0600), the TLS material, the encrypted store and the first maintainer account.
 
-use crate::admin::system_user_problems;
 use crate::config::DEFAULT_TOML;
+use sekisho_admin::system_user_problems;
 use sekisho_core::{Role, UserId};
 use sekisho_registry::{crypto, pki};
 use sekisho_store::prelude::*;

@@ -9,16 +9,10 @@
 //! [`run`] is the one entry point the binary and the tests share: it takes already bound listeners, a
 //! validated configuration, the database key and a shutdown future.
 
-pub mod admin;
-pub mod app;
 pub mod config;
-pub mod console;
 
 pub mod init;
 
-pub mod totp;
-
-use app::App;
 use config::Config;
 use sekisho_bus::{Bus, LocalBus};
 use sekisho_carrier::accounting::RadiusListener;
@@ -27,7 +21,7 @@ use sekisho_detect::engine::{self as detection, Detector};
 use sekisho_http::listener::{self, ListenerSpec};
 use sekisho_registry::Registry;
 use sekisho_store::prelude::*;
-use sekisho_store::{DbKey, StoreOptions};
+use sekisho_store::{DbKey, Store, StoreOptions};
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
@@ -41,7 +35,7 @@ pub fn openapi_json(api: &str) -> String {
     let doc = if api == "device" {
         sekisho_ingest::DeviceApi::openapi()
     } else {
-        admin::openapi()
+        sekisho_admin::openapi()
     };
     doc.to_pretty_json().unwrap_or_default()
 }
@@ -95,7 +89,7 @@ pub fn load_config(
         Ok(None) => {}
         Err(e) => semantic.push(e),
     }
-    if let Err(p) = admin::metrics_token::load(&config.admin.metrics_token_file) {
+    if let Err(p) = sekisho_admin::metrics_token::load(&config.admin.metrics_token_file) {
         semantic.push(p);
     }
     found.extend(semantic.into_iter().map(|p| lines.locate(p)));
@@ -192,8 +186,8 @@ pub async fn run(
         &config.update.key_file,
         &config.update.previous_keys_file,
     )?;
-    let metrics_token =
-        admin::metrics_token::load(&config.admin.metrics_token_file).map_err(anyhow::Error::msg)?;
+    let metrics_token = sekisho_admin::metrics_token::load(&config.admin.metrics_token_file)
+        .map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(&config.update.artifact_dir)?;
     let scripts = Arc::new(sekisho_script::host::ScriptHost::new(
         4096,
@@ -241,7 +235,7 @@ pub async fn run(
             carrier: carrier.clone(),
             commands: commands.clone(),
             mailer: mailer.clone(),
-            collector: Arc::new(admin::collected::Collected {
+            collector: Arc::new(sekisho_admin::collected::Collected {
                 store: store.clone(),
                 sims: sims.clone(),
                 clock: clock.clone(),
@@ -267,37 +261,16 @@ pub async fn run(
         findings: detector.clone(),
         campaigns: campaigns.clone(),
     });
-    let parts = app::Parts {
-        registry,
-        clock,
-        device_ca,
-        now,
-        forward: forward.clone(),
-        detector,
-        scripts,
-        bus,
-        sims: sims.clone(),
-        radius: radius_stats.clone(),
-        carrier,
-        mailer,
-        update_keys,
-        campaigns,
-        auditor,
-        metrics_token,
-        commands,
-        responder: responder.clone(),
-    };
-    let app = Arc::new(App::new(config, store, parts));
-    for r in app.store.open_update_requests().await? {
-        app.commands.push(
+    for r in store.open_update_requests().await? {
+        commands.push(
             &sekisho_core::DeviceId(r.device_id.clone()),
             serde_json::json!({"type": "update", "request": r.id, "reason": r.reason}),
         );
     }
-    for f in app.registry.fields() {
-        for c in app.store.campaigns(&f.id.0).await? {
+    for f in registry.fields() {
+        for c in store.campaigns(&f.id.0).await? {
             if c.status == "active" {
-                app.campaigns.announce(&c);
+                campaigns.announce(&c);
             }
         }
     }
@@ -310,47 +283,46 @@ pub async fn run(
         ));
     }
 
-    sekisho_forward::spawn(forward, new_fields, stopped.clone());
+    sekisho_forward::spawn(forward.clone(), new_fields, stopped.clone());
     tokio::spawn(detection::silence_worker(
-        app.detector.clone(),
-        app.registry.clone(),
-        app.clock.clone(),
+        detector.clone(),
+        registry.clone(),
+        clock.clone(),
         stopped.clone(),
     ));
-    tokio::spawn(housekeeping(app.clone(), stopped.clone()));
-    sekisho_respond::spawn(responder, stopped.clone());
+    tokio::spawn(housekeeping(
+        registry.clone(),
+        store.clone(),
+        clock.clone(),
+        config.store.retention_days,
+        stopped.clone(),
+    ));
+    sekisho_respond::spawn(responder.clone(), stopped.clone());
     tokio::spawn(sekisho_update::audit::silence_worker(
-        app.auditor.clone(),
+        auditor.clone(),
         stopped.clone(),
     ));
 
-    let c = &app.config;
+    let c = &config;
     let device_caps = Arc::new(listener::AddressCaps::new(
         c.device.max_connections_per_address,
         c.device.max_connections_per_nat_address,
         c.device.nat_ranges.clone(),
     ));
-    for f in app.registry.fields() {
-        let nat = app
-            .detector
-            .template(&f.id)
-            .template
-            .network
-            .nat_ranges
-            .clone();
+    for f in registry.fields() {
+        let nat = detector.template(&f.id).template.network.nat_ranges.clone();
         device_caps.set_field_nat(&f.id, nat);
     }
-    let _ = app.device_caps.set(device_caps.clone());
     let device_spec = ListenerSpec {
         name: "device",
         tls: Arc::new(device_tls),
         max_connections: c.device.max_connections,
         handshake_timeout: Duration::from_secs(c.device.handshake_timeout_secs),
         header_timeout: Duration::from_secs(c.device.header_timeout_secs),
-        address_counters: Some(sims),
+        address_counters: Some(sims.clone()),
         drain_max_bytes: c.device.drain_max_bytes,
         drain_timeout: Duration::from_secs(c.device.body_timeout_secs),
-        caps: Some(device_caps),
+        caps: Some(device_caps.clone()),
         refusal_slots: c.device.refusal_slots,
     };
     let admin_spec = ListenerSpec {
@@ -369,14 +341,14 @@ pub async fn run(
         tracing::info!(listen = %socket.local_addr()?, clients = radius_clients.len(), "RADIUS accounting listener");
         let radius = RadiusListener {
             clients: radius_clients,
-            dedup_secs: app.config.carrier.radius.dedup_secs,
-            stats: radius_stats,
-            sims: app.sims.clone(),
-            store: app.store.clone(),
-            registry: app.registry.clone(),
-            windows: Arc::new(SimWindowsOf(app.detector.clone())),
-            received: app.bus.received(),
-            clock: app.clock.clone(),
+            dedup_secs: config.carrier.radius.dedup_secs,
+            stats: radius_stats.clone(),
+            sims: sims.clone(),
+            store: store.clone(),
+            registry: registry.clone(),
+            windows: Arc::new(SimWindowsOf(detector.clone())),
+            received: bus.received(),
+            clock: clock.clone(),
         };
         tokio::spawn(sekisho_carrier::accounting::serve(
             socket,
@@ -386,38 +358,74 @@ pub async fn run(
     }
     tracing::info!(
         device = %listeners.device.local_addr()?, admin = %listeners.admin.local_addr()?,
-        fields = app.registry.fields().len(), devices = app.registry.device_count(), "sekisho gateway serving"
+        fields = registry.fields().len(), devices = registry.device_count(), "sekisho gateway serving"
     );
+    let stats = sekisho_admin::Stats::default();
     let ingest = Arc::new(sekisho_ingest::Ingest::new(
-        &app.config.auth,
-        &app.config.device,
+        &config.auth,
+        &config.device,
         sekisho_ingest::Handles {
-            store: app.store.clone(),
-            registry: app.registry.clone(),
-            clock: app.clock.clone(),
-            received: app.bus.received(),
-            commands: app.commands.clone(),
-            campaigns: app.campaigns.clone(),
-            auditor: app.auditor.clone(),
-            networks: Arc::new(NetworksOf(app.detector.clone())),
-            stats: app.stats.ingest.clone(),
+            store: store.clone(),
+            registry: registry.clone(),
+            clock: clock.clone(),
+            received: bus.received(),
+            commands: commands.clone(),
+            campaigns: campaigns.clone(),
+            auditor: auditor.clone(),
+            networks: Arc::new(NetworksOf(detector.clone())),
+            stats: stats.ingest.clone(),
         },
     ));
-    let writer = app.store.writer.clone();
+    let (device_stats, admin_stats) = (stats.device_listener.clone(), stats.admin_listener.clone());
+    let admin = Arc::new(sekisho_admin::Admin {
+        settings: sekisho_admin::Settings {
+            admin: config.admin.clone(),
+            data_dir: config.data_dir.clone(),
+            store_path: config.store.path.clone(),
+            limits: config.limits,
+            default_template: config.detection.default_template.clone(),
+            script_limits: config.detection.script_limits(),
+            max_artifact_bytes: config.update.max_artifact_bytes,
+            carrier_api: config.carrier.api.clone(),
+            radius_listening: !config.carrier.radius.listen.is_empty(),
+        },
+        store: store.clone(),
+        registry,
+        login_failures: sekisho_admin::Admin::login_throttle(&config.admin),
+        device_ca,
+        stats,
+        started_at: now,
+        clock,
+        forward,
+        detector,
+        scripts,
+        received: bus.received(),
+        sims,
+        radius: radius_stats,
+        carrier,
+        commands,
+        responder,
+        update_keys,
+        campaigns,
+        auditor,
+        device_caps,
+        metrics_token,
+    });
+    let writer = store.writer.clone();
     let device = tokio::spawn(listener::serve(
         listeners.device,
         device_spec,
         sekisho_ingest::router(ingest),
         writer.clone(),
-        app.stats.device_listener.clone(),
+        device_stats,
         stopped.clone(),
     ));
     let admin = tokio::spawn(listener::serve(
         listeners.admin,
         admin_spec,
-        admin::router(app.clone()),
+        sekisho_admin::router(admin, sekisho_console::router()),
         writer,
-        app.stats.admin_listener.clone(),
+        admin_stats,
         stopped,
     ));
     shutdown.await;
@@ -425,7 +433,7 @@ pub async fn run(
     let _ = stop.send(true);
     let _ = device.await;
     let _ = admin.await;
-    app.store.close().await;
+    store.close().await;
     Ok(())
 }
 
@@ -448,8 +456,15 @@ impl sekisho_ingest::FieldNetworks for NetworksOf {
     }
 }
 
-/// Once a minute: forget expired tokens; once an hour: apply the retention period.
-async fn housekeeping(app: Arc<App>, mut stopped: watch::Receiver<bool>) {
+/// Once a minute: forget expired tokens; once an hour: apply the retention period (`retention_days`,
+/// 0: keep everything).
+async fn housekeeping(
+    registry: Arc<Registry>,
+    store: Store,
+    clock: sekisho_core::clock::SharedClock,
+    retention_days: u32,
+    mut stopped: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     let mut n: u64 = 0;
     loop {
@@ -457,21 +472,19 @@ async fn housekeeping(app: Arc<App>, mut stopped: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = stopped.changed() => return,
         }
-        let now = app.clock.now_ms();
-        if let Err(e) = app.registry.purge_tokens(now).await {
+        let now = clock.now_ms();
+        if let Err(e) = registry.purge_tokens(now).await {
             tracing::warn!(error = %e, "token purge failed");
         }
-        let days = app.config.store.retention_days;
-        if days > 0 && n.is_multiple_of(60) {
-            match app
-                .store
-                .purge_history(now - days as i64 * 86_400_000)
+        if retention_days > 0 && n.is_multiple_of(60) {
+            match store
+                .purge_history(now - retention_days as i64 * 86_400_000)
                 .await
             {
                 Ok(0) => {}
                 Ok(rows) => tracing::info!(
                     rows,
-                    days,
+                    days = retention_days,
                     "history older than the retention period removed"
                 ),
                 Err(e) => tracing::warn!(error = %e, "retention purge failed"),

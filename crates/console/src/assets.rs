@@ -6,8 +6,8 @@ use axum::response::IntoResponse;
 use http::header;
 use std::sync::LazyLock;
 
-static HTMX: &[u8] = include_bytes!("../../assets/htmx.min.js");
-static CSS: &[u8] = include_bytes!("../../assets/console.css");
+static HTMX: &[u8] = include_bytes!("../assets/htmx.min.js");
+static CSS: &[u8] = include_bytes!("../assets/console.css");
 
 const CACHE: &str = "public, max-age=31536000, immutable";
 

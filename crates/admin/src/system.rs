@@ -3,7 +3,7 @@
 use super::Caller;
 use super::views::Page;
 use super::views::history::OutboxView;
-use crate::app::App;
+use crate::Admin;
 use axum::Json;
 use axum::extract::State;
 use http::StatusCode;
@@ -75,11 +75,11 @@ pub struct RadiusStatus {
     pub sims_online: usize,
 }
 
-fn radius(app: &App) -> RadiusStatus {
+fn radius(app: &Admin) -> RadiusStatus {
     let r = &app.radius;
     let (sims, sims_online) = app.sims.counts();
     RadiusStatus {
-        listening: !app.config.carrier.radius.listen.is_empty(),
+        listening: app.settings.radius_listening,
         received: n(&r.received),
         stored: n(&r.stored),
         duplicates: n(&r.duplicates),
@@ -116,7 +116,7 @@ fn n(a: &AtomicU64) -> u64 {
 
 /// The whole system's status (maintainers and analysts).
 #[utoipa::path(get, path = "/api/v1/system/status", tag = "system", responses((status = 200, body = Status), (status = 403, body = sekisho_core::ErrorBody)))]
-pub async fn status(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Json<Status>> {
+pub async fn status(State(app): State<Arc<Admin>>, caller: Caller) -> ApiResult<Json<Status>> {
     if caller.user.role == Role::FieldAdmin {
         return Err(ApiError::new(
             sekisho_core::ErrorCode::Forbidden,
@@ -127,11 +127,11 @@ pub async fn status(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Js
 }
 
 /// The whole system's status, for whoever may see it. Shared by the API and the console.
-pub(crate) async fn status_of(app: &App) -> ApiResult<Status> {
+pub async fn status_of(app: &Admin) -> ApiResult<Status> {
     let w = app.store.writer.stats();
     let file_bytes = ["", "-wal"]
         .iter()
-        .filter_map(|s| std::fs::metadata(format!("{}{s}", app.config.store.path.display())).ok())
+        .filter_map(|s| std::fs::metadata(format!("{}{s}", app.settings.store_path.display())).ok())
         .map(|m| m.len())
         .sum();
     let s = &app.stats;
@@ -167,7 +167,7 @@ pub(crate) async fn status_of(app: &App) -> ApiResult<Status> {
     responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain"),
               (status = 401, description = "`unauthorized`: a metrics token is configured and was not sent", body = sekisho_core::ErrorBody)))]
 pub async fn metrics(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     headers: http::HeaderMap,
 ) -> ApiResult<([(http::HeaderName, &'static str); 1], String)> {
     super::metrics_token::check(&app, &headers)?;
@@ -455,7 +455,7 @@ pub fn user_problems(username: &str, password: &str) -> Vec<String> {
 #[utoipa::path(post, path = "/api/v1/users", tag = "system", request_body = CreateUser,
     responses((status = 201, body = UserView), (status = 400, body = sekisho_core::ErrorBody), (status = 403, body = sekisho_core::ErrorBody), (status = 409, body = sekisho_core::ErrorBody)))]
 pub async fn create_user(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     ApiJson(req): ApiJson<CreateUser>,
 ) -> ApiResult<(StatusCode, Json<UserView>)> {
@@ -501,7 +501,7 @@ pub async fn create_user(
 /// Every user (maintainer; the whole list: `next_before` is always null).
 #[utoipa::path(get, path = "/api/v1/users", tag = "system", responses((status = 200, body = Page<UserView>), (status = 403, body = sekisho_core::ErrorBody)))]
 pub async fn list_users(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
 ) -> ApiResult<Json<Page<UserView>>> {
     caller.require(Role::Maintainer)?;

@@ -5,13 +5,13 @@
 
 use super::view::{device_label, field_name, when};
 use super::{Ctx, Failure, render, see_other};
-use crate::admin::response::{approve_action, reject_action, undo_action};
-use crate::app::App;
 use askama::Template;
 use axum::Form;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use http::StatusCode;
+use sekisho_admin::Admin;
+use sekisho_admin::response::{approve_action, reject_action, undo_action};
 use sekisho_core::ActionState;
 use sekisho_store::prelude::*;
 use sekisho_store::response::{ActionFilter, ActionRow};
@@ -44,7 +44,7 @@ struct ResponsePage {
     totp: bool,
 }
 
-fn line(app: &App, ctx: &Ctx, a: &ActionRow) -> ActionLine {
+fn line(app: &Admin, ctx: &Ctx, a: &ActionRow) -> ActionLine {
     let t = ctx.t();
     let can_manage = ctx
         .caller
@@ -81,7 +81,7 @@ fn skip_reason(a: &ActionRow) -> Option<String> {
     out["reason"].as_str().map(str::to_owned)
 }
 
-pub async fn page(State(app): State<Arc<App>>, ctx: Ctx) -> Result<Response, Failure> {
+pub async fn page(State(app): State<Arc<Admin>>, ctx: Ctx) -> Result<Response, Failure> {
     let visible = ctx.caller.visible_fields();
     let search = |state: Option<ActionState>, limit| ActionFilter {
         visible_fields: visible.clone(),
@@ -113,7 +113,7 @@ pub struct DecideForm {
 
 /// Approve, reject or undo one action, then back to the page.
 pub async fn decide(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     ctx: Ctx,
     Path((id, what)): Path<(i64, String)>,
     form: Result<Form<DecideForm>, axum::extract::rejection::FormRejection>,

@@ -5,7 +5,7 @@
 //!
 //! It does not know the metrics: their handler calls [`check`] first. The token is never logged.
 
-use crate::app::App;
+use crate::Admin;
 use http::HeaderMap;
 use sekisho_core::ErrorCode;
 use sekisho_http::error::{ApiError, ApiResult};
@@ -47,7 +47,7 @@ pub fn load(path: &Path) -> Result<Option<String>, String> {
 }
 
 /// Passes when no token is configured, or when the request carries it.
-pub fn check(app: &App, headers: &HeaderMap) -> ApiResult<()> {
+pub fn check(app: &Admin, headers: &HeaderMap) -> ApiResult<()> {
     let Some(want) = app.metrics_token.as_deref() else {
         return Ok(());
     };

@@ -6,7 +6,7 @@ use super::Caller;
 use super::devices::device_in;
 use super::views::response::{ActionView, DecisionView, ReportView};
 use super::views::{Page, PageQuery};
-use crate::app::App;
+use crate::Admin;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -36,7 +36,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 ))]
 pub struct ResponseApi;
 
-pub fn router() -> Router<Arc<App>> {
+pub fn router() -> Router<Arc<Admin>> {
     Router::new()
         .route(
             "/api/v1/fields/{field}/notify",
@@ -83,7 +83,7 @@ fn view(mut s: NotifySettings) -> NotifyView {
 #[utoipa::path(get, path = "/api/v1/fields/{field}/notify", tag = "response", params(("field" = String, Path)),
     responses((status = 200, body = NotifyView), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn get_notify(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path(field): Path<String>,
 ) -> ApiResult<Json<NotifyView>> {
@@ -101,7 +101,7 @@ pub async fn get_notify(
 #[utoipa::path(put, path = "/api/v1/fields/{field}/notify", tag = "response", params(("field" = String, Path)), request_body = NotifySettings,
     responses((status = 200, body = NotifyView), (status = 400, body = sekisho_core::ErrorBody), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn put_notify(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path(field): Path<String>,
     ApiJson(mut s): ApiJson<NotifySettings>,
@@ -141,7 +141,7 @@ pub struct DecisionQuery {
 #[utoipa::path(get, path = "/api/v1/fields/{field}/response/decisions", tag = "response", params(("field" = String, Path), DecisionQuery),
     responses((status = 200, body = Page<DecisionView>), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn decisions(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path(field): Path<String>,
     ApiQuery(q): ApiQuery<DecisionQuery>,
@@ -183,7 +183,7 @@ pub struct ActionQuery {
 }
 
 async fn search(
-    app: &App,
+    app: &Admin,
     caller: &Caller,
     mut f: ActionFilter,
 ) -> ApiResult<Json<Page<ActionView>>> {
@@ -196,7 +196,7 @@ async fn search(
 #[utoipa::path(get, path = "/api/v1/response/actions", tag = "response", params(ActionQuery),
     responses((status = 200, body = Page<ActionView>)))]
 pub async fn list_actions(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     ApiQuery(q): ApiQuery<ActionQuery>,
 ) -> ApiResult<Json<Page<ActionView>>> {
@@ -215,7 +215,7 @@ pub async fn list_actions(
 #[utoipa::path(get, path = "/api/v1/response/approvals", tag = "response",
     responses((status = 200, body = Page<ActionView>)))]
 pub async fn approvals(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
 ) -> ApiResult<Json<Page<ActionView>>> {
     let filter = ActionFilter {
@@ -227,7 +227,7 @@ pub async fn approvals(
 }
 
 /// The action, if this user may change its field.
-async fn managed_action(app: &App, caller: &Caller, id: i64) -> ApiResult<ActionRow> {
+async fn managed_action(app: &Admin, caller: &Caller, id: i64) -> ApiResult<ActionRow> {
     let a = app
         .store
         .action(id)
@@ -253,19 +253,19 @@ fn state_conflict(a: &ActionRow, what: &str) -> ApiError {
 #[utoipa::path(post, path = "/api/v1/response/actions/{id}/approve", tag = "response", params(("id" = i64, Path)),
     responses((status = 200, body = ActionView), (status = 403, body = sekisho_core::ErrorBody), (status = 404, body = sekisho_core::ErrorBody), (status = 409, body = sekisho_core::ErrorBody)))]
 pub async fn approve(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     headers: HeaderMap,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<ActionView>> {
-    let code = crate::admin::mfa::header_code(&headers);
+    let code = crate::mfa::header_code(&headers);
     Ok(Json(approve_action(&app, &caller, id, code).await?.into()))
 }
 
 /// Approves an action awaiting approval (the caller's second factor first). Shared by the API and the
 /// console.
-pub(crate) async fn approve_action(
-    app: &App,
+pub async fn approve_action(
+    app: &Admin,
     caller: &Caller,
     id: i64,
     code: Option<&str>,
@@ -305,7 +305,7 @@ pub(crate) async fn approve_action(
 #[utoipa::path(post, path = "/api/v1/response/actions/{id}/reject", tag = "response", params(("id" = i64, Path)),
     responses((status = 200, body = ActionView), (status = 404, body = sekisho_core::ErrorBody), (status = 409, body = sekisho_core::ErrorBody)))]
 pub async fn reject(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<ActionView>> {
@@ -313,7 +313,7 @@ pub async fn reject(
 }
 
 /// Rejects an action awaiting approval. Shared by the API and the console.
-pub(crate) async fn reject_action(app: &App, caller: &Caller, id: i64) -> ApiResult<ActionRow> {
+pub async fn reject_action(app: &Admin, caller: &Caller, id: i64) -> ApiResult<ActionRow> {
     let a = managed_action(app, caller, id).await?;
     let by = format!("user:{}", caller.user.username);
     if !app
@@ -342,7 +342,7 @@ pub(crate) async fn reject_action(app: &App, caller: &Caller, id: i64) -> ApiRes
 
 /// Runs an action a person started, now, and records it like any other.
 async fn run_now(
-    app: &App,
+    app: &Admin,
     caller: &Caller,
     field: &str,
     device: Option<&str>,
@@ -390,7 +390,7 @@ async fn run_now(
 #[utoipa::path(post, path = "/api/v1/response/actions/{id}/undo", tag = "response", params(("id" = i64, Path)),
     responses((status = 200, body = ActionView), (status = 404, body = sekisho_core::ErrorBody), (status = 409, body = sekisho_core::ErrorBody)))]
 pub async fn undo(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<ActionView>> {
@@ -398,7 +398,7 @@ pub async fn undo(
 }
 
 /// Undoes a done disruptive action (once). Shared by the API and the console.
-pub(crate) async fn undo_action(app: &App, caller: &Caller, id: i64) -> ApiResult<ActionRow> {
+pub async fn undo_action(app: &Admin, caller: &Caller, id: i64) -> ApiResult<ActionRow> {
     let a = managed_action(app, caller, id).await?;
     let Some(inverse) = a.action.undo() else {
         return Err(ApiError::new(
@@ -444,7 +444,7 @@ pub struct StartAction {
     request_body = StartAction,
     responses((status = 200, body = ActionView), (status = 400, body = sekisho_core::ErrorBody), (status = 403, body = sekisho_core::ErrorBody), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn start_action(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     headers: HeaderMap,
     Path((field, device)): Path<(String, String)>,
@@ -479,7 +479,7 @@ pub async fn start_action(
 #[utoipa::path(get, path = "/api/v1/fields/{field}/devices/{device}/reports", tag = "response", params(("field" = String, Path), ("device" = String, Path), PageQuery),
     responses((status = 200, body = Page<ReportView>), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn reports(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path((field, device)): Path<(String, String)>,
     ApiQuery(q): ApiQuery<PageQuery>,
@@ -498,7 +498,7 @@ pub async fn reports(
 #[utoipa::path(get, path = "/api/v1/fields/{field}/devices/{device}/reports/{id}", tag = "response", params(("field" = String, Path), ("device" = String, Path), ("id" = i64, Path)),
     responses((status = 200, body = Object), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn report(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path((field, device, id)): Path<(String, String, i64)>,
 ) -> ApiResult<Json<serde_json::Value>> {

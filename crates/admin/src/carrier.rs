@@ -5,7 +5,7 @@
 //! See [`sekisho_carrier::settings`] for where it is kept.
 
 use super::Caller;
-use crate::app::App;
+use crate::Admin;
 use axum::Json;
 use axum::extract::State;
 use http::{HeaderMap, StatusCode};
@@ -93,7 +93,7 @@ fn view(cfg: &CarrierApiConfig, source: CarrierSource) -> CarrierView {
     }
 }
 
-fn current(app: &App) -> CarrierView {
+fn current(app: &Admin) -> CarrierView {
     let (cfg, source) = app.carrier.setting();
     view(&cfg, source)
 }
@@ -111,7 +111,7 @@ fn for_operators(caller: &Caller) -> ApiResult<()> {
 /// The carrier API connection in force.
 #[utoipa::path(get, path = "/api/v1/system/carrier", tag = "system",
     responses((status = 200, body = CarrierView), (status = 403, body = sekisho_core::ErrorBody)))]
-pub async fn get(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Json<CarrierView>> {
+pub async fn get(State(app): State<Arc<Admin>>, caller: Caller) -> ApiResult<Json<CarrierView>> {
     for_operators(&caller)?;
     Ok(Json(current(&app)))
 }
@@ -123,7 +123,7 @@ pub async fn get(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Json<
     responses((status = 200, body = CarrierView), (status = 400, description = "`invalid_request`: every problem listed", body = sekisho_core::ErrorBody),
         (status = 403, body = sekisho_core::ErrorBody)))]
 pub async fn put(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     headers: HeaderMap,
     ApiJson(req): ApiJson<CarrierSetting>,
@@ -155,7 +155,7 @@ pub async fn put(
         client_cert_pem: req.client_cert_pem,
         client_key_pem: req.client_key_pem,
     };
-    let data_dir = app.config.data_dir.clone();
+    let data_dir = app.settings.data_dir.clone();
     let staging = data_dir.join(".carrier-staging");
     let _ = std::fs::remove_dir_all(&staging);
     let staged = settings::stage(&staging, cfg, &material).map_err(ApiError::internal)?;
@@ -181,17 +181,17 @@ pub async fn put(
     params(("X-Sekisho-TOTP" = Option<String>, Header, description = "the second factor, once the user has one")),
     responses((status = 200, body = CarrierView), (status = 403, body = sekisho_core::ErrorBody), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn delete(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     headers: HeaderMap,
 ) -> ApiResult<(StatusCode, Json<CarrierView>)> {
     caller.require(Role::Maintainer)?;
     caller.second_factor(&app, &headers).await?;
-    let file = app.config.carrier.api.clone();
+    let file = app.settings.carrier_api.clone();
     let connector = sekisho_carrier::connect(&file, Path::new("")).map_err(|p| {
         ApiError::invalid(p.into_iter().map(|p| format!("carrier.api.{p}")).collect())
     })?;
-    if !settings::remove(&app.config.data_dir).map_err(ApiError::internal)? {
+    if !settings::remove(&app.settings.data_dir).map_err(ApiError::internal)? {
         return Err(ApiError::not_found(
             "carrier API setting made through the admin API",
         ));
@@ -202,7 +202,7 @@ pub async fn delete(
 }
 
 fn install(
-    app: &App,
+    app: &Admin,
     connector: Arc<dyn sekisho_carrier::SimControl>,
     cfg: CarrierApiConfig,
     source: CarrierSource,

@@ -3,11 +3,11 @@
 
 use super::view::{DetectionRow, query};
 use super::{Chrome, Ctx, Failure, render};
-use crate::app::App;
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use http::StatusCode;
+use sekisho_admin::Admin;
 use sekisho_core::Threat;
 use sekisho_store::detections::DetectionFilter;
 use sekisho_store::prelude::*;
@@ -39,7 +39,7 @@ struct DetectionsPage {
 }
 
 pub async fn page(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     ctx: Ctx,
     q: Result<Query<DetectionForm>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Failure> {

@@ -5,7 +5,7 @@ use super::Caller;
 use super::mfa::header_code;
 use super::views::audit::{AuditRunView, StateView};
 use super::views::history::{AuthAttemptView, MessageView};
-use crate::app::App;
+use crate::Admin;
 use axum::Json;
 use axum::extract::{Path, State};
 use http::{HeaderMap, StatusCode};
@@ -101,7 +101,7 @@ fn unique_id_problems(u: &str) -> Vec<String> {
     responses((status = 201, body = Registered), (status = 400, body = sekisho_core::ErrorBody), (status = 404, body = sekisho_core::ErrorBody),
               (status = 409, description = "a live device of the field has this unique_id or certificate", body = sekisho_core::ErrorBody)))]
 pub async fn register(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path(field): Path<String>,
     ApiJson(req): ApiJson<RegisterDevice>,
@@ -112,8 +112,8 @@ pub async fn register(
 
 /// Validates and registers a device, and logs the change; the returned secret exists nowhere else.
 /// Shared by the API and the console.
-pub(crate) async fn register_device(
-    app: &App,
+pub async fn register_device(
+    app: &Admin,
     caller: &Caller,
     field: &str,
     req: RegisterDevice,
@@ -197,7 +197,7 @@ pub struct DeviceList {
 #[utoipa::path(get, path = "/api/v1/fields/{field}/devices", tag = "devices", params(("field" = String, Path), ListQuery),
     responses((status = 200, body = DeviceList), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn list(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path(field): Path<String>,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -226,7 +226,7 @@ pub async fn list(
     }))
 }
 
-pub(crate) fn device_in(app: &App, f: &Field, device: &str) -> ApiResult<Arc<DeviceEntry>> {
+pub fn device_in(app: &Admin, f: &Field, device: &str) -> ApiResult<Arc<DeviceEntry>> {
     app.registry
         .device(&DeviceId(device.to_owned()))
         .filter(|d| d.device.field_id == f.id)
@@ -237,7 +237,7 @@ pub(crate) fn device_in(app: &App, f: &Field, device: &str) -> ApiResult<Arc<Dev
 #[utoipa::path(get, path = "/api/v1/fields/{field}/devices/{device}", tag = "devices", params(("field" = String, Path), ("device" = String, Path)),
     responses((status = 200, body = DeviceDetail), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn get_one(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path((field, device)): Path<(String, String)>,
 ) -> ApiResult<Json<DeviceDetail>> {
@@ -264,8 +264,8 @@ pub async fn get_one(
 
 /// Sets a device's status; stopping or deleting also revokes its tokens at once. Shared by the API and
 /// the console.
-pub(crate) async fn set_status(
-    app: &App,
+pub async fn set_status(
+    app: &Admin,
     caller: &Caller,
     field: &str,
     device: &str,
@@ -291,8 +291,8 @@ pub(crate) async fn set_status(
 
 /// Before a person stops or deletes a device: may they change it, then their second factor (a code
 /// is spent only on an action that can happen). Shared by the API and the console.
-pub(crate) async fn check_stop(
-    app: &App,
+pub async fn check_stop(
+    app: &Admin,
     caller: &Caller,
     field: &str,
     device: &str,
@@ -311,7 +311,7 @@ pub(crate) async fn check_stop(
     responses((status = 204), (status = 403, description = "`second_factor_required`: the code is missing, wrong or already used", body = sekisho_core::ErrorBody),
               (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn delete(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path((field, device)): Path<(String, String)>,
     headers: HeaderMap,
@@ -325,7 +325,7 @@ pub async fn delete(
 #[utoipa::path(post, path = "/api/v1/fields/{field}/devices/{device}/enable", tag = "devices", params(("field" = String, Path), ("device" = String, Path)),
     responses((status = 200, body = DeviceView), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn enable(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path((field, device)): Path<(String, String)>,
 ) -> ApiResult<Json<DeviceView>> {
@@ -342,7 +342,7 @@ pub async fn enable(
     responses((status = 200, body = DeviceView), (status = 403, description = "`second_factor_required`: the code is missing, wrong or already used", body = sekisho_core::ErrorBody),
               (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn disable(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path((field, device)): Path<(String, String)>,
     headers: HeaderMap,
@@ -364,7 +364,7 @@ pub struct IssuedCertificate {
 }
 
 async fn register_cert(
-    app: &App,
+    app: &Admin,
     caller: &Caller,
     field: &str,
     device: &str,
@@ -384,7 +384,7 @@ async fn register_cert(
 #[utoipa::path(post, path = "/api/v1/fields/{field}/devices/{device}/certificate", tag = "devices", params(("field" = String, Path), ("device" = String, Path)),
     responses((status = 201, body = IssuedCertificate), (status = 404, body = sekisho_core::ErrorBody), (status = 409, description = "the gateway has no device CA key", body = sekisho_core::ErrorBody)))]
 pub async fn issue_certificate(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path((field, device)): Path<(String, String)>,
 ) -> ApiResult<(StatusCode, Json<IssuedCertificate>)> {
@@ -424,7 +424,7 @@ pub struct SetCertificate {
 #[utoipa::path(put, path = "/api/v1/fields/{field}/devices/{device}/certificate", tag = "devices", params(("field" = String, Path), ("device" = String, Path)),
     request_body = SetCertificate, responses((status = 200, body = DeviceView), (status = 400, body = sekisho_core::ErrorBody), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn set_certificate(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path((field, device)): Path<(String, String)>,
     ApiJson(req): ApiJson<SetCertificate>,

@@ -3,7 +3,7 @@
 use super::Caller;
 use super::views::Page;
 use super::views::history::{DeadLetterView, OutboxView};
-use crate::app::App;
+use crate::Admin;
 use axum::Json;
 use axum::extract::{Path, State};
 use http::StatusCode;
@@ -74,7 +74,7 @@ pub struct Notifications {
 }
 
 /// The field as the API shows it, with its notification status. Shared by the API and the console.
-pub(crate) async fn view(app: &App, f: &Field) -> ApiResult<FieldView> {
+pub async fn view(app: &Admin, f: &Field) -> ApiResult<FieldView> {
     let s = app
         .responder
         .notify_settings(&f.id.0)
@@ -116,7 +116,7 @@ fn name_problems(name: &str) -> Vec<String> {
 #[utoipa::path(post, path = "/api/v1/fields", tag = "fields", request_body = CreateField,
     responses((status = 201, body = FieldView), (status = 400, body = sekisho_core::ErrorBody), (status = 403, body = sekisho_core::ErrorBody), (status = 409, body = sekisho_core::ErrorBody)))]
 pub async fn create(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     ApiJson(req): ApiJson<CreateField>,
 ) -> ApiResult<(StatusCode, Json<FieldView>)> {
@@ -126,9 +126,9 @@ pub async fn create(
 
 /// Validates and creates a field, announces it to the cloud connector and logs the change. Shared by
 /// the API and the console.
-pub(crate) async fn create_field(app: &App, caller: &Caller, req: CreateField) -> ApiResult<Field> {
+pub async fn create_field(app: &Admin, caller: &Caller, req: CreateField) -> ApiResult<Field> {
     caller.require(Role::Maintainer)?;
-    let limits = req.limits.unwrap_or(app.config.limits);
+    let limits = req.limits.unwrap_or(app.settings.limits);
     let mut problems = name_problems(&req.name);
     problems.extend(limits.problems());
     if let Some(c) = &req.cloud {
@@ -137,7 +137,7 @@ pub(crate) async fn create_field(app: &App, caller: &Caller, req: CreateField) -
     let template_name = req
         .template
         .clone()
-        .unwrap_or_else(|| app.config.detection.default_template.clone());
+        .unwrap_or_else(|| app.settings.default_template.clone());
     let template = sekisho_detect::template::library(&template_name);
     if template.is_none() {
         let names: Vec<&str> = sekisho_detect::template::LIBRARY
@@ -179,7 +179,10 @@ pub(crate) async fn create_field(app: &App, caller: &Caller, req: CreateField) -
 
 /// Fields this user may see (the whole list: `next_before` is always null).
 #[utoipa::path(get, path = "/api/v1/fields", tag = "fields", responses((status = 200, body = Page<FieldView>)))]
-pub async fn list(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Json<Page<FieldView>>> {
+pub async fn list(
+    State(app): State<Arc<Admin>>,
+    caller: Caller,
+) -> ApiResult<Json<Page<FieldView>>> {
     let mut items = Vec::new();
     for f in app.registry.fields().iter().filter(|f| caller.sees(&f.id)) {
         items.push(view(&app, f).await?);
@@ -191,7 +194,7 @@ pub async fn list(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Json
 #[utoipa::path(get, path = "/api/v1/fields/{field}", tag = "fields", params(("field" = String, Path)),
     responses((status = 200, body = FieldView), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn get_one(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path(field): Path<String>,
 ) -> ApiResult<Json<FieldView>> {
@@ -203,7 +206,7 @@ pub async fn get_one(
 #[utoipa::path(patch, path = "/api/v1/fields/{field}", tag = "fields", params(("field" = String, Path)), request_body = UpdateField,
     responses((status = 200, body = FieldView), (status = 400, body = sekisho_core::ErrorBody), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn update(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path(field): Path<String>,
     ApiJson(req): ApiJson<UpdateField>,
@@ -235,7 +238,7 @@ pub async fn update(
 #[utoipa::path(get, path = "/api/v1/fields/{field}/cloud", tag = "fields", params(("field" = String, Path)),
     responses((status = 200, body = CloudDestination), (status = 404, description = "no such field, or no destination set", body = sekisho_core::ErrorBody)))]
 pub async fn get_cloud(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path(field): Path<String>,
 ) -> ApiResult<Json<CloudDestination>> {
@@ -247,7 +250,7 @@ pub async fn get_cloud(
 }
 
 async fn set_cloud(
-    app: &App,
+    app: &Admin,
     caller: &Caller,
     field: &str,
     cloud: Option<CloudDestination>,
@@ -267,7 +270,7 @@ async fn set_cloud(
 #[utoipa::path(put, path = "/api/v1/fields/{field}/cloud", tag = "fields", params(("field" = String, Path)), request_body = CloudDestination,
     responses((status = 200, body = CloudDestination), (status = 400, body = sekisho_core::ErrorBody), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn put_cloud(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path(field): Path<String>,
     ApiJson(dest): ApiJson<CloudDestination>,
@@ -287,7 +290,7 @@ pub async fn put_cloud(
 #[utoipa::path(delete, path = "/api/v1/fields/{field}/cloud", tag = "fields", params(("field" = String, Path)),
     responses((status = 204), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn delete_cloud(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path(field): Path<String>,
 ) -> ApiResult<StatusCode> {
@@ -316,7 +319,7 @@ pub struct DeadLetters {
 #[utoipa::path(get, path = "/api/v1/fields/{field}/dead-letters", tag = "fields", params(("field" = String, Path), DeadLetterQuery),
     responses((status = 200, body = DeadLetters), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn dead_letters(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path(field): Path<String>,
     ApiQuery(q): ApiQuery<DeadLetterQuery>,

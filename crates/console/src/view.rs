@@ -2,7 +2,7 @@
 //! templates stay free of logic. Plus the small URL helpers the pages share.
 
 use super::i18n::Text;
-use crate::app::App;
+use sekisho_admin::Admin;
 use sekisho_core::{Device, DeviceId, DeviceStatus, Field, FieldId};
 use sekisho_http::error::ApiResult;
 use sekisho_store::history::{AuthAttemptRow, MessageMeta};
@@ -40,7 +40,7 @@ pub struct FieldRow {
 }
 
 impl FieldRow {
-    pub async fn of(app: &App, t: &Text, f: &Field) -> ApiResult<Self> {
+    pub async fn of(app: &Admin, t: &Text, f: &Field) -> ApiResult<Self> {
         let outbox = app.store.outbox_counts(Some(f.id.as_str())).await?;
         Ok(FieldRow {
             id: f.id.0.clone(),
@@ -103,7 +103,7 @@ impl DeviceRow {
 }
 
 /// Names for ids in history rows: the field's name, the device's unique ID (while it is registered).
-pub fn field_name(app: &App, id: Option<&str>) -> String {
+pub fn field_name(app: &Admin, id: Option<&str>) -> String {
     id.map(|id| {
         app.registry
             .field(&FieldId(id.to_owned()))
@@ -112,7 +112,7 @@ pub fn field_name(app: &App, id: Option<&str>) -> String {
     .unwrap_or_default()
 }
 
-pub fn device_label(app: &App, id: Option<&str>, unique_id: Option<&str>) -> String {
+pub fn device_label(app: &Admin, id: Option<&str>, unique_id: Option<&str>) -> String {
     match (id, unique_id) {
         (_, Some(u)) => u.to_owned(),
         (Some(id), None) => app
@@ -138,7 +138,7 @@ pub struct MessageRow {
 }
 
 impl MessageRow {
-    pub fn of(app: &App, t: &Text, m: &MessageMeta) -> Self {
+    pub fn of(app: &Admin, t: &Text, m: &MessageMeta) -> Self {
         MessageRow {
             when: when(m.at),
             field: field_name(app, m.field_id.as_deref()),
@@ -169,7 +169,7 @@ pub struct DetectionRow {
 }
 
 impl DetectionRow {
-    pub fn of(app: &App, t: &Text, d: &sekisho_store::detections::DetectionRow) -> Self {
+    pub fn of(app: &Admin, t: &Text, d: &sekisho_store::detections::DetectionRow) -> Self {
         DetectionRow {
             when: when(d.last_at),
             field: field_name(app, Some(&d.field_id)),
@@ -199,7 +199,7 @@ pub struct AuthRow {
 }
 
 impl AuthRow {
-    pub fn of(app: &App, t: &Text, a: &AuthAttemptRow) -> Self {
+    pub fn of(app: &Admin, t: &Text, a: &AuthAttemptRow) -> Self {
         AuthRow {
             when: when(a.at),
             field: field_name(app, a.field_id.as_deref()),

@@ -14,7 +14,7 @@
 //! in the encrypted database, shown once at enrolment, and never logged.
 
 use super::Caller;
-use crate::app::App;
+use crate::Admin;
 use crate::totp::{self, Check};
 use axum::extract::{Path, State};
 use axum::routing::{delete, post};
@@ -35,7 +35,7 @@ pub const TOTP_HEADER: &str = "x-sekisho-totp";
 #[openapi(paths(start, confirm, disable, reset))]
 pub struct MfaApi;
 
-pub fn router() -> Router<Arc<App>> {
+pub fn router() -> Router<Arc<Admin>> {
     Router::new()
         .route("/api/v1/me/mfa", post(start).delete(disable))
         .route("/api/v1/me/mfa/confirm", post(confirm))
@@ -65,26 +65,26 @@ pub struct MfaStatus {
 }
 
 /// The code in `X-Sekisho-TOTP`, if the header is there (a value that is not text counts as wrong).
-pub(crate) fn header_code(headers: &HeaderMap) -> Option<&str> {
+pub fn header_code(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(TOTP_HEADER)
         .map(|v| v.to_str().unwrap_or_default())
 }
 
 /// The gateway's time in seconds, for TOTP steps.
-fn now_secs(app: &App) -> u64 {
+fn now_secs(app: &Admin) -> u64 {
     u64::try_from(app.clock.now_ms() / 1000).unwrap_or(0)
 }
 
 impl Caller {
     /// The check for a disruptive action this person starts: passes for a user without a second
     /// factor; otherwise needs a current, unused code in `X-Sekisho-TOTP`.
-    pub(crate) async fn second_factor(&self, app: &App, headers: &HeaderMap) -> ApiResult<()> {
+    pub async fn second_factor(&self, app: &Admin, headers: &HeaderMap) -> ApiResult<()> {
         self.second_factor_code(app, header_code(headers)).await
     }
 
     /// [`Caller::second_factor`] with the code given directly (the console's form field).
-    pub(crate) async fn second_factor_code(&self, app: &App, code: Option<&str>) -> ApiResult<()> {
+    pub async fn second_factor_code(&self, app: &Admin, code: Option<&str>) -> ApiResult<()> {
         let state = app.store.totp_state(&self.user.id).await?;
         let Some(state) = state.filter(|s| s.enabled) else {
             return Ok(());
@@ -129,7 +129,7 @@ impl Caller {
 }
 
 /// Starts (or restarts) enrolment with a new pending secret. Shared by the API and the console.
-pub(crate) async fn start_enrolment(app: &App, caller: &Caller) -> ApiResult<Enrolment> {
+pub async fn start_enrolment(app: &Admin, caller: &Caller) -> ApiResult<Enrolment> {
     let secret = totp::new_secret();
     if !app.store.set_pending_totp(&caller.user.id, &secret).await? {
         return Err(ApiError::new(
@@ -145,7 +145,7 @@ pub(crate) async fn start_enrolment(app: &App, caller: &Caller) -> ApiResult<Enr
 }
 
 /// The enrolment in progress (its secret is the caller's own), to show again after a wrong code.
-pub(crate) async fn pending_enrolment(app: &App, caller: &Caller) -> ApiResult<Option<Enrolment>> {
+pub async fn pending_enrolment(app: &Admin, caller: &Caller) -> ApiResult<Option<Enrolment>> {
     let state = app.store.totp_state(&caller.user.id).await?;
     Ok(state
         .filter(|s| !s.enabled)
@@ -158,7 +158,7 @@ pub(crate) async fn pending_enrolment(app: &App, caller: &Caller) -> ApiResult<O
 
 /// Enables the pending secret when `code` is one of its current codes. Shared by the API and the
 /// console.
-pub(crate) async fn confirm_enrolment(app: &App, caller: &Caller, code: &str) -> ApiResult<()> {
+pub async fn confirm_enrolment(app: &Admin, caller: &Caller, code: &str) -> ApiResult<()> {
     let state = app.store.totp_state(&caller.user.id).await?;
     let secret = match state {
         Some(s) if s.enabled => {
@@ -198,7 +198,7 @@ pub(crate) async fn confirm_enrolment(app: &App, caller: &Caller, code: &str) ->
 
 /// Removes the caller's own second factor: an enabled one needs a current code, a pending enrolment
 /// is simply cancelled. Shared by the API and the console.
-pub(crate) async fn disable_own(app: &App, caller: &Caller, code: Option<&str>) -> ApiResult<()> {
+pub async fn disable_own(app: &Admin, caller: &Caller, code: Option<&str>) -> ApiResult<()> {
     let Some(state) = app.store.totp_state(&caller.user.id).await? else {
         return Err(ApiError::not_found("user"));
     };
@@ -223,7 +223,7 @@ pub(crate) async fn disable_own(app: &App, caller: &Caller, code: Option<&str>) 
               (status = 401, body = sekisho_core::ErrorBody),
               (status = 409, description = "`conflict`: a second factor is already enabled", body = sekisho_core::ErrorBody)))]
 pub async fn start(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
 ) -> ApiResult<([(header::HeaderName, &'static str); 1], Json<Enrolment>)> {
     let e = start_enrolment(&app, &caller).await?;
@@ -237,7 +237,7 @@ pub async fn start(
               (status = 401, body = sekisho_core::ErrorBody),
               (status = 409, description = "`conflict`: no enrolment in progress, or already enabled", body = sekisho_core::ErrorBody)))]
 pub async fn confirm(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     ApiJson(req): ApiJson<CodeBody>,
 ) -> ApiResult<Json<MfaStatus>> {
@@ -255,7 +255,7 @@ pub async fn confirm(
               (status = 403, description = "`second_factor_required`: the code is missing, wrong or already used", body = sekisho_core::ErrorBody),
               (status = 429, description = "`too_many_requests`: too many wrong codes; wait `Retry-After` seconds", body = sekisho_core::ErrorBody)))]
 pub async fn disable(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     headers: HeaderMap,
     body: Bytes,
@@ -286,7 +286,7 @@ pub async fn disable(
               (status = 403, description = "`forbidden` (not a maintainer) or `second_factor_required`", body = sekisho_core::ErrorBody),
               (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn reset(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path(username): Path<String>,
     headers: HeaderMap,

@@ -5,7 +5,7 @@ use super::Caller;
 use super::devices::device_in;
 use super::views::audit::{AuditRunView, StateView};
 use super::views::{Page, PageQuery};
-use crate::app::App;
+use crate::Admin;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -31,7 +31,7 @@ use utoipa::{OpenApi, ToSchema};
 ))]
 pub struct AuditApi;
 
-pub fn router() -> Router<Arc<App>> {
+pub fn router() -> Router<Arc<Admin>> {
     Router::new()
         .route(
             "/api/v1/fields/{field}/baseline",
@@ -64,7 +64,7 @@ pub struct BaselineView {
     pub baseline: Baseline,
 }
 
-async fn show(app: &App, field: &str, device: &str) -> ApiResult<Json<BaselineView>> {
+async fn show(app: &Admin, field: &str, device: &str) -> ApiResult<Json<BaselineView>> {
     let row = app
         .store
         .baseline(field, device)
@@ -79,7 +79,7 @@ async fn show(app: &App, field: &str, device: &str) -> ApiResult<Json<BaselineVi
 }
 
 async fn store(
-    app: &App,
+    app: &Admin,
     caller: &Caller,
     field: &str,
     device: &str,
@@ -116,7 +116,7 @@ async fn store(
 #[utoipa::path(get, path = "/api/v1/fields/{field}/baseline", tag = "audit", params(("field" = String, Path)),
     responses((status = 200, body = BaselineView), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn get_field_baseline(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path(field): Path<String>,
 ) -> ApiResult<Json<BaselineView>> {
@@ -128,7 +128,7 @@ pub async fn get_field_baseline(
 #[utoipa::path(put, path = "/api/v1/fields/{field}/baseline", tag = "audit", params(("field" = String, Path)), request_body = Baseline,
     responses((status = 200, body = BaselineView), (status = 400, body = sekisho_core::ErrorBody), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn put_field_baseline(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path(field): Path<String>,
     ApiJson(b): ApiJson<Baseline>,
@@ -141,7 +141,7 @@ pub async fn put_field_baseline(
 #[utoipa::path(get, path = "/api/v1/fields/{field}/devices/{device}/baseline", tag = "audit", params(("field" = String, Path), ("device" = String, Path)),
     responses((status = 200, body = BaselineView), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn get_device_baseline(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path((field, device)): Path<(String, String)>,
 ) -> ApiResult<Json<BaselineView>> {
@@ -154,7 +154,7 @@ pub async fn get_device_baseline(
 #[utoipa::path(put, path = "/api/v1/fields/{field}/devices/{device}/baseline", tag = "audit", params(("field" = String, Path), ("device" = String, Path)), request_body = Baseline,
     responses((status = 200, body = BaselineView), (status = 400, body = sekisho_core::ErrorBody), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn put_device_baseline(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path((field, device)): Path<(String, String)>,
     ApiJson(b): ApiJson<Baseline>,
@@ -183,7 +183,7 @@ pub struct Learning {
     pub proposal: Baseline,
 }
 
-async fn learning_view(app: &App, field: &str) -> ApiResult<(Learning, Baseline)> {
+async fn learning_view(app: &Admin, field: &str) -> ApiResult<(Learning, Baseline)> {
     let (started, until) = app
         .store
         .learning(field)
@@ -210,7 +210,7 @@ async fn learning_view(app: &App, field: &str) -> ApiResult<(Learning, Baseline)
 #[utoipa::path(post, path = "/api/v1/fields/{field}/baseline/learn", tag = "audit", params(("field" = String, Path)), request_body = Learn,
     responses((status = 200, body = Learning), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn learn(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path(field): Path<String>,
     ApiJson(l): ApiJson<Learn>,
@@ -245,7 +245,7 @@ pub async fn learn(
 #[utoipa::path(get, path = "/api/v1/fields/{field}/baseline/proposal", tag = "audit", params(("field" = String, Path)),
     responses((status = 200, body = Learning), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn proposal(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path(field): Path<String>,
 ) -> ApiResult<Json<Learning>> {
@@ -257,7 +257,7 @@ pub async fn proposal(
 #[utoipa::path(post, path = "/api/v1/fields/{field}/baseline/proposal/approve", tag = "audit", params(("field" = String, Path)),
     responses((status = 200, body = BaselineView), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn approve_proposal(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path(field): Path<String>,
 ) -> ApiResult<Json<BaselineView>> {
@@ -280,7 +280,7 @@ pub async fn approve_proposal(
 #[utoipa::path(get, path = "/api/v1/fields/{field}/devices/{device}/state", tag = "audit", params(("field" = String, Path), ("device" = String, Path), PageQuery),
     responses((status = 200, body = Page<StateView>), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn device_states(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path((field, device)): Path<(String, String)>,
     ApiQuery(q): ApiQuery<PageQuery>,
@@ -299,7 +299,7 @@ pub async fn device_states(
 #[utoipa::path(get, path = "/api/v1/fields/{field}/audit-runs", tag = "audit", params(("field" = String, Path), PageQuery),
     responses((status = 200, body = Page<AuditRunView>), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn audit_runs(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path(field): Path<String>,
     ApiQuery(q): ApiQuery<PageQuery>,

@@ -7,13 +7,13 @@
 
 use super::view::{DeviceRow, MessageRow, query, when};
 use super::{Chrome, Ctx, Failure, render, see_other};
-use crate::admin::devices::{RegisterDevice, check_stop, device_in, register_device, set_status};
-use crate::app::App;
 use askama::Template;
 use axum::Form;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use http::StatusCode;
+use sekisho_admin::Admin;
+use sekisho_admin::devices::{RegisterDevice, check_stop, device_in, register_device, set_status};
 use sekisho_core::{DeviceStatus, Field, Sim};
 use sekisho_store::history::Filter;
 use sekisho_store::outbox::OutboxCounts;
@@ -71,7 +71,7 @@ struct RowFragment {
 }
 
 async fn field_page(
-    app: &App,
+    app: &Admin,
     ctx: &Ctx,
     field: &str,
     status: StatusCode,
@@ -90,7 +90,7 @@ async fn field_page(
     };
     let messages = app.store.search_messages(&recent).await;
     let outbox = app.store.outbox_counts(Some(f.id.as_str())).await;
-    let shown = crate::admin::fields::view(app, &f).await;
+    let shown = sekisho_admin::fields::view(app, &f).await;
     let notify_unset = shown.map_err(|e| ctx.fail(e))?.notifications.unset;
     let page = FieldPage {
         c: ctx.chrome("fields", f.name.clone()),
@@ -121,7 +121,7 @@ async fn field_page(
 }
 
 pub async fn page(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     ctx: Ctx,
     Path(field): Path<String>,
 ) -> Result<Response, Failure> {
@@ -139,7 +139,7 @@ pub async fn page(
 
 /// Registers a device and answers with the field's page showing the new secret, once.
 pub async fn register(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     ctx: Ctx,
     Path(field): Path<String>,
     Form(form): Form<RegisterForm>,
@@ -188,7 +188,7 @@ pub struct ActionForm {
 /// Enables, disables or deletes a device. htmx gets the new table row; a plain form post goes back to
 /// the field's page. Disable and delete are disruptive: they pass the second-factor check first.
 pub async fn device_action(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     ctx: Ctx,
     Path((field, device, action)): Path<(String, String, String)>,
     form: Result<Form<ActionForm>, axum::extract::rejection::FormRejection>,

@@ -3,27 +3,37 @@
 //!
 //! Roles: a maintainer sees and changes everything; a field administrator sees and changes only its
 //! fields; an analyst reads every field and changes nothing. Every change is written to the admin log.
-//! The browser console ([`crate::console`]) is served on the same listener and calls the same functions.
+//! The browser console (`sekisho-console`) is served on the same listener ([`router`]'s `also`) and
+//! calls the same functions; the admin API does not know it.
+//!
+//! Architecture invariants: handlers get the narrow handles of [`Admin`], never the wiring; API bodies
+//! are the view types of [`views`], never store rows; every change goes through a subsystem's own
+//! service (registry, detector, responder, campaigns, carrier), which keeps its store and cache in step.
 
-pub(crate) mod audit;
-pub(crate) mod carrier;
-pub(crate) mod collected;
-pub(crate) mod devices;
-pub(crate) mod fields;
-pub(crate) mod history;
-pub(crate) mod metrics_token;
-pub(crate) mod mfa;
-pub(crate) mod response;
-pub(crate) mod session;
-pub(crate) mod sims;
-pub(crate) mod system;
-pub(crate) mod templates;
-pub(crate) mod update;
-pub(crate) mod views;
+#![forbid(unsafe_code)]
 
+pub mod audit;
+pub mod carrier;
+pub mod collected;
+pub mod config;
+pub mod devices;
+pub mod fields;
+pub mod history;
+pub mod metrics_token;
+pub mod mfa;
+pub mod response;
+pub mod session;
+pub mod sims;
+mod state;
+pub mod system;
+pub mod templates;
+pub mod totp;
+pub mod update;
+pub mod views;
+
+pub use state::{Admin, Settings, Stats};
 pub use system::user_problems as system_user_problems;
 
-use crate::app::App;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequestParts};
 use axum::routing::{get, post};
@@ -81,7 +91,9 @@ impl Modify for BearerAuth {
     }
 }
 
-pub fn router(app: Arc<App>) -> Router {
+/// The admin listener's router: the admin API, and `also` (the console) on the same listener, under
+/// the API's fallbacks and body limit.
+pub fn router(app: Arc<Admin>, also: Router<Arc<Admin>>) -> Router {
     Router::new()
         .route("/api/v1/login", post(session::login))
         .route("/api/v1/logout", post(session::logout))
@@ -183,10 +195,8 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(mfa::router())
         .merge(response::router())
         .merge(audit::router())
-        .merge(update::router(
-            app.config.update.max_artifact_bytes as usize,
-        ))
-        .merge(crate::console::router())
+        .merge(update::router(app.settings.max_artifact_bytes as usize))
+        .merge(also)
         .fallback(|| async {
             ApiError::new(ErrorCode::NotFound, "no such endpoint in the admin API")
         })
@@ -241,7 +251,7 @@ impl Caller {
     }
 
     /// The field, if this user may see it (a field it may not see is "not found", not "forbidden").
-    pub fn field(&self, app: &App, id: &str) -> ApiResult<Arc<Field>> {
+    pub fn field(&self, app: &Admin, id: &str) -> ApiResult<Arc<Field>> {
         let id = FieldId(id.to_owned());
         match app.registry.field(&id) {
             Some(f) if self.sees(&id) => Ok(f),
@@ -250,7 +260,7 @@ impl Caller {
     }
 
     /// The field, if this user may change it.
-    pub fn managed_field(&self, app: &App, id: &str) -> ApiResult<Arc<Field>> {
+    pub fn managed_field(&self, app: &Admin, id: &str) -> ApiResult<Arc<Field>> {
         let f = self.field(app, id)?;
         if self.manages(&f.id) {
             Ok(f)
@@ -263,7 +273,7 @@ impl Caller {
     }
 
     /// Writes a change to the admin log.
-    pub async fn log(&self, app: &App, action: &str, target: Option<&str>, detail: Option<&str>) {
+    pub async fn log(&self, app: &Admin, action: &str, target: Option<&str>, detail: Option<&str>) {
         tracing::info!(actor = %self.user.username, action, target, "admin action");
         if let Err(e) = app
             .store
@@ -281,7 +291,7 @@ impl Caller {
     }
 }
 
-pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
+pub fn bearer(parts: &Parts) -> Option<&str> {
     parts
         .headers
         .get(http::header::AUTHORIZATION)?
@@ -291,12 +301,12 @@ pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
         .map(str::trim)
 }
 
-impl FromRequestParts<Arc<App>> for Caller {
+impl FromRequestParts<Arc<Admin>> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        app: &Arc<App>,
+        app: &Arc<Admin>,
     ) -> Result<Self, Self::Rejection> {
         let unauthorized = || {
             ApiError::new(
@@ -305,7 +315,7 @@ impl FromRequestParts<Arc<App>> for Caller {
             )
         };
         let token = bearer(parts)
-            .or_else(|| crate::console::session_token(parts))
+            .or_else(|| session::session_token(parts))
             .ok_or_else(unauthorized)?;
         let hash = crypto::sha256(token.as_bytes());
         let user_id = app
@@ -320,11 +330,7 @@ impl FromRequestParts<Arc<App>> for Caller {
 
 /// Parses a time filter: RFC 3339 (Unix milliseconds are still taken, undocumented, from older
 /// clients).
-pub(crate) fn parse_time(
-    name: &str,
-    v: &Option<String>,
-    problems: &mut Vec<String>,
-) -> Option<i64> {
+pub fn parse_time(name: &str, v: &Option<String>, problems: &mut Vec<String>) -> Option<i64> {
     let v = v.as_deref()?;
     match v
         .parse::<i64>()

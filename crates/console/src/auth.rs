@@ -4,15 +4,16 @@
 
 use super::i18n::Lang;
 use super::view::is_console_path;
-use super::{Chrome, Ctx, LANG_COOKIE, SESSION_COOKIE, render, see_other};
-use crate::admin::Caller;
-use crate::admin::session::open_session;
-use crate::app::App;
+use super::{Chrome, Ctx, LANG_COOKIE, render, see_other};
 use askama::Template;
 use axum::Form;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode, header};
+use sekisho_admin::Admin;
+use sekisho_admin::Caller;
+use sekisho_admin::session::open_session;
+use sekisho_admin::session::{SESSION_COOKIE, cookie};
 use sekisho_core::ErrorCode;
 use sekisho_http::error::ApiError;
 use sekisho_registry::crypto;
@@ -52,7 +53,11 @@ pub struct LoginForm {
     password: String,
 }
 
-pub async fn login(State(app): State<Arc<App>>, lang: Lang, Form(f): Form<LoginForm>) -> Response {
+pub async fn login(
+    State(app): State<Arc<Admin>>,
+    lang: Lang,
+    Form(f): Form<LoginForm>,
+) -> Response {
     let t = lang.text();
     match open_session(&app, &f.username, &f.password).await {
         Ok(s) => {
@@ -85,8 +90,8 @@ pub async fn login(State(app): State<Arc<App>>, lang: Lang, Form(f): Form<LoginF
 }
 
 /// Ends this session (the row in the sessions table too) and forgets the cookie.
-pub async fn logout(State(app): State<Arc<App>>, ctx: Ctx, headers: HeaderMap) -> Response {
-    if let Some(token) = super::cookie(&headers, SESSION_COOKIE)
+pub async fn logout(State(app): State<Arc<Admin>>, ctx: Ctx, headers: HeaderMap) -> Response {
+    if let Some(token) = cookie(&headers, SESSION_COOKIE)
         && let Err(e) = app
             .store
             .delete_session(&crypto::sha256(token.as_bytes()))

@@ -3,7 +3,7 @@
 
 use super::Caller;
 use super::views::{Page, at, json};
-use crate::app::App;
+use crate::Admin;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::routing::{get, post};
@@ -21,7 +21,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 #[openapi(paths(upload, artifacts, keys, rotate, approve, campaigns, halt, resume))]
 pub struct UpdateApi;
 
-pub fn router(max_artifact: usize) -> Router<Arc<App>> {
+pub fn router(max_artifact: usize) -> Router<Arc<Admin>> {
     Router::new()
         .route(
             "/api/v1/update/artifacts",
@@ -78,7 +78,7 @@ impl From<ArtifactRow> for ArtifactView {
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses((status = 201, body = ArtifactView), (status = 400, body = sekisho_core::ErrorBody), (status = 413, body = sekisho_core::ErrorBody)))]
 pub async fn upload(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     ApiQuery(q): ApiQuery<UploadQuery>,
     body: Bytes,
@@ -134,7 +134,7 @@ pub async fn upload(
 /// Every stored artifact, newest first (the whole list: `next_before` is always null).
 #[utoipa::path(get, path = "/api/v1/update/artifacts", tag = "update", responses((status = 200, body = Page<ArtifactView>)))]
 pub async fn artifacts(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     _caller: Caller,
 ) -> ApiResult<Json<Page<ArtifactView>>> {
     let rows = app.store.artifacts().await?;
@@ -169,7 +169,7 @@ fn key_view(k: &sekisho_update::PublicKey) -> KeyView {
     }
 }
 
-fn keys_of(app: &App) -> Keys {
+fn keys_of(app: &Admin) -> Keys {
     Keys {
         current: key_view(&app.update_keys.public()),
         previous: app.update_keys.previous().iter().map(key_view).collect(),
@@ -178,7 +178,7 @@ fn keys_of(app: &App) -> Keys {
 
 /// The manifest signing keys' public halves, to provision on devices.
 #[utoipa::path(get, path = "/api/v1/update/keys", tag = "update", responses((status = 200, body = Keys)))]
-pub async fn keys(State(app): State<Arc<App>>, _caller: Caller) -> ApiResult<Json<Keys>> {
+pub async fn keys(State(app): State<Arc<Admin>>, _caller: Caller) -> ApiResult<Json<Keys>> {
     Ok(Json(keys_of(&app)))
 }
 
@@ -186,7 +186,7 @@ pub async fn keys(State(app): State<Arc<App>>, _caller: Caller) -> ApiResult<Jso
 /// old public key stays published. Active campaigns are re-signed.
 #[utoipa::path(post, path = "/api/v1/update/keys/rotate", tag = "update", responses((status = 200, body = Keys), (status = 403, body = sekisho_core::ErrorBody)))]
 pub async fn rotate(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     headers: HeaderMap,
 ) -> ApiResult<Json<Keys>> {
@@ -298,7 +298,7 @@ fn campaign_view(c: CampaignRow, progress: Vec<ProgressRow>) -> CampaignView {
 }
 
 /// The field's campaigns (the whole list: `next_before` is always null).
-async fn views(app: &App, field: &str) -> ApiResult<Page<CampaignView>> {
+async fn views(app: &Admin, field: &str) -> ApiResult<Page<CampaignView>> {
     let mut out = Vec::new();
     for c in app.store.campaigns(field).await? {
         let progress = app.store.progress(c.id).await?;
@@ -312,7 +312,7 @@ async fn views(app: &App, field: &str) -> ApiResult<Page<CampaignView>> {
 #[utoipa::path(put, path = "/api/v1/fields/{field}/update", tag = "update", params(("field" = String, Path)), request_body = Approve,
     responses((status = 200, body = Page<CampaignView>), (status = 400, body = sekisho_core::ErrorBody), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn approve(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     headers: HeaderMap,
     Path(field): Path<String>,
@@ -398,7 +398,7 @@ pub async fn approve(
 #[utoipa::path(get, path = "/api/v1/fields/{field}/update", tag = "update", params(("field" = String, Path)),
     responses((status = 200, body = Page<CampaignView>), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn campaigns(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path(field): Path<String>,
 ) -> ApiResult<Json<Page<CampaignView>>> {
@@ -407,7 +407,7 @@ pub async fn campaigns(
 }
 
 async fn set_status(
-    app: &App,
+    app: &Admin,
     caller: &Caller,
     field: &str,
     kind: &str,
@@ -451,7 +451,7 @@ async fn set_status(
 #[utoipa::path(post, path = "/api/v1/fields/{field}/update/{kind}/halt", tag = "update", params(("field" = String, Path), ("kind" = String, Path)),
     responses((status = 200, body = Page<CampaignView>), (status = 409, body = sekisho_core::ErrorBody)))]
 pub async fn halt(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path((field, kind)): Path<(String, String)>,
 ) -> ApiResult<Json<Page<CampaignView>>> {
@@ -464,7 +464,7 @@ pub async fn halt(
 #[utoipa::path(post, path = "/api/v1/fields/{field}/update/{kind}/resume", tag = "update", params(("field" = String, Path), ("kind" = String, Path)),
     responses((status = 200, body = Page<CampaignView>), (status = 409, body = sekisho_core::ErrorBody)))]
 pub async fn resume(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path((field, kind)): Path<(String, String)>,
 ) -> ApiResult<Json<Page<CampaignView>>> {

@@ -3,15 +3,15 @@
 //! code, turn it off with a code. Everything goes through `admin::mfa`, as the API does.
 
 use super::{Chrome, Ctx, Failure, render};
-use crate::admin::mfa::{
-    Enrolment, confirm_enrolment, disable_own, pending_enrolment, start_enrolment,
-};
-use crate::app::App;
 use askama::Template;
 use axum::Form;
 use axum::extract::State;
 use axum::response::Response;
 use http::StatusCode;
+use sekisho_admin::Admin;
+use sekisho_admin::mfa::{
+    Enrolment, confirm_enrolment, disable_own, pending_enrolment, start_enrolment,
+};
 use sekisho_core::ErrorCode;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -76,7 +76,7 @@ pub async fn page(ctx: Ctx) -> Response {
 }
 
 /// Starts (or restarts) enrolment and shows the new key once.
-pub async fn enrol(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
+pub async fn enrol(State(app): State<Arc<Admin>>, ctx: Ctx) -> Response {
     let enabled = ctx.caller.user.mfa_enabled;
     let shown = match start_enrolment(&app, &ctx.caller).await {
         Ok(e) => Shown {
@@ -96,7 +96,7 @@ pub struct CodeForm {
 
 /// Confirms the enrolment with a code; a wrong code shows the pending key again.
 pub async fn confirm(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     ctx: Ctx,
     Form(f): Form<CodeForm>,
 ) -> Result<Response, Failure> {
@@ -120,7 +120,7 @@ pub async fn confirm(
 }
 
 /// Turns the second factor off with a current code (or cancels a started enrolment).
-pub async fn disable(State(app): State<Arc<App>>, ctx: Ctx, Form(f): Form<CodeForm>) -> Response {
+pub async fn disable(State(app): State<Arc<Admin>>, ctx: Ctx, Form(f): Form<CodeForm>) -> Response {
     let shown = match disable_own(&app, &ctx.caller, Some(&f.code)).await {
         Ok(()) => Shown {
             notice: Some(ctx.t().mfa_disabled_done),

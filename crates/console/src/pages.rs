@@ -2,16 +2,16 @@
 
 use super::view::{AuthRow, FieldRow, MessageRow, duration, query};
 use super::{Chrome, Ctx, Failure, render, see_other};
-use crate::admin::fields::{CreateField, create_field as create};
-use crate::admin::history::{HistoryQuery, filter};
-use crate::admin::system::{Status, status_of};
-use crate::admin::views::Page;
-use crate::app::App;
 use askama::Template;
 use axum::Form;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use http::StatusCode;
+use sekisho_admin::Admin;
+use sekisho_admin::fields::{CreateField, create_field as create};
+use sekisho_admin::history::{HistoryQuery, filter};
+use sekisho_admin::system::{Status, status_of};
+use sekisho_admin::views::Page;
 use sekisho_core::{AuthMode, Role};
 use sekisho_http::error::ApiResult;
 use sekisho_store::prelude::*;
@@ -21,7 +21,7 @@ use std::sync::Arc;
 /// Rows per history page.
 const PAGE: i64 = 50;
 
-async fn field_rows(app: &App, ctx: &Ctx) -> ApiResult<Vec<FieldRow>> {
+async fn field_rows(app: &Admin, ctx: &Ctx) -> ApiResult<Vec<FieldRow>> {
     let mut rows = Vec::new();
     for f in app.registry.fields() {
         if ctx.caller.sees(&f.id) {
@@ -42,7 +42,7 @@ struct Dashboard {
     fields: Vec<FieldRow>,
 }
 
-pub async fn dashboard(State(app): State<Arc<App>>, ctx: Ctx) -> Result<Response, Failure> {
+pub async fn dashboard(State(app): State<Arc<Admin>>, ctx: Ctx) -> Result<Response, Failure> {
     let status = if ctx.is(Role::FieldAdmin) {
         None
     } else {
@@ -73,7 +73,7 @@ struct FieldsPage {
 }
 
 async fn fields_page(
-    app: &App,
+    app: &Admin,
     ctx: &Ctx,
     status: StatusCode,
     form: NewField,
@@ -90,7 +90,7 @@ async fn fields_page(
     Ok(render(status, &page))
 }
 
-pub async fn fields(State(app): State<Arc<App>>, ctx: Ctx) -> Result<Response, Failure> {
+pub async fn fields(State(app): State<Arc<Admin>>, ctx: Ctx) -> Result<Response, Failure> {
     fields_page(&app, &ctx, StatusCode::OK, NewField::default(), None).await
 }
 
@@ -107,7 +107,7 @@ pub struct NewField {
 
 /// Creates a field (maintainers), then shows it; a refused form comes back with the reason.
 pub async fn create_field(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     ctx: Ctx,
     Form(form): Form<NewField>,
 ) -> Result<Response, Failure> {
@@ -169,7 +169,7 @@ fn some(s: &str) -> Option<String> {
 }
 
 pub async fn history(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     ctx: Ctx,
     q: Result<Query<HistoryForm>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Failure> {

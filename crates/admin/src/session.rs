@@ -2,11 +2,12 @@
 //! for `admin.login_lockout_secs`; session tokens are stored as SHA-256 only.
 
 use super::Caller;
-use crate::app::App;
+use crate::Admin;
 use axum::Json;
 use axum::extract::FromRequestParts;
 use axum::extract::State;
 use axum::http::request::Parts;
+use http::{HeaderMap, header};
 use sekisho_core::{ErrorCode, Role};
 use sekisho_http::error::ApiJson;
 use sekisho_http::error::{ApiError, ApiResult};
@@ -48,7 +49,7 @@ pub struct Me {
     responses((status = 200, body = LoginResponse), (status = 401, description = "`unauthorized`", body = sekisho_core::ErrorBody),
               (status = 429, description = "`too_many_requests`: this user name is locked for `Retry-After` seconds", body = sekisho_core::ErrorBody)))]
 pub async fn login(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<LoginResponse>> {
     let s = open_session(&app, &req.username, &req.password).await?;
@@ -61,7 +62,7 @@ pub async fn login(
 }
 
 /// A session just opened: its token (shown to the client once, stored as SHA-256 only).
-pub(crate) struct NewSession {
+pub struct NewSession {
     pub token: String,
     pub ttl_secs: u64,
     /// Unix ms.
@@ -71,11 +72,7 @@ pub(crate) struct NewSession {
 
 /// Checks a user name and password under the `login_failures` throttle and opens a session. Shared by
 /// the API's login and the console's.
-pub(crate) async fn open_session(
-    app: &App,
-    username: &str,
-    password: &str,
-) -> ApiResult<NewSession> {
+pub async fn open_session(app: &Admin, username: &str, password: &str) -> ApiResult<NewSession> {
     let now = app.clock.now_ms();
     if let Some(wait) = app.login_failures.blocked(username, now) {
         tracing::warn!(username = %username, "login refused: locked after repeated failures");
@@ -107,7 +104,7 @@ pub(crate) async fn open_session(
     };
     app.login_failures.clear(username);
     let token = crypto::new_secret();
-    let ttl = app.config.admin.session_ttl_secs;
+    let ttl = app.settings.admin.session_ttl_secs;
     let expires_at = now + ttl as i64 * 1000;
     app.store
         .insert_session(&crypto::sha256(token.as_bytes()), &user.id, expires_at)
@@ -127,7 +124,7 @@ pub(crate) async fn open_session(
 /// Log out (ends this session).
 #[utoipa::path(post, path = "/api/v1/logout", tag = "session", responses((status = 204), (status = 401, body = sekisho_core::ErrorBody)))]
 pub async fn logout(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     parts: LogoutParts,
 ) -> ApiResult<http::StatusCode> {
@@ -154,12 +151,63 @@ pub async fn me(caller: Caller) -> Json<Me> {
 /// The bearer token of the request (to end that session).
 pub struct LogoutParts(String);
 
-impl FromRequestParts<Arc<App>> for LogoutParts {
+impl FromRequestParts<Arc<Admin>> for LogoutParts {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &Arc<App>) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _: &Arc<Admin>,
+    ) -> Result<Self, Self::Rejection> {
         super::bearer(parts)
             .map(|t| LogoutParts(t.to_owned()))
             .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "no session"))
+    }
+}
+
+/// The console's session cookie: the token whose SHA-256 is in the `sessions` table, as for the API.
+pub const SESSION_COOKIE: &str = "sekisho_session";
+
+/// The console's session token, for [`Caller`]: only for requests under `/console`.
+pub fn session_token(parts: &Parts) -> Option<&str> {
+    let path = parts.uri.path();
+    if path == "/console" || path.starts_with("/console/") {
+        cookie(&parts.headers, SESSION_COOKIE)
+    } else {
+        None
+    }
+}
+
+/// The value of a cookie (browsers may split cookies over several headers on HTTP/2).
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(cookies: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for c in cookies {
+            h.append(header::COOKIE, c.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn cookies_are_found_across_headers() {
+        let h = headers(&["a=1; lang=ja", "sekisho_session=tok"]);
+        assert_eq!(cookie(&h, "lang"), Some("ja"));
+        assert_eq!(cookie(&h, SESSION_COOKIE), Some("tok"));
+        assert_eq!(cookie(&h, "b"), None);
+        assert_eq!(cookie(&headers(&["lang="]), "lang"), None);
     }
 }

@@ -5,7 +5,7 @@ use super::Caller;
 use super::devices::device_in;
 use super::views::Page;
 use super::views::carrier::{AccountingView, SimActionView, SimSessionView};
-use crate::app::App;
+use crate::Admin;
 use axum::Json;
 use axum::extract::{Path, State};
 use http::HeaderMap;
@@ -31,7 +31,7 @@ pub struct SimView {
     pub actions: Vec<SimActionView>,
 }
 
-fn sim_of(app: &App, caller: &Caller, field: &str, device: &str) -> ApiResult<(String, Sim)> {
+fn sim_of(app: &Admin, caller: &Caller, field: &str, device: &str) -> ApiResult<(String, Sim)> {
     let f = caller.field(app, field)?;
     sim_of_device(&*device_in(app, &f, device)?)
 }
@@ -49,7 +49,7 @@ fn sim_of_device(d: &sekisho_registry::DeviceEntry) -> ApiResult<(String, Sim)> 
 #[utoipa::path(get, path = "/api/v1/fields/{field}/devices/{device}/sim", tag = "carrier", params(("field" = String, Path), ("device" = String, Path)),
     responses((status = 200, body = SimView), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn get_sim(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path((field, device)): Path<(String, String)>,
 ) -> ApiResult<Json<SimView>> {
@@ -78,7 +78,7 @@ pub struct AccountingQuery {
     params(("field" = String, Path), ("device" = String, Path), AccountingQuery),
     responses((status = 200, body = Page<AccountingView>), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn accounting(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path((field, device)): Path<(String, String)>,
     ApiQuery(q): ApiQuery<AccountingQuery>,
@@ -155,7 +155,7 @@ fn carrier_error(e: CarrierError, record: &SimActionRow) -> ApiError {
 
 /// Suspends or resumes; suspending (disruptive) needs the caller's second factor when they have one.
 async fn set_suspended(
-    app: &App,
+    app: &Admin,
     caller: &Caller,
     field: &str,
     device: &str,
@@ -198,7 +198,7 @@ async fn set_suspended(
         (status = 404, body = sekisho_core::ErrorBody), (status = 409, description = "no carrier API configured", body = sekisho_core::ErrorBody),
         (status = 502, description = "the carrier failed or refused", body = sekisho_core::ErrorBody)))]
 pub async fn suspend(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path((field, device)): Path<(String, String)>,
     headers: HeaderMap,
@@ -213,7 +213,7 @@ pub async fn suspend(
     responses((status = 200, body = SimActionResult), (status = 404, body = sekisho_core::ErrorBody), (status = 409, description = "no carrier API configured", body = sekisho_core::ErrorBody),
         (status = 502, description = "the carrier failed or refused", body = sekisho_core::ErrorBody)))]
 pub async fn resume(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path((field, device)): Path<(String, String)>,
 ) -> ApiResult<Json<SimActionResult>> {
@@ -226,7 +226,7 @@ pub async fn resume(
 #[utoipa::path(get, path = "/api/v1/fields/{field}/devices/{device}/sim/carrier", tag = "carrier", params(("field" = String, Path), ("device" = String, Path)),
     responses((status = 200, body = CarrierView), (status = 404, body = sekisho_core::ErrorBody), (status = 409, body = sekisho_core::ErrorBody), (status = 502, body = sekisho_core::ErrorBody)))]
 pub async fn carrier(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path((field, device)): Path<(String, String)>,
 ) -> ApiResult<Json<CarrierView>> {

@@ -4,7 +4,7 @@
 use super::Caller;
 use super::views::response::DetectionView;
 use super::views::{Page, PageQuery, at};
-use crate::app::App;
+use crate::Admin;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -99,7 +99,7 @@ pub struct FieldTemplate {
     responses((status = 200, description = "the field's template", content((FieldTemplate = "application/json"), (String = "application/toml"))),
         (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn get_template(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     headers: HeaderMap,
     Path(field): Path<String>,
@@ -119,7 +119,7 @@ pub async fn get_template(
     Ok(Json(current).into_response())
 }
 
-async fn field_template(app: &App, caller: &Caller, field: &str) -> ApiResult<FieldTemplate> {
+async fn field_template(app: &Admin, caller: &Caller, field: &str) -> ApiResult<FieldTemplate> {
     let f = caller.field(app, field)?;
     let latest = app
         .store
@@ -171,14 +171,14 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Template> {
 }
 
 /// Stores and applies a template for a field; returns its version.
-pub(crate) async fn apply(
-    app: &App,
+pub async fn apply(
+    app: &Admin,
     caller: &Caller,
     field: &sekisho_core::FieldId,
     t: Template,
 ) -> ApiResult<i64> {
     let json = serde_json::to_string(&t).map_err(ApiError::internal)?;
-    let limits = app.config.detection.script_limits();
+    let limits = app.settings.script_limits;
     let sources = t.script_sources(None);
     let scripts =
         tokio::task::spawn_blocking(move || sekisho_script::host::compile(&sources, limits))
@@ -203,9 +203,8 @@ pub(crate) async fn apply(
         )
         .await?;
     app.scripts.set(field, scripts);
-    if let Some(caps) = app.device_caps.get() {
-        caps.set_field_nat(field, compiled.template.network.nat_ranges.clone());
-    }
+    app.device_caps
+        .set_field_nat(field, compiled.template.network.nat_ranges.clone());
     app.detector.set_template(field, compiled);
     caller
         .log(
@@ -225,7 +224,7 @@ pub(crate) async fn apply(
     responses((status = 200, body = FieldTemplate), (status = 400, description = "`invalid_request`: every problem, `; `-separated", body = sekisho_core::ErrorBody),
               (status = 404, body = sekisho_core::ErrorBody), (status = 415, body = sekisho_core::ErrorBody)))]
 pub async fn put_template(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path(field): Path<String>,
     headers: HeaderMap,
@@ -253,7 +252,7 @@ pub struct VersionEntry {
 #[utoipa::path(get, path = "/api/v1/fields/{field}/template/versions", tag = "detection", params(("field" = String, Path)),
     responses((status = 200, body = Page<VersionEntry>), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn versions(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path(field): Path<String>,
 ) -> ApiResult<Json<Page<VersionEntry>>> {
@@ -299,7 +298,7 @@ impl From<ScriptFault> for ScriptFaultView {
 #[utoipa::path(get, path = "/api/v1/fields/{field}/script-faults", tag = "detection", params(("field" = String, Path), PageQuery),
     responses((status = 200, body = Page<ScriptFaultView>), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn script_faults(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path(field): Path<String>,
     ApiQuery(q): ApiQuery<PageQuery>,
@@ -331,7 +330,7 @@ pub struct DetectionQuery {
 #[utoipa::path(get, path = "/api/v1/fields/{field}/detections", tag = "detection", params(("field" = String, Path), DetectionQuery),
     responses((status = 200, body = Page<DetectionView>), (status = 400, body = sekisho_core::ErrorBody), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn detections(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path(field): Path<String>,
     ApiQuery(q): ApiQuery<DetectionQuery>,

@@ -6,10 +6,14 @@
 //! uses (`admin::fields::create_field`, `admin::devices::set_status`, ...), so roles, field scoping,
 //! validation, throttling and the admin log are the API's own.
 //!
+//! Architecture invariant: the console depends on the admin crate, never the other way round.
+//!
 //! Security: the session cookie is `HttpOnly; Secure; SameSite=Strict` and is read only for requests
 //! under `/console`. A state-changing request whose browser names another origin (`Origin`, or
 //! `Sec-Fetch-Site` without it) is refused with 403. Every response carries a CSP without inline
 //! script or style, `nosniff` and `no-referrer`; askama escapes every value it prints.
+
+#![forbid(unsafe_code)]
 
 mod assets;
 mod auth;
@@ -21,8 +25,6 @@ mod response;
 mod security;
 mod view;
 
-use crate::admin::Caller;
-use crate::app::App;
 use askama::Template;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Request};
@@ -32,12 +34,12 @@ use axum::routing::{any, get, post};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use i18n::{Lang, Text};
+use sekisho_admin::Admin;
+use sekisho_admin::Caller;
 use sekisho_core::{ErrorCode, Role};
 use sekisho_http::error::ApiError;
 use std::sync::Arc;
 
-/// The session cookie: the token whose SHA-256 is in the `sessions` table, as for the API.
-pub(crate) const SESSION_COOKIE: &str = "sekisho_session";
 /// The language cookie: `en` or `ja`.
 pub(crate) const LANG_COOKIE: &str = "lang";
 
@@ -45,7 +47,8 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
                    frame-ancestors 'none'; form-action 'self'";
 
 /// The console's routes, merged into the admin router (which adds the state).
-pub(crate) fn router() -> Router<Arc<App>> {
+/// The console's routes, to be served on the admin listener (`sekisho_admin::router`'s `also`).
+pub fn router() -> Router<Arc<Admin>> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/console") }))
         .route("/console", get(pages::dashboard))
@@ -75,29 +78,6 @@ pub(crate) fn router() -> Router<Arc<App>> {
         .route("/console/{*rest}", any(not_found))
         .layer(DefaultBodyLimit::max(64 * 1024))
         .layer(middleware::from_fn(guard))
-}
-
-/// The console's session token, for [`Caller`]: only for requests under `/console`.
-pub(crate) fn session_token(parts: &Parts) -> Option<&str> {
-    let path = parts.uri.path();
-    if path == "/console" || path.starts_with("/console/") {
-        cookie(&parts.headers, SESSION_COOKIE)
-    } else {
-        None
-    }
-}
-
-/// The value of a cookie (browsers may split cookies over several headers on HTTP/2).
-pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim())
-        .filter(|v| !v.is_empty())
 }
 
 /// Refuses cross-origin state changes, then adds the security headers to every console response.
@@ -182,10 +162,10 @@ pub(crate) struct Ctx {
     pub htmx: bool,
 }
 
-impl FromRequestParts<Arc<App>> for Ctx {
+impl FromRequestParts<Arc<Admin>> for Ctx {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Response> {
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<Admin>) -> Result<Self, Response> {
         let lang = Lang::of(&parts.headers);
         let htmx = parts.headers.contains_key("hx-request");
         let here = parts
@@ -454,17 +434,5 @@ mod tests {
             &h1,
             true,
         );
-    }
-
-    #[test]
-    fn cookies_are_found_across_headers() {
-        let h = req(&[
-            ("cookie", "a=1; lang=ja"),
-            ("cookie", "sekisho_session=tok"),
-        ]);
-        assert_eq!(cookie(&h, "lang"), Some("ja"));
-        assert_eq!(cookie(&h, SESSION_COOKIE), Some("tok"));
-        assert_eq!(cookie(&h, "b"), None);
-        assert_eq!(cookie(&req(&[("cookie", "lang=")]), "lang"), None);
     }
 }

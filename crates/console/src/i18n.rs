@@ -15,7 +15,7 @@ pub enum Lang {
 impl Lang {
     /// The language for a request: `lang` cookie, else `Accept-Language`.
     pub fn of(headers: &http::HeaderMap) -> Self {
-        match super::cookie(headers, super::LANG_COOKIE) {
+        match sekisho_admin::session::cookie(headers, super::LANG_COOKIE) {
             Some("ja") => return Self::Ja,
             Some("en") => return Self::En,
             _ => {}

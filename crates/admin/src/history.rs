@@ -4,7 +4,7 @@
 use super::views::Page;
 use super::views::history::{AuthAttemptView, MessageView, SecurityEventView};
 use super::{Caller, parse_time};
-use crate::app::App;
+use crate::Admin;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
@@ -36,7 +36,7 @@ pub struct HistoryQuery {
 }
 
 /// The store filter for a query, scoped to what the caller may see. Shared by the API and the console.
-pub(crate) fn filter(caller: &Caller, q: HistoryQuery) -> ApiResult<Filter> {
+pub fn filter(caller: &Caller, q: HistoryQuery) -> ApiResult<Filter> {
     let mut problems = Vec::new();
     let since = parse_time("since", &q.since, &mut problems);
     let until = parse_time("until", &q.until, &mut problems);
@@ -66,7 +66,7 @@ pub(crate) fn filter(caller: &Caller, q: HistoryQuery) -> ApiResult<Filter> {
 #[utoipa::path(get, path = "/api/v1/history/messages", tag = "history", params(HistoryQuery),
     responses((status = 200, body = Page<MessageView>), (status = 400, body = sekisho_core::ErrorBody)))]
 pub async fn messages(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> ApiResult<Json<Page<MessageView>>> {
@@ -79,7 +79,7 @@ pub async fn messages(
 #[utoipa::path(get, path = "/api/v1/history/auth", tag = "history", params(HistoryQuery),
     responses((status = 200, body = Page<AuthAttemptView>), (status = 400, body = sekisho_core::ErrorBody)))]
 pub async fn auth_attempts(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> ApiResult<Json<Page<AuthAttemptView>>> {
@@ -98,7 +98,7 @@ pub async fn auth_attempts(
 #[utoipa::path(get, path = "/api/v1/history/security", tag = "history", params(HistoryQuery),
     responses((status = 200, body = Page<SecurityEventView>), (status = 403, body = sekisho_core::ErrorBody)))]
 pub async fn security_events(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> ApiResult<Json<Page<SecurityEventView>>> {
@@ -122,7 +122,7 @@ pub async fn security_events(
 #[utoipa::path(get, path = "/api/v1/history/messages/{id}/body", tag = "history", params(("id" = String, Path)),
     responses((status = 200, description = "The device's JSON", content_type = "application/json"), (status = 404, body = sekisho_core::ErrorBody)))]
 pub async fn message_body(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Admin>>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
