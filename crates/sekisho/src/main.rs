@@ -1,5 +1,5 @@
 //! The `sekisho` binary: wires the command line to the gateway library. All the work is in
-//! `sekisho-gateway`; this file parses arguments, sets up logging (standard error), prints what a person
+//! `sekisho-app`; this file parses arguments, sets up logging (standard error), prints what a person
 //! asked for (standard output, [`output`]), binds ports and waits for signals: SIGINT/SIGTERM stop,
 //! SIGHUP reloads the listeners' certificates.
 #![forbid(unsafe_code)]
@@ -8,8 +8,8 @@ mod output;
 
 use clap::{Parser, Subcommand};
 use output::Lines;
-use sekisho_gateway::config::DEFAULT_TOML;
-use sekisho_gateway::{Listeners, init, load_config};
+use sekisho_app::config::DEFAULT_TOML;
+use sekisho_app::{Listeners, init, load_config};
 use sekisho_registry::pki;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -165,7 +165,7 @@ fn main() -> ExitCode {
             }
             Command::Passwd { serve: a, user } => passwd(a, &user).await,
             Command::Openapi { api } => {
-                output::out(&format!("{}\n", sekisho_gateway::openapi_json(&api)));
+                output::out(&format!("{}\n", sekisho_app::openapi_json(&api)));
                 ExitCode::SUCCESS
             }
         }
@@ -333,7 +333,7 @@ async fn serve(a: ServeArgs, run: RunArgs) -> ExitCode {
     // A reader that closed our standard output does not stop the gateway: it serves on, logging to
     // standard error.
     out.print();
-    match sekisho_gateway::run(
+    match sekisho_app::run(
         Listeners {
             device,
             admin,
@@ -439,7 +439,7 @@ async fn passwd(a: ServeArgs, user: &str) -> ExitCode {
     let password = given
         .clone()
         .unwrap_or_else(sekisho_registry::crypto::new_secret);
-    match sekisho_gateway::init::set_password(&config, &key, user, &password).await {
+    match sekisho_app::init::set_password(&config, &key, user, &password).await {
         Ok(()) if given.is_some() => {
             output::out(&format!("password of {user} changed\n"));
             ExitCode::SUCCESS

@@ -167,7 +167,7 @@ fn client_identity() -> (String, String, String) {
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca_cert = ca.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca, ca_key);
-    let mut p = CertificateParams::new(vec!["sekisho-gateway".to_owned()]).unwrap();
+    let mut p = CertificateParams::new(vec!["sekisho-app".to_owned()]).unwrap();
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     let key = KeyPair::generate().unwrap();
     let cert = p.signed_by(&key, &issuer).unwrap();

@@ -75,7 +75,7 @@ pub fn configure(dir: &Path, changes: &[(&str, &str, toml::Value)]) {
     std::fs::write(&path, toml::to_string(&t).unwrap()).unwrap();
 }
 
-/// How a gateway runs: a child process, or `sekisho_gateway::run` in this process.
+/// How a gateway runs: a child process, or `sekisho_app::run` in this process.
 enum Runner {
     Process(Child),
     InProcess {
@@ -167,19 +167,19 @@ impl Gateway {
             init(dir);
         }
         let any = Some("127.0.0.1:0".to_owned());
-        let (config, key) = sekisho_gateway::load_config(dir, any.clone(), any, None)
+        let (config, key) = sekisho_app::load_config(dir, any.clone(), any, None)
             .unwrap_or_else(|p| panic!("configuration: {p:?}"));
         let device = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (d, a) = (device.local_addr().unwrap(), admin.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let listeners = sekisho_gateway::Listeners {
+        let listeners = sekisho_app::Listeners {
             device,
             admin,
             radius: None,
             reload_tls: None,
         };
-        let task = tokio::spawn(sekisho_gateway::run(listeners, config, key, clock, async {
+        let task = tokio::spawn(sekisho_app::run(listeners, config, key, clock, async {
             let _ = stopped.await;
         }));
         let gw = Self {

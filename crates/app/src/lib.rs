@@ -1,16 +1,24 @@
-//! Sekisho gateway: the wiring of the subsystems, and the admin side still kept here.
+//! Sekisho's wiring: the one place that knows every subsystem. It reads and validates the whole
+//! configuration ([`config`]: one section per crate, each crate's own type), builds every subsystem
+//! from the narrow handles it uses, connects them through the bus and serves the listeners.
 //!
-//! - Ingest (the device API) is `sekisho-ingest`; the TLS accept loop and the JSON errors are
-//!   `sekisho-http`; detection, response, carrier, update and forward have their own crates.
-//! - [`admin`]: the admin API (②, ⑦ history search, ⑧ status and metrics).
-//! - [`console`]: the browser console on the admin listener (server-rendered HTML over the admin functions).
-//! - [`app`]: the admin side's shared state; [`config`], [`init`], [`totp`]: the supporting pieces.
+//! - [`run`] builds, in order: the store and the registry; the bus; the carrier side (SIM table,
+//!   RADIUS listener, SIM control); detection (engine, judge on `received`, sink, silence); the script
+//!   host; response; update campaigns and audit; ingest on the device listener; the admin API with the
+//!   console on the admin listener; the cloud forwarders; housekeeping.
+//! - [`load_config`]: the file, the overrides, every problem at once, the database key.
+//! - [`init`]: `sekisho init` (a data directory with keys, certificates and the first user).
+//!
+//! Architecture invariants: no subsystem receives this crate's state; the adapters between
+//! subsystems' seams (`NetworksOf`, `SimWindowsOf`) live here and nowhere else; only the binary
+//! depends on this crate.
 //!
 //! [`run`] is the one entry point the binary and the tests share: it takes already bound listeners, a
 //! validated configuration, the database key and a shutdown future.
 
-pub mod config;
+#![forbid(unsafe_code)]
 
+pub mod config;
 pub mod init;
 
 use config::Config;
