@@ -10,6 +10,8 @@
 //! Architecture invariant: this crate knows tables and rows, not HTTP or TLS. It never logs the key, a
 //! secret or a message body.
 
+#![forbid(unsafe_code)]
+
 pub mod audit;
 pub mod carrier;
 #[cfg(any(test, feature = "conformance"))]
