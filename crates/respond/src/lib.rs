@@ -428,15 +428,24 @@ async fn executor(app: Arc<Responder>, mut stopped: watch::Receiver<bool>) {
             }
             Err(e) => tracing::error!(error = %e, "reading due actions failed"),
         }
-        let wait = match app.store.next_due().await {
-            Ok(Some(at)) => {
-                Duration::from_millis((at - app.clock.now_ms()).clamp(200, 5_000) as u64)
+        // The next action falls due on the gateway's clock; one already due but held (a notification
+        // waiting for its decision's other actions) is looked at again shortly; and every 5 s anyway.
+        let due_at = app.store.next_due().await.ok().flatten();
+        let now = app.clock.now_ms();
+        let due = async {
+            match due_at {
+                Some(at) if at > now => app.clock.sleep_until(at).await,
+                _ => std::future::pending().await,
             }
+        };
+        let poll = match due_at {
+            Some(at) if at <= now => Duration::from_millis(200),
             _ => Duration::from_secs(5),
         };
         tokio::select! {
             _ = app.wake.notified() => {}
-            _ = tokio::time::sleep(wait) => {}
+            _ = due => {}
+            _ = tokio::time::sleep(poll) => {}
             _ = stopped.changed() => return,
         }
     }

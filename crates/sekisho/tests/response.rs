@@ -687,3 +687,114 @@ async fn notifications_without_a_target_are_skipped_and_said_once() {
         "{f}"
     );
 }
+
+/// Retries on the gateway's clock, with the shipped backoff (1 s, doubling, with jitter): a webhook
+/// that answers `503` three times is tried again only once the gateway's time reaches the recorded
+/// next attempt — never before — each wait within its step's bounds, and the fourth attempt lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_wait_for_the_gateway_clock_and_back_off_exponentially() {
+    use sekisho_core::time::parse_rfc3339;
+    // The receiver refuses the first three posts.
+    let posts: Arc<Mutex<u32>> = Arc::default();
+    let count = posts.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let count = count.clone();
+            async move {
+                let mut n = count.lock().unwrap();
+                *n += 1;
+                if *n <= 3 {
+                    http::StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    http::StatusCode::OK
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let dir = TempDir::new("response-retries");
+    let clock = sekisho_core::ManualClock::new(common::now_ms());
+    let gw = Gateway::in_process(&dir.0, clock.clone()).await;
+    let admin = gw.admin().await;
+    let field = admin.field("retries").await;
+    let fid = field["id"].as_str().unwrap().to_owned();
+    let (_, mut t) = admin.get("/api/v1/templates/generic").await;
+    t["size"]["max_bytes"] = 300.into();
+    t["playbook"] =
+        json!([{"name": "hook", "threats": ["hijacking"], "actions": ["notify_webhook"]}]);
+    let (s, v) = admin
+        .req(
+            Method::PUT,
+            &format!("/api/v1/fields/{fid}/template"),
+            Some(t),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = admin
+        .req(
+            Method::PUT,
+            &format!("/api/v1/fields/{fid}/notify"),
+            Some(json!({"webhook_url": url, "webhook_secret": WEBHOOK_SECRET})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let reg = admin.device(&field, "HUB-RETRY").await;
+    let mut d = Device::new(&gw, &reg, "HUB-RETRY");
+    d.auth().await;
+    assert_eq!(d.send(oversized()).await.0, 202);
+
+    // The webhook action once it has been tried `n` times and is not running.
+    let action_after = |n: i64| {
+        let admin = &admin;
+        async move {
+            eventually(30, || async {
+                let (_, v) = admin.get("/api/v1/response/actions").await;
+                v["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|a| {
+                        a["action"] == "notify_webhook"
+                            && a["attempts"].as_i64() >= Some(n)
+                            && a["state"] != "running"
+                    })
+                    .cloned()
+            })
+            .await
+            .unwrap_or_else(|| panic!("no webhook action tried {n} times"))
+        }
+    };
+    let at = |a: &Value, k: &str| parse_rfc3339(a[k].as_str().unwrap()).unwrap();
+    let mut a = action_after(1).await;
+    for step in 0..3u32 {
+        assert_eq!(
+            (a["state"].as_str(), a["attempts"].as_i64()),
+            (Some("pending"), Some(step as i64 + 1)),
+            "{a}"
+        );
+        assert!(a["error"].as_str().unwrap().contains("503"), "{a}");
+        let (tried, next) = (at(&a, "updated_at"), at(&a, "next_at"));
+        // Step k waits between half and all of 1 s × 2^k.
+        let full = 1000i64 << step;
+        assert!(
+            (full / 2..=full).contains(&(next - tried)),
+            "wait {} ms after attempt {}",
+            next - tried,
+            step + 1
+        );
+        // Only the test moves the gateway's time: to the very moment of the next attempt.
+        clock.set(next);
+        a = action_after(step as i64 + 2).await;
+        assert!(
+            at(&a, "updated_at") >= next,
+            "attempt {} ran before its time: {a}",
+            step + 2
+        );
+    }
+    assert_eq!(a["state"], "done", "{a}");
+    assert_eq!(*posts.lock().unwrap(), 4);
+}
