@@ -225,28 +225,48 @@ async fn v15_low_rates_warn() {
     );
 }
 
-#[tokio::test]
-async fn v16_v17_authentication_bursts_and_abnormal_hours() {
+/// V16 and V17 on a clock the test moves, with the shipped burst rule (10 requests for one unique ID
+/// within 1 min): a success at 22:00 is not in the quiet hours (01:00-05:00) and one at 02:00 is; ten
+/// failures spread over more than a minute are no burst, ten within one are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v16_v17_authentication_bursts_and_quiet_hours_follow_the_gateway_clock() {
     let dir = TempDir::new("v16");
-    let gw = Gateway::start_in(&dir.0);
+    let midnight = now_ms() - now_ms().rem_euclid(24 * 60 * MIN);
+    let clock = ManualClock::new(midnight - 2 * 60 * MIN);
+    let gw = Gateway::in_process(&dir.0, clock.clone()).await;
     let admin = gw.admin().await;
-    // Quiet hours around the current UTC time, so a success now is at an "abnormal hour".
-    let h = (now_ms() / 3_600_000) % 24;
-    let (start, end) = (
-        format!("{:02}:00", (h + 23) % 24),
-        format!("{:02}:00", (h + 1) % 24),
-    );
     let field = field_with(&admin, "cars", "car-mobility", |t| {
         t["utc_offset"] = json!("+00:00");
-        t["auth"]["quiet_hours"] = json!({"start": start, "end": end});
+        t["auth"]["quiet_hours"] = json!({"start": "01:00", "end": "05:00"});
     })
     .await;
     let reg = admin.device(&field, "IMEI-V16").await;
     let mut d = Device::new(&gw, &reg, "IMEI-V16");
+    // 22:00: a success outside the quiet hours.
+    d.auth().await;
+    // Five failures, then five more 61 s later: never ten within a minute.
+    for i in 0..10 {
+        if i == 5 {
+            clock.advance(Duration::from_secs(61));
+        }
+        let (s, _) = d.request_token(&d.auth_id, "guess", "IMEI-V16").await;
+        assert_eq!(s, 401);
+    }
+    // 02:00: a success inside them.
+    clock.set(midnight + 2 * 60 * MIN);
     d.auth().await;
     let q = detected(&admin, &field, "auth.quiet_hours", Some(&d.device_id)).await;
     assert_eq!(q["threat"], "unauthorized_access");
-    // Ten attempts for one unique ID within a minute (wrong secret): a burst.
+    assert_eq!(
+        q["evidence"]["attempted_at"]
+            .as_str()
+            .and_then(sekisho_core::time::parse_rfc3339),
+        Some(midnight + 2 * 60 * MIN)
+    );
+    // Detection judges the `received` topic in order: the success at 22:00 and the spread failures
+    // came before this one, and neither was a detection.
+    assert_eq!(rules_of(&admin, &field).await, vec!["auth.quiet_hours"]);
+    // Ten failures within a minute: a burst.
     for _ in 0..10 {
         let (s, _) = d.request_token(&d.auth_id, "guess", "IMEI-V16").await;
         assert!(s == 401 || s == 429);
