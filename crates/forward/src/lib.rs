@@ -15,7 +15,11 @@
 
 #![forbid(unsafe_code)]
 
-use sekisho_core::backoff::Backoff;
+mod policy;
+
+use policy::{Next, Policy};
+
+use sekisho_core::backoff::random_u64;
 use sekisho_core::clock::SharedClock;
 use sekisho_core::{CloudDestination, FieldId};
 use sekisho_registry::Registry;
@@ -257,17 +261,6 @@ pub fn spawn(
     });
 }
 
-/// How a forwarder sends: whole batches, or one message at a time to find the one the cloud cannot take.
-#[derive(Debug, Default)]
-struct Mode {
-    /// Sending one message at a time (after a refused batch, or a batch that kept failing).
-    isolate: bool,
-    /// Failed attempts in a row of the current batch (or lone message).
-    failures: u32,
-    /// Singles delivered in a row while isolating; `batch_max` of them end the isolation.
-    delivered_alone: usize,
-}
-
 async fn forward_field(
     fwd: Arc<Forwarder>,
     field_id: FieldId,
@@ -277,9 +270,7 @@ async fn forward_field(
     let timeout = Duration::from_secs(cfg.timeout_secs);
     let max_age_ms = (cfg.max_age_secs as i64) * 1000;
     let mut client: Option<Client> = None;
-    let mut mode = Mode::default();
-    // Backoff steps: grows with every retryable failure, reset by a delivery.
-    let mut backoff_step: u32 = 0;
+    let mut policy = Policy::new(&cfg);
     let mut next_expiry = 0i64;
     loop {
         if *shutdown.borrow() {
@@ -320,12 +311,11 @@ async fn forward_field(
         let batch = match &field.cloud {
             None => Vec::new(),
             Some(_) => {
-                let limit = if mode.isolate {
-                    1
-                } else {
-                    cfg.batch_max as i64
-                };
-                match fwd.store.pending(field_id.as_str(), limit).await {
+                match fwd
+                    .store
+                    .pending(field_id.as_str(), policy.batch_limit() as i64)
+                    .await
+                {
                     Ok(b) => b,
                     Err(_) if *shutdown.borrow() => return,
                     Err(e) => {
@@ -364,56 +354,47 @@ async fn forward_field(
             }
         }
         let Some(c) = client.as_ref() else { continue };
-        match deliver(c, &field_id, &batch).await {
+        let next = match deliver(c, &field_id, &batch).await {
             Outcome::Delivered => {
                 delivered(&fwd, &field_id, &batch).await;
-                backoff_step = 0;
-                mode.failures = 0;
-                mode.delivered_alone += 1;
-                if !mode.isolate || mode.delivered_alone >= cfg.batch_max {
-                    mode = Mode::default();
+                policy.delivered();
+                Next::Again
+            }
+            Outcome::Refused(why) => match policy.refused(batch.len()) {
+                Next::DeadLetter => {
+                    tracing::error!(field = %field_id, message = %batch[0].id, reason = %why, "cloud refused a message; dead-lettered");
+                    dead_letter(&fwd, &field_id, &batch[0], &why).await;
+                    Next::Again
                 }
-            }
-            Outcome::Refused(why) if batch.len() == 1 => {
-                tracing::error!(field = %field_id, message = %batch[0].id, reason = %why, "cloud refused a message; dead-lettered");
-                dead_letter(&fwd, &field_id, &batch[0], &why).await;
-                mode = Mode::default();
-            }
-            Outcome::Refused(why) => {
-                tracing::warn!(field = %field_id, reason = %why, "cloud refused a batch; retrying one message at a time");
-                mode = Mode {
-                    isolate: true,
-                    ..Mode::default()
-                };
-            }
+                next => {
+                    tracing::warn!(field = %field_id, reason = %why, "cloud refused a batch; retrying one message at a time");
+                    next
+                }
+            },
             Outcome::Retry(why) => {
                 let seqs: Vec<i64> = batch.iter().map(|m| m.seq).collect();
                 let _ = fwd.store.note_attempt(&seqs).await;
                 fwd.stats.failures.fetch_add(1, Ordering::Relaxed);
-                mode.failures += 1;
-                mode.delivered_alone = 0;
-                if !mode.isolate && batch.len() > 1 && mode.failures >= cfg.isolate_after {
-                    tracing::warn!(field = %field_id, attempts = mode.failures, reason = %why,
-                        "a batch keeps failing; sending one message at a time");
-                    mode = Mode {
-                        isolate: true,
-                        ..Mode::default()
-                    };
-                    continue;
-                }
-                if mode.isolate && mode.failures >= cfg.poison_after {
-                    mode.failures = 0;
-                    if probe_past(&fwd, c, &field_id, &batch[0], &why).await {
-                        backoff_step = 0;
-                        continue;
+                let next = match policy.failed(batch.len(), random_u64()) {
+                    Next::Probe => {
+                        let moved = probe_past(&fwd, c, &field_id, &batch[0], &why).await;
+                        policy.probed(moved, random_u64())
                     }
+                    Next::Again => {
+                        tracing::warn!(field = %field_id, reason = %why,
+                            "a batch keeps failing; sending one message at a time");
+                        Next::Again
+                    }
+                    next => next,
+                };
+                if let Next::Wait(wait) = next {
+                    tracing::warn!(field = %field_id, reason = %why, retry_in_ms = wait.as_millis() as u64, "cloud delivery failed");
                 }
-                let wait =
-                    Backoff::new(cfg.backoff_initial_ms, cfg.backoff_max_ms).jittered(backoff_step);
-                backoff_step = backoff_step.saturating_add(1);
-                tracing::warn!(field = %field_id, reason = %why, retry_in_ms = wait.as_millis() as u64, "cloud delivery failed");
-                sleep_or_shutdown(wait, &mut shutdown).await;
+                next
             }
+        };
+        if let Next::Wait(wait) = next {
+            sleep_or_shutdown(wait, &mut shutdown).await;
         }
     }
 }
