@@ -8,7 +8,6 @@ mod common;
 
 use common::smtp::{PASSWORD, SmtpServer, SmtpTls, USER};
 use common::{Admin, Device, Gateway, TempDir, eventually};
-use reqwest::Method;
 use sekisho_device::{ClientConfig, Credentials, DeviceClient, DeviceState};
 use serde_json::{Value, json};
 
@@ -81,22 +80,15 @@ async fn a_learned_baseline_catches_altered_config_unknown_processes_and_downgra
     // The field's own audit logic: a device that says its debug port is open.
     t["scripts"] = json!([{"name": "debug_port", "on": "audit", "source":
         "function on_report(report, device, baseline)\n  if report.facts and report.facts.debug_port then\n    emit({threat = 'hijacking', severity = 'medium', summary = 'debug port open on ' .. device.unique_id})\n  end\nend"}]);
-    let (s, v) = admin
-        .req(
-            Method::PUT,
-            &format!("/api/v1/fields/{fid}/template"),
-            Some(t),
-        )
+    admin
+        .put_ok(&format!("/api/v1/fields/{fid}/template"), t)
         .await;
-    assert_eq!(s, 200, "{v}");
-    let (s, _) = admin
-        .req(
-            Method::PUT,
+    admin
+        .put_ok(
             &format!("/api/v1/fields/{fid}/notify"),
-            Some(json!({"admin_emails": ["ops@example.jp"], "language": "en"})),
+            json!({"admin_emails": ["ops@example.jp"], "language": "en"}),
         )
         .await;
-    assert_eq!(s, 200);
     let ca = std::fs::read(gw.dir.join("tls/ca.crt")).unwrap();
     let mut devices = Vec::new();
     let mut state_dirs = Vec::new();
@@ -298,14 +290,12 @@ async fn a_learned_baseline_catches_altered_config_unknown_processes_and_downgra
     assert_eq!(script["device_id"], id(2));
 
     // A new baseline re-judges every device's latest report at once.
-    let (s, _) = admin
-        .req(
-            Method::PUT,
+    admin
+        .put_ok(
             &format!("/api/v1/fields/{fid}/baseline"),
-            Some(json!({"config_hash": "sha256:zz"})),
+            json!({"config_hash": "sha256:zz"}),
         )
         .await;
-    assert_eq!(s, 200);
     let (_, runs) = admin.get(&format!("/api/v1/fields/{fid}/audit-runs")).await;
     let rebaselined = runs["items"]
         .as_array()

@@ -124,14 +124,9 @@ async fn env(tag: &str, smtp_port: u16, smtp_tls: &SmtpTls) -> Env {
         "threats": ["hijacking"],
         "actions": ["notify_admin", "notify_webhook", "stop_auth", "suspend_sim", "collect_info"]
     }]);
-    let (s, v) = admin
-        .req(
-            Method::PUT,
-            &format!("/api/v1/fields/{fid}/template"),
-            Some(t),
-        )
+    admin
+        .put_ok(&format!("/api/v1/fields/{fid}/template"), t)
         .await;
-    assert_eq!(s, 200, "{v}");
     let (s, v) = admin
         .req(
             Method::PUT,
@@ -602,14 +597,9 @@ async fn notifications_without_a_target_are_skipped_and_said_once() {
     t["size"]["max_bytes"] = 300.into();
     t["playbook"] = json!([]);
     t["actions"] = json!({"hijacking": ["notify_admin", "notify_webhook", "collect_info"]});
-    let (s, v) = admin
-        .req(
-            Method::PUT,
-            &format!("/api/v1/fields/{fid}/template"),
-            Some(t),
-        )
+    admin
+        .put_ok(&format!("/api/v1/fields/{fid}/template"), t)
         .await;
-    assert_eq!(s, 200, "{v}");
     // Two devices: two incidents (repeats are suppressed per device).
     for uid in ["car-1", "car-2"] {
         let reg = admin.device(&field, uid).await;
@@ -659,14 +649,12 @@ async fn notifications_without_a_target_are_skipped_and_said_once() {
         }
     }
     // A change made after both incidents marks the end of what they logged.
-    let (s, _) = admin
-        .req(
-            Method::PUT,
+    admin
+        .put_ok(
             &format!("/api/v1/fields/{fid}/notify"),
-            Some(json!({"admin_emails": ["ops@example.jp"]})),
+            json!({"admin_emails": ["ops@example.jp"]}),
         )
         .await;
-    assert_eq!(s, 200);
     let log = eventually(10, || async {
         Some(gw.log_text()).filter(|l| l.contains("field_notify"))
     })
@@ -726,22 +714,15 @@ async fn retries_wait_for_the_gateway_clock_and_back_off_exponentially() {
     t["size"]["max_bytes"] = 300.into();
     t["playbook"] =
         json!([{"name": "hook", "threats": ["hijacking"], "actions": ["notify_webhook"]}]);
-    let (s, v) = admin
-        .req(
-            Method::PUT,
-            &format!("/api/v1/fields/{fid}/template"),
-            Some(t),
-        )
+    admin
+        .put_ok(&format!("/api/v1/fields/{fid}/template"), t)
         .await;
-    assert_eq!(s, 200, "{v}");
-    let (s, v) = admin
-        .req(
-            Method::PUT,
+    admin
+        .put_ok(
             &format!("/api/v1/fields/{fid}/notify"),
-            Some(json!({"webhook_url": url, "webhook_secret": WEBHOOK_SECRET})),
+            json!({"webhook_url": url, "webhook_secret": WEBHOOK_SECRET}),
         )
         .await;
-    assert_eq!(s, 200, "{v}");
     let reg = admin.device(&field, "HUB-RETRY").await;
     let mut d = Device::new(&gw, &reg, "HUB-RETRY");
     d.auth().await;

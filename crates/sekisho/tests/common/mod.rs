@@ -330,6 +330,13 @@ pub struct Admin {
 }
 
 impl Admin {
+    /// `PUT path` with `body`, which must answer `200`; returns the answer.
+    pub async fn put_ok(&self, path: &str, body: Value) -> Value {
+        let (s, v) = self.req(reqwest::Method::PUT, path, Some(body)).await;
+        assert_eq!(s, 200, "PUT {path}: {v}");
+        v
+    }
+
     pub async fn req(
         &self,
         method: reqwest::Method,
