@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use sekisho_detect::audit::{Baseline, SelfReport, propose};
 use sekisho_detect::template::Span;
-use sekisho_http::error::{ApiError, ApiJson, ApiQuery, ApiResult};
+use sekisho_http::{ApiError, ApiJson, ApiQuery, ApiResult};
 use sekisho_store::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;

@@ -13,7 +13,7 @@ use sekisho_carrier::control::CarrierSource;
 use sekisho_carrier::settings::{self, Material};
 use sekisho_carrier::{CarrierApiConfig, RestTemplates};
 use sekisho_core::{ErrorCode, Role};
-use sekisho_http::error::{ApiError, ApiJson, ApiResult};
+use sekisho_http::{ApiError, ApiJson, ApiResult};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;

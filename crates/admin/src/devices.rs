@@ -10,7 +10,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use http::{HeaderMap, StatusCode};
 use sekisho_core::{Device, DeviceId, DeviceStatus, ErrorCode, Field, Sim};
-use sekisho_http::error::{ApiError, ApiJson, ApiQuery, ApiResult};
+use sekisho_http::{ApiError, ApiJson, ApiQuery, ApiResult};
 use sekisho_registry::DeviceEntry;
 use sekisho_registry::crypto;
 use sekisho_store::history::Filter;

@@ -8,7 +8,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use http::StatusCode;
 use sekisho_core::{AuthMode, CloudDestination, Field, FieldId, FieldLimits, Role};
-use sekisho_http::error::{ApiError, ApiJson, ApiQuery, ApiResult};
+use sekisho_http::{ApiError, ApiJson, ApiQuery, ApiResult};
 use sekisho_registry::crypto;
 use sekisho_store::prelude::*;
 use serde::{Deserialize, Serialize};

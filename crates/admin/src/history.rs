@@ -9,7 +9,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use sekisho_core::{ErrorCode, FieldId, Role};
-use sekisho_http::error::{ApiError, ApiQuery, ApiResult};
+use sekisho_http::{ApiError, ApiQuery, ApiResult};
 use sekisho_store::history::Filter;
 use sekisho_store::prelude::*;
 use serde::Deserialize;

@@ -39,7 +39,7 @@ use axum::extract::{DefaultBodyLimit, FromRequestParts};
 use axum::routing::{get, post};
 use http::request::Parts;
 use sekisho_core::{ErrorCode, Field, FieldId, Role};
-use sekisho_http::error::{ApiError, ApiResult};
+use sekisho_http::{ApiError, ApiResult};
 use sekisho_registry::crypto;
 use sekisho_store::prelude::*;
 use sekisho_store::users::UserRow;

@@ -8,7 +8,7 @@
 use crate::Admin;
 use http::HeaderMap;
 use sekisho_core::ErrorCode;
-use sekisho_http::error::{ApiError, ApiResult};
+use sekisho_http::{ApiError, ApiResult};
 use std::path::Path;
 use subtle::ConstantTimeEq;
 

@@ -22,7 +22,7 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
 use sekisho_core::{ErrorCode, Role};
-use sekisho_http::error::{ApiError, ApiJson, ApiResult};
+use sekisho_http::{ApiError, ApiJson, ApiResult};
 use sekisho_store::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;

@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use http::HeaderMap;
 use sekisho_core::{Action, ActionState, ErrorCode};
-use sekisho_http::error::{ApiError, ApiJson, ApiQuery, ApiResult};
+use sekisho_http::{ApiError, ApiJson, ApiQuery, ApiResult};
 use sekisho_respond::notify::NotifySettings;
 use sekisho_store::prelude::*;
 use sekisho_store::response::{ActionFilter, ActionRow, NewAction};

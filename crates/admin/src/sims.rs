@@ -12,7 +12,7 @@ use http::HeaderMap;
 use sekisho_carrier::CarrierError;
 use sekisho_core::ErrorCode;
 use sekisho_core::Sim;
-use sekisho_http::error::{ApiError, ApiQuery, ApiResult};
+use sekisho_http::{ApiError, ApiQuery, ApiResult};
 use sekisho_store::carrier::SimActionRow;
 use sekisho_store::prelude::*;
 use serde::{Deserialize, Serialize};

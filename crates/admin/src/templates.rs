@@ -13,7 +13,7 @@ use http::HeaderMap;
 use sekisho_core::ErrorCode;
 use sekisho_detect::Template;
 use sekisho_detect::template::LIBRARY;
-use sekisho_http::error::{ApiError, ApiQuery, ApiResult};
+use sekisho_http::{ApiError, ApiQuery, ApiResult};
 use sekisho_store::detections::{DetectionFilter, ScriptFault};
 use sekisho_store::prelude::*;
 use serde::{Deserialize, Serialize};

@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use http::HeaderMap;
 use sekisho_core::{ErrorCode, Role};
-use sekisho_http::error::{ApiError, ApiJson, ApiQuery, ApiResult};
+use sekisho_http::{ApiError, ApiJson, ApiQuery, ApiResult};
 use sekisho_store::prelude::*;
 use sekisho_store::update::{ArtifactRow, CampaignRow, NewCampaign, ProgressRow};
 use serde::{Deserialize, Serialize};

@@ -15,7 +15,7 @@ use sekisho_admin::Caller;
 use sekisho_admin::session::open_session;
 use sekisho_admin::session::{SESSION_COOKIE, cookie};
 use sekisho_core::ErrorCode;
-use sekisho_http::error::ApiError;
+use sekisho_http::ApiError;
 use sekisho_registry::crypto;
 use sekisho_store::prelude::*;
 use serde::Deserialize;

@@ -37,7 +37,7 @@ use i18n::{Lang, Text};
 use sekisho_admin::Admin;
 use sekisho_admin::Caller;
 use sekisho_core::{ErrorCode, Role};
-use sekisho_http::error::ApiError;
+use sekisho_http::ApiError;
 use std::sync::Arc;
 
 /// The language cookie: `en` or `ja`.

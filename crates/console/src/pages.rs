@@ -13,7 +13,7 @@ use sekisho_admin::history::{HistoryQuery, filter};
 use sekisho_admin::system::{Status, status_of};
 use sekisho_admin::views::Page;
 use sekisho_core::{AuthMode, Role};
-use sekisho_http::error::ApiResult;
+use sekisho_http::ApiResult;
 use sekisho_store::prelude::*;
 use serde::Deserialize;
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 use super::i18n::Text;
 use sekisho_admin::Admin;
 use sekisho_core::{Device, DeviceId, DeviceStatus, Field, FieldId};
-use sekisho_http::error::ApiResult;
+use sekisho_http::ApiResult;
 use sekisho_store::history::{AuthAttemptRow, MessageMeta};
 use sekisho_store::outbox::OutboxCounts;
 use sekisho_store::prelude::*;

@@ -5,7 +5,7 @@ use crate::{auth, state, telemetry, update};
 use axum::Router;
 use axum::routing::{get, post};
 use sekisho_core::ErrorCode;
-use sekisho_http::error::ApiError;
+use sekisho_http::ApiError;
 use std::sync::Arc;
 use utoipa::OpenApi;
 
