@@ -1,6 +1,7 @@
 //! The `[admin]` section of the configuration: the admin listener, sessions, logins and `/metrics`.
 //! The gateway's configuration validates it with the rest of the file.
 
+use sekisho_core::throttle::Throttle;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -33,5 +34,15 @@ impl Default for AdminListener {
             login_lockout_secs: 300,
             metrics_token_file: PathBuf::new(),
         }
+    }
+}
+
+impl AdminListener {
+    /// The login throttle: `login_max_failures` within `login_lockout_secs`.
+    pub fn login_throttle(&self) -> Throttle {
+        Throttle::new(
+            (self.login_lockout_secs.max(1) * 1000) as i64,
+            self.login_max_failures,
+        )
     }
 }

@@ -87,13 +87,3 @@ pub struct Admin {
     /// The bearer token `/metrics` requires (`[admin] metrics_token_file`), if one is set.
     pub metrics_token: Option<String>,
 }
-
-impl Admin {
-    /// The login throttle of `[admin]`: `login_max_failures` within `login_lockout_secs`.
-    pub fn login_throttle(admin: &AdminListener) -> Throttle {
-        Throttle::new(
-            (admin.login_lockout_secs.max(1) * 1000) as i64,
-            admin.login_max_failures,
-        )
-    }
-}

@@ -399,7 +399,7 @@ pub async fn run(
         },
         store: store.clone(),
         registry,
-        login_failures: sekisho_admin::Admin::login_throttle(&config.admin),
+        login_failures: config.admin.login_throttle(),
         device_ca,
         stats,
         started_at: now,

@@ -13,7 +13,7 @@
 
 use sekisho_core::detection::{SimIps, SimVolumeFacts};
 use sekisho_core::traffic::AddressCounters;
-pub use sekisho_core::traffic::IpCounters;
+use sekisho_core::traffic::IpCounters;
 use sekisho_radius::{Accounting, Status};
 use sekisho_store::SimSessionRow;
 use std::collections::HashMap;
