@@ -207,7 +207,28 @@ pub fn router(app: Arc<Admin>, also: Router<Arc<Admin>>) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(1024 * 1024))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            indexed_first,
+        ))
         .with_state(app)
+}
+
+/// Read-your-writes for operators: a request waits (briefly) until the history holds every message the
+/// log had made durable when it arrived, so a message acknowledged to a device is in the next search.
+async fn indexed_first(
+    axum::extract::State(app): axum::extract::State<Arc<Admin>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    const AT_MOST: std::time::Duration = std::time::Duration::from_secs(5);
+    if tokio::time::timeout(AT_MOST, app.journal.caught_up())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the history indexer is behind the message log; answering with what it has");
+    }
+    next.run(req).await
 }
 
 /// The logged-in user behind a request: from the `Authorization: Bearer` header, or, for requests under

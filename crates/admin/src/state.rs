@@ -49,6 +49,8 @@ pub struct Stats {
 pub struct Admin {
     pub settings: Settings,
     pub store: Store,
+    /// The message log and how far the history indexer has copied it.
+    pub journal: sekisho_store::journal::Journal,
     pub registry: Arc<Registry>,
     /// Failed logins per user name (and per `totp:<user>` for second-factor codes).
     pub login_failures: Throttle,

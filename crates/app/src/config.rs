@@ -56,6 +56,14 @@ pub struct StoreConfig {
     pub enqueue_timeout_ms: u64,
     /// Days to keep message metadata and bodies once forwarded (0 = forever).
     pub retention_days: u32,
+    /// The encrypted message log: received messages are durable here before the device gets `202`.
+    pub log_dir: PathBuf,
+    /// A log segment is closed and a new one begun at this size (MiB).
+    pub log_segment_mb: u64,
+    /// Messages waiting for the log's writer at most (MiB); beyond it devices get 503.
+    pub log_queue_mb: u64,
+    /// Messages copied from the log into the searchable history per transaction.
+    pub index_batch: usize,
 }
 
 pub use sekisho_admin::config::AdminListener;
@@ -117,6 +125,10 @@ impl Default for StoreConfig {
             queue_capacity: 8192,
             enqueue_timeout_ms: 2000,
             retention_days: 90,
+            log_dir: "log".into(),
+            log_segment_mb: 64,
+            log_queue_mb: 16,
+            index_batch: 4096,
         }
     }
 }
@@ -173,6 +185,7 @@ impl Config {
         }
         fix(&mut self.store.path);
         fix(&mut self.store.key_file);
+        fix(&mut self.store.log_dir);
         for c in &mut self.carrier.radius.clients {
             fix(&mut c.secret_file);
         }

@@ -28,6 +28,7 @@ use sekisho_carrier::control::{CarrierSource, SimService};
 use sekisho_detect::engine::{self as detection, Detector};
 use sekisho_http::listener::{self, ListenerSpec};
 use sekisho_registry::Registry;
+use sekisho_store::journal::Journal;
 use sekisho_store::prelude::*;
 use sekisho_store::{DbKey, Store, StoreOptions};
 use std::future::Future;
@@ -153,6 +154,7 @@ pub async fn run(
         pool_size: 4,
     };
     let store = sekisho_store::open(&config.store.path, &key, opts).await?;
+    let journal = open_journal(&config.store, &key)?;
     let now = clock.now_ms();
     let registry = Arc::new(Registry::load(store.clone(), now).await?);
     let (device_tls, device_cert) = listener::server_config(
@@ -298,9 +300,18 @@ pub async fn run(
         clock.clone(),
         stopped.clone(),
     ));
+    // The indexer stops last, once it has what the log holds (see the end of this function).
+    let (stop_indexer, indexer_stopped) = watch::channel(false);
+    let indexer = tokio::spawn(sekisho_store::journal::index(
+        journal.clone(),
+        store.clone(),
+        config.store.index_batch.max(1),
+        indexer_stopped,
+    ));
     tokio::spawn(housekeeping(
         registry.clone(),
         store.clone(),
+        journal.clone(),
         clock.clone(),
         config.store.retention_days,
         stopped.clone(),
@@ -374,6 +385,7 @@ pub async fn run(
         &config.device,
         sekisho_ingest::Handles {
             store: store.clone(),
+            journal: journal.clone(),
             registry: registry.clone(),
             clock: clock.clone(),
             received: bus.received(),
@@ -398,6 +410,7 @@ pub async fn run(
             radius_listening: !config.carrier.radius.listen.is_empty(),
         },
         store: store.clone(),
+        journal: journal.clone(),
         registry,
         login_failures: config.admin.login_throttle(),
         device_ca,
@@ -441,8 +454,35 @@ pub async fn run(
     let _ = stop.send(true);
     let _ = device.await;
     let _ = admin.await;
+    // Nothing appends any more: sync what is queued and let the indexer catch up (if it cannot in
+    // time, it goes on from its place at the next start).
+    let log = journal.log().clone();
+    let _ = tokio::task::spawn_blocking(move || log.close()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), journal.caught_up()).await;
+    let _ = stop_indexer.send(true);
+    let _ = indexer.await;
     store.close().await;
     Ok(())
+}
+
+/// Opens the message log under `[store] log_dir`, keyed from the database key, and reports what its
+/// recovery found.
+fn open_journal(c: &config::StoreConfig, key: &DbKey) -> anyhow::Result<Journal> {
+    let opts = sekisho_log::LogOptions {
+        sync: c.sync == "full",
+        segment_bytes: c.log_segment_mb.max(1) << 20,
+        max_pending_bytes: (c.log_queue_mb.max(1) << 20) as usize,
+    };
+    let (log, report) = sekisho_log::Log::open(&c.log_dir, key.bytes(), opts)
+        .map_err(|e| anyhow::anyhow!("store.log_dir: {}: {e}", c.log_dir.display()))?;
+    tracing::info!(
+        segments = report.segments,
+        records = report.records,
+        next = report.next_offset,
+        damaged = report.damage.len(),
+        "message log opened"
+    );
+    Ok(Journal::new(log))
 }
 
 /// The detector as the accounting listener asks it how long a field's SIM windows are.
@@ -469,6 +509,7 @@ impl sekisho_ingest::FieldNetworks for NetworksOf {
 async fn housekeeping(
     registry: Arc<Registry>,
     store: Store,
+    journal: Journal,
     clock: sekisho_core::clock::SharedClock,
     retention_days: u32,
     mut stopped: watch::Receiver<bool>,
@@ -483,6 +524,16 @@ async fn housekeeping(
         let now = clock.now_ms();
         if let Err(e) = registry.purge_tokens(now).await {
             tracing::warn!(error = %e, "token purge failed");
+        }
+        // Indexed segments hold nothing the history does not: they go once the indexer is past them.
+        let indexed = *journal.indexed().borrow();
+        let log = journal.log().clone();
+        match tokio::task::spawn_blocking(move || log.remove_before(indexed)).await {
+            Ok(Ok(0)) | Err(_) => {}
+            Ok(Ok(n)) => tracing::info!(segments = n, "indexed message log segments removed"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "removing indexed message log segments failed")
+            }
         }
         if retention_days > 0 && n.is_multiple_of(60) {
             match store

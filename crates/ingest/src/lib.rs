@@ -33,6 +33,7 @@ use sekisho_core::clock::SharedClock;
 use sekisho_core::throttle::Throttle;
 use sekisho_registry::Registry;
 use sekisho_store::Store;
+use sekisho_store::journal::Journal;
 use sekisho_update::audit::Auditor;
 use sekisho_update::campaigns::Campaigns;
 use std::net::IpAddr;
@@ -59,6 +60,8 @@ pub struct IngestStats {
 /// The handles ingest is built from.
 pub struct Handles {
     pub store: Store,
+    /// Where received messages are made durable before they are acknowledged.
+    pub journal: Journal,
     pub registry: Arc<Registry>,
     pub clock: SharedClock,
     /// Where each stored or refused message and each auth attempt is published.
@@ -75,6 +78,7 @@ pub struct Handles {
 /// The device API's state: the handles it was built from, its throttles and its counters.
 pub struct Ingest {
     store: Store,
+    journal: Journal,
     registry: Arc<Registry>,
     clock: SharedClock,
     received: Publisher<Received>,
@@ -97,6 +101,7 @@ impl Ingest {
     pub fn new(auth: &config::AuthConfig, device: &config::DeviceListener, h: Handles) -> Self {
         Self {
             store: h.store,
+            journal: h.journal,
             registry: h.registry,
             clock: h.clock,
             received: h.received,

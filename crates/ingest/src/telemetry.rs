@@ -17,7 +17,6 @@ use sekisho_http::listener::ConnInfo;
 use sekisho_registry::DeviceEntry;
 use sekisho_registry::crypto;
 use sekisho_store::MessageRecord;
-use sekisho_store::records::Record;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -281,12 +280,13 @@ async fn receive(ingest: Arc<Ingest>, conn: ConnInfo, req: Request, is_batch: bo
     // judged by detection.
     let (ip, count) = (conn.remote.ip(), ids.len());
     let commands = ingest.commands.for_device(&authed.device.device.id);
+    let durable = match ingest.journal.append(&records) {
+        Ok(d) => d,
+        Err(e) => return ApiError::store(e).into_response(),
+    };
+    drop(records);
     let task = tokio::spawn(async move {
-        ingest
-            .store
-            .writer
-            .write(records.into_iter().map(Record::Message).collect())
-            .await?;
+        durable.await?;
         ingest
             .stats
             .messages_accepted
@@ -373,7 +373,11 @@ pub(super) async fn reject(
         .source_ip
         .parse()
         .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-    if let Err(se) = ingest.store.writer.write(vec![Record::Message(rec)]).await {
+    let stored = match ingest.journal.append(std::slice::from_ref(&rec)) {
+        Ok(durable) => durable.await,
+        Err(e) => Err(e),
+    };
+    if let Err(se) = stored {
         tracing::error!(error = %se, "could not record a refused message");
     }
     if let Some(a) = authed {

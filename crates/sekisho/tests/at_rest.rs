@@ -1,10 +1,10 @@
-//! What is on disk: V10 (nothing readable in the database files), V11 (a copy cannot be queried), and a
-//! full disk (refused with 503, nothing acknowledged is lost, the gateway keeps running).
+//! What is on disk: V10 (nothing readable in the database files or the message log), V11 (a copy cannot
+//! be queried or read), and a full disk (refused with 503, nothing acknowledged is lost, the gateway
+//! keeps running).
 
 mod common;
 
 use common::{Device, Gateway, TempDir};
-use sekisho_store::prelude::*;
 use serde_json::json;
 use std::path::Path;
 use std::process::Command;
@@ -15,6 +15,13 @@ fn db_files(dir: &Path) -> Vec<std::path::PathBuf> {
         .map(|f| dir.join(f))
         .filter(|p| p.exists())
         .collect()
+}
+
+/// The message log's segment files.
+fn log_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir.join("log"))
+        .map(|d| d.filter_map(|e| Some(e.ok()?.path())).collect())
+        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -40,13 +47,19 @@ async fn v10_v11_database_files_reveal_nothing_and_a_copy_cannot_be_queried() {
             202
         );
     }
-    // SIGKILL leaves the WAL as it is, with the latest data in it.
+    // SIGKILL leaves the WAL and the message log as they are, with the latest data in them.
     gw.kill9();
-    let files = db_files(&dir.0);
+    let mut files = db_files(&dir.0);
     assert!(
         files.iter().any(|f| f.ends_with("sekisho.db-wal")),
         "the WAL is there to be checked too"
     );
+    let segments = log_files(&dir.0);
+    assert!(
+        !segments.is_empty(),
+        "the message log is there to be checked too"
+    );
+    files.extend(segments.iter().cloned());
     let needles = [
         "IMEI-490154203237518",
         "440109876543210",
@@ -96,23 +109,57 @@ async fn v10_v11_database_files_reveal_nothing_and_a_copy_cannot_be_queried() {
         .err()
         .expect("refused");
     assert!(matches!(err, sekisho_store::StoreError::BadKey(_)), "{err}");
-    // With the key, the copy is complete: the 50 messages are there (so the test above looked at real data).
+    // A copy of the message log is no more readable: another key opens none of it.
+    let copied_log = copy.0.join("log");
+    std::fs::create_dir_all(&copied_log).unwrap();
+    for f in &segments {
+        std::fs::copy(f, copied_log.join(f.file_name().unwrap())).unwrap();
+    }
+    let err = sekisho_log::Log::open(&copied_log, [0x42; 32], Default::default())
+        .err()
+        .expect("refused");
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{err}");
+    // With the key, the copies hold all 50 messages (so the test above looked at real data): the
+    // log has every acknowledged one, the history whatever the indexer had copied before the kill.
     let key =
         sekisho_store::DbKey::from_hex(&std::fs::read_to_string(dir.0.join("db.key")).unwrap())
             .unwrap();
     let store = sekisho_store::open(&copy.0.join("sekisho.db"), &key, Default::default())
         .await
         .unwrap();
-    let accepted = store
-        .search_messages(&sekisho_store::history::Filter {
-            outcome: Some("accepted".into()),
-            limit: 1000,
-            ..Default::default()
-        })
+    let indexed = sekisho_store::journal::cursor(&store, sekisho_store::journal::HISTORY)
         .await
         .unwrap();
-    assert_eq!(accepted.len(), 50);
     store.close().await;
+    let (log, report) =
+        sekisho_log::Log::open(&copied_log, key.bytes(), Default::default()).unwrap();
+    assert!(report.damage.is_empty(), "{:?}", report.damage);
+    let bodies: Vec<_> = log
+        .read(0, 1000)
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| sekisho_store::journal::decode(&e.bytes)?.body)
+        .filter(|b| b.windows(11).any(|w| w == b"YAMADA-TARO"))
+        .collect();
+    log.close();
+    assert_eq!(bodies.len(), 50);
+    assert!(indexed <= report.records);
+    // The restarted gateway indexes what the kill interrupted: all 50 are in the history.
+    let gw = Gateway::start_in(&dir.0);
+    let admin = gw.admin().await;
+    let all = common::eventually(30, || async {
+        let (_, v) = admin
+            .get("/api/v1/history/messages?outcome=accepted&limit=1000")
+            .await;
+        let n = v["items"].as_array().map_or(0, Vec::len);
+        (n == 50).then_some(n)
+    })
+    .await;
+    assert_eq!(
+        all,
+        Some(50),
+        "every acknowledged message reaches the history after the kill"
+    );
     // The key file is private.
     #[cfg(unix)]
     {
@@ -206,19 +253,22 @@ async fn a_full_disk_is_refused_with_503_and_loses_nothing_acknowledged() {
     })
     .await;
     assert!(ok.is_some(), "accepts again once there is room");
-    let (_, dl) = admin
-        .get(&format!(
-            "/api/v1/fields/{}/dead-letters",
-            field["id"].as_str().unwrap()
-        ))
-        .await;
-    let pending = dl["outbox"]["pending"].as_i64().unwrap();
+    let path = format!(
+        "/api/v1/fields/{}/dead-letters",
+        field["id"].as_str().unwrap()
+    );
+    let pending = common::eventually(30, || async {
+        let (_, dl) = admin.get(&path).await;
+        let pending = dl["outbox"]["pending"].as_i64().unwrap();
+        (pending >= acked + 2).then_some(pending)
+    })
+    .await;
     assert!(
-        pending >= acked + 2,
-        "{pending} stored, {acked} + 2 acknowledged"
+        pending.is_some(),
+        "every acknowledged message is indexed and waits for the cloud ({acked} + 2 acknowledged)"
     );
     assert!(
-        gw.log_text().contains("store commit failed"),
+        gw.log_text().contains("message log write failed"),
         "the failure was logged"
     );
 }

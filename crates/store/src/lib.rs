@@ -18,6 +18,7 @@ pub mod carrier;
 pub mod conformance;
 pub mod detections;
 pub mod history;
+pub mod journal;
 pub mod outbox;
 pub mod records;
 pub mod registry;
@@ -94,6 +95,9 @@ pub enum StoreError {
     /// A uniqueness constraint refused the row.
     #[error("already exists: {0}")]
     Conflict(String),
+    /// The message log could not write or sync (full disk, I/O error); nothing was stored.
+    #[error("message log: {0}")]
+    Io(String),
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
 }
@@ -167,6 +171,11 @@ impl DbKey {
         Some(Self(v.try_into().ok()?))
     }
 
+    /// The key's bytes, for keys derived from it (the message log's segment keys).
+    pub fn bytes(&self) -> [u8; 32] {
+        self.0
+    }
+
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
@@ -202,6 +211,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_mfa.sql"),
     include_str!("migrations/0006_audit.sql"),
     include_str!("migrations/0007_update.sql"),
+    include_str!("migrations/0008_log_cursors.sql"),
 ];
 
 /// Opens (creating if needed) the encrypted store at `path`, checks the key, applies migrations and

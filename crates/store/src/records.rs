@@ -91,4 +91,9 @@ pub enum Record {
         client_ip: String,
         at: i64,
     },
+    /// Where a consumer of the message log stands, written with the rows it produced from it.
+    Cursor {
+        name: &'static str,
+        offset: i64,
+    },
 }

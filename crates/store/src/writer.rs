@@ -350,6 +350,13 @@ async fn commit(conn: &mut SqliteConnection, ops: &[Op]) -> Result<(), sqlx::Err
                 .execute(&mut *tx)
                 .await?;
             }
+            Record::Cursor { name, offset } => {
+                sqlx::query("INSERT OR REPLACE INTO log_cursors (name, log_offset) VALUES (?, ?)")
+                    .bind(name)
+                    .bind(offset)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             _ => {}
         }
     }
