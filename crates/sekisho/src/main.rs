@@ -15,6 +15,10 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// mimalloc: measured against glibc's allocator on the ingest benchmark (docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code for bad configuration or usage (EX_USAGE).
 const EXIT_CONFIG: u8 = 64;
 
