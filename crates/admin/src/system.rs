@@ -44,6 +44,30 @@ fn listener(s: &ListenerStats) -> ListenerStatus {
     }
 }
 
+/// The encrypted message log (where messages are durable before `202`) and the history indexer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LogStatus {
+    /// One past the newest durable record (the log's offsets count records from 0).
+    pub durable_offset: u64,
+    /// One past the newest record copied into the searchable history.
+    pub indexed_offset: u64,
+    /// Records durable in the log and not yet in the history.
+    pub index_lag: u64,
+    pub segments: usize,
+    pub file_bytes: u64,
+    /// Group commits written (one sealed frame each) and the fdatasyncs that made them durable.
+    pub frames: u64,
+    pub syncs: u64,
+    /// Failed writes or syncs (full disk, I/O errors): their messages were refused, not acknowledged.
+    pub failures: u64,
+    /// Appends refused because too much waited for the writer.
+    pub refused: u64,
+    /// Damage the recovery pass found at start (each entry is in the log with the records it cost).
+    pub damage_at_open: usize,
+    /// Log records the indexer could not read (each in the log with its offset).
+    pub unreadable: u64,
+}
+
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct StoreStatus {
     pub queued_writes: usize,
@@ -102,6 +126,7 @@ pub struct Status {
     pub device_listener: ListenerStatus,
     pub admin_listener: ListenerStatus,
     pub store: StoreStatus,
+    pub log: LogStatus,
     pub outbox: OutboxView,
     pub messages_accepted: u64,
     pub messages_rejected: u64,
@@ -151,6 +176,7 @@ pub async fn status_of(app: &Admin) -> ApiResult<Status> {
             refused_writes: n(&w.refused),
             file_bytes,
         },
+        log: log_status(app),
         outbox: app.store.outbox_counts(None).await?.into(),
         messages_accepted: n(&s.ingest.messages_accepted),
         messages_rejected: n(&s.ingest.messages_rejected),
@@ -158,6 +184,26 @@ pub async fn status_of(app: &Admin) -> ApiResult<Status> {
         auth_failure: n(&s.ingest.auth_failure),
         radius: radius(app),
     })
+}
+
+fn log_status(app: &Admin) -> LogStatus {
+    let log = app.journal.log();
+    let (l, i) = (log.stats(), app.journal.stats());
+    let (segments, file_bytes) = log.disk_usage();
+    let (durable, indexed) = (log.durable(), *app.journal.indexed().borrow());
+    LogStatus {
+        durable_offset: durable,
+        indexed_offset: indexed,
+        index_lag: durable.saturating_sub(indexed),
+        segments,
+        file_bytes,
+        frames: n(&l.frames),
+        syncs: n(&l.syncs),
+        failures: n(&l.failures),
+        refused: n(&l.refused),
+        damage_at_open: app.journal.damage_at_open(),
+        unreadable: n(&i.unreadable),
+    }
 }
 
 /// Prometheus text exposition of the gateway's counters (no device ids as labels; the names are
@@ -252,6 +298,43 @@ pub async fn metrics(
         "gauge",
         "Writes waiting for the store.",
         app.store.writer.queued() as u64,
+    );
+    let log = log_status(&app);
+    put(
+        "log_frames_total",
+        "counter",
+        "Group commits written to the message log.",
+        log.frames,
+    );
+    put(
+        "log_syncs_total",
+        "counter",
+        "fdatasyncs of the message log.",
+        log.syncs,
+    );
+    put(
+        "log_failures_total",
+        "counter",
+        "Failed message log writes or syncs (their messages were refused).",
+        log.failures,
+    );
+    put(
+        "log_refused_total",
+        "counter",
+        "Appends refused because the message log's queue was full.",
+        log.refused,
+    );
+    put(
+        "log_file_bytes",
+        "gauge",
+        "Bytes in message log segments.",
+        log.file_bytes,
+    );
+    put(
+        "index_lag",
+        "gauge",
+        "Records durable in the message log and not yet in the history.",
+        log.index_lag,
     );
     let received = app.received.stats();
     put(

@@ -482,7 +482,7 @@ fn open_journal(c: &config::StoreConfig, key: &DbKey) -> anyhow::Result<Journal>
         damaged = report.damage.len(),
         "message log opened"
     );
-    Ok(Journal::new(log))
+    Ok(Journal::new(log, report.damage.len()))
 }
 
 /// The detector as the accounting listener asks it how long a field's SIM windows are.

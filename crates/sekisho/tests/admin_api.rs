@@ -345,6 +345,18 @@ async fn history_pages_and_filters_status_metrics_and_openapi() {
     assert_eq!(st["outbox"]["pending"], 25);
     assert!(st["store"]["commits"].as_i64().unwrap() >= 1);
     assert!(st["store"]["file_bytes"].as_i64().unwrap() > 0);
+    // 25 accepted and 1 refused message are in the log; the history had them all before answering.
+    let log = &st["log"];
+    assert_eq!(
+        (log["durable_offset"].as_i64(), log["index_lag"].as_i64()),
+        (Some(26), Some(0))
+    );
+    assert_eq!(log["indexed_offset"], 26);
+    assert!(log["syncs"].as_i64().unwrap() >= 1 && log["file_bytes"].as_i64().unwrap() > 0);
+    assert_eq!(
+        (log["failures"].as_i64(), log["damage_at_open"].as_i64()),
+        (Some(0), Some(0))
+    );
 
     let metrics = gw.metrics().await;
     assert!(

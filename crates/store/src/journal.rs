@@ -137,15 +137,22 @@ pub struct Journal {
     /// One past the last record copied into `messages`.
     indexed: Arc<watch::Sender<u64>>,
     stats: Arc<IndexerStats>,
+    damage_at_open: usize,
 }
 
 impl Journal {
-    pub fn new(log: Log) -> Self {
+    /// The journal over `log`, whose recovery pass at open found `damage_at_open` damaged places.
+    pub fn new(log: Log, damage_at_open: usize) -> Self {
         Self {
             log,
             indexed: Arc::new(watch::channel(0).0),
             stats: Arc::default(),
+            damage_at_open,
         }
+    }
+
+    pub fn damage_at_open(&self) -> usize {
+        self.damage_at_open
     }
 
     pub fn log(&self) -> &Log {
@@ -337,7 +344,7 @@ mod tests {
         };
         for round in 0..2 {
             let (log, _) = Log::open(&log_dir, [3; 32], Default::default()).unwrap();
-            let journal = Journal::new(log);
+            let journal = Journal::new(log, 0);
             let (stop, stopped) = watch::channel(false);
             let task = tokio::spawn(index(journal.clone(), store.clone(), 16, stopped));
             let (from, to) = if round == 0 { (0, 100) } else { (100, 105) };
