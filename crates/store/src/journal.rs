@@ -276,7 +276,7 @@ pub async fn index(
             name: HISTORY,
             offset: (last + 1) as i64,
         });
-        match store.writer.write(records).await {
+        match store.writer.write_rebuildable(records).await {
             Ok(()) => {
                 at = last + 1;
                 stats.indexed.fetch_add(n, Ordering::Relaxed);

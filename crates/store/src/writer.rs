@@ -18,6 +18,8 @@ type Reply = oneshot::Sender<Result<(), String>>;
 
 struct Op {
     records: Vec<Record>,
+    /// Rows that can be rebuilt from the message log: their commit need not be fsynced.
+    rebuildable: bool,
     reply: Option<Reply>,
     /// Stop after this operation, closing the connection, then answer.
     close: bool,
@@ -59,6 +61,7 @@ impl Writer {
         tokio::spawn(run(
             conn,
             rx,
+            opts.sync_full,
             opts.group_commit_max.max(1),
             committed.clone(),
             stats.clone(),
@@ -73,9 +76,23 @@ impl Writer {
 
     /// Stores `records` in one transaction and returns once they are committed.
     pub async fn write(&self, records: Vec<Record>) -> Result<(), StoreError> {
+        self.write_op(records, false).await
+    }
+
+    /// Like [`Writer::write`], for rows rebuilt from the message log after a loss (the history
+    /// indexer's, with its cursor in the same transaction): with `sync = "full"` their commit is not
+    /// fsynced by itself (`synchronous = NORMAL`). A power cut may undo such a commit, cursor included,
+    /// never corrupt it; the indexer then copies the same records again. The next ordinary commit
+    /// syncs the write-ahead log and everything before it.
+    pub async fn write_rebuildable(&self, records: Vec<Record>) -> Result<(), StoreError> {
+        self.write_op(records, true).await
+    }
+
+    async fn write_op(&self, records: Vec<Record>, rebuildable: bool) -> Result<(), StoreError> {
         let (reply, done) = oneshot::channel();
         self.enqueue(Op {
             records,
+            rebuildable,
             reply: Some(reply),
             close: false,
         })
@@ -104,6 +121,7 @@ impl Writer {
         self.tx
             .try_send(Op {
                 records,
+                rebuildable: false,
                 reply: Some(reply),
                 close: false,
             })
@@ -116,6 +134,7 @@ impl Writer {
         self.tx
             .try_send(Op {
                 records,
+                rebuildable: false,
                 reply: None,
                 close: false,
             })
@@ -139,6 +158,7 @@ impl Writer {
         let (reply, done) = oneshot::channel();
         let op = Op {
             records: Vec::new(),
+            rebuildable: false,
             reply: Some(reply),
             close: true,
         };
@@ -160,13 +180,19 @@ impl Writer {
 async fn run(
     mut conn: SqliteConnection,
     mut rx: mpsc::Receiver<Op>,
+    sync_full: bool,
     max: usize,
     committed: Arc<Notify>,
     stats: Arc<WriterStats>,
 ) {
     let mut ops = Vec::with_capacity(max);
+    let mut synced = sync_full;
     while rx.recv_many(&mut ops, max).await > 0 {
-        let result = commit(&mut conn, &ops).await;
+        let sync = sync_full && ops.iter().any(|o| !o.rebuildable);
+        let result = match set_sync(&mut conn, &mut synced, sync).await {
+            Ok(()) => commit(&mut conn, &ops).await,
+            Err(e) => Err(e),
+        };
         let n: usize = ops.iter().map(|o| o.records.len()).sum();
         let has_messages = ops
             .iter()
@@ -209,6 +235,20 @@ async fn run(
             return;
         }
     }
+}
+
+/// Switches the connection's `synchronous` setting when the batch needs the other one.
+async fn set_sync(conn: &mut SqliteConnection, now: &mut bool, want: bool) -> Result<(), sqlx::Error> {
+    if *now != want {
+        let sql = if want {
+            "PRAGMA synchronous = FULL"
+        } else {
+            "PRAGMA synchronous = NORMAL"
+        };
+        sqlx::query(sql).execute(&mut *conn).await?;
+        *now = want;
+    }
+    Ok(())
 }
 
 async fn commit(conn: &mut SqliteConnection, ops: &[Op]) -> Result<(), sqlx::Error> {
@@ -409,6 +449,35 @@ mod tests {
                 .load(std::sync::atomic::Ordering::Relaxed)
                 <= 200
         );
+        store.close().await;
+    }
+
+    async fn level(c: &mut sqlx::SqliteConnection) -> i64 {
+        sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(c)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn rebuildable_batches_switch_fsync_off_and_ordinary_ones_back_on() {
+        let (store, _dir) = open_temp("writer-sync").await;
+        let mut conn = store.pool.acquire().await.unwrap();
+        assert_eq!(level(&mut conn).await, 2, "FULL as opened");
+        let mut now = true;
+        super::set_sync(&mut conn, &mut now, false).await.unwrap();
+        assert_eq!((level(&mut conn).await, now), (1, false), "NORMAL");
+        super::set_sync(&mut conn, &mut now, true).await.unwrap();
+        assert_eq!((level(&mut conn).await, now), (2, true), "FULL again");
+        drop(conn);
+        // Both kinds of write commit.
+        store.writer.write_rebuildable(vec![msg(1)]).await.unwrap();
+        store.writer.write(vec![msg(2)]).await.unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(n, 2);
         store.close().await;
     }
 
