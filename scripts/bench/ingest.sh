@@ -167,6 +167,12 @@ if [[ "$SYNC" == normal ]]; then
     sed -i 's/^sync = "full"$/sync = "normal"/' "$DATA/sekisho.toml"
 fi
 grep -q "^sync = \"$SYNC\"$" "$DATA/sekisho.toml" || die "could not set [store] sync = \"$SYNC\" in $DATA/sekisho.toml"
+# All of wrk's connections come from 127.0.0.1: lift the per-address cap (64 by default) above them.
+if ((CONNECTIONS > 64)); then
+    sed -i "s/^max_connections_per_address = 64$/max_connections_per_address = $((CONNECTIONS + 16))/" "$DATA/sekisho.toml"
+    grep -q "^max_connections_per_address = $((CONNECTIONS + 16))$" "$DATA/sekisho.toml" ||
+        die "could not raise [device] max_connections_per_address in $DATA/sekisho.toml"
+fi
 if [[ "$DETECTION" == off ]]; then
     sed -i 's/^enabled = true$/enabled = false/' "$DATA/sekisho.toml"
     grep -q '^enabled = false$' "$DATA/sekisho.toml" || die "could not set [detection] enabled = false"
