@@ -238,7 +238,11 @@ async fn run(
 }
 
 /// Switches the connection's `synchronous` setting when the batch needs the other one.
-async fn set_sync(conn: &mut SqliteConnection, now: &mut bool, want: bool) -> Result<(), sqlx::Error> {
+async fn set_sync(
+    conn: &mut SqliteConnection,
+    now: &mut bool,
+    want: bool,
+) -> Result<(), sqlx::Error> {
     if *now != want {
         let sql = if want {
             "PRAGMA synchronous = FULL"
