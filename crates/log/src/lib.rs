@@ -332,38 +332,52 @@ impl Log {
         let durable = self.durable();
         let mut out = Vec::new();
         let mut buf = Vec::new();
-        let segs = self.shared.segments.read().expect("log lock");
-        let first_seg = segs.partition_point(|s| s.end <= from);
-        'segments: for seg in &segs[first_seg..] {
-            let start = seg
-                .frames
-                .partition_point(|f| f.first <= from)
-                .saturating_sub(1);
-            for f in &seg.frames[start..] {
-                if f.first >= durable || out.len() >= max {
-                    break 'segments;
-                }
-                let mut h = [0u8; FRAME_HEADER_LEN];
-                seg.file.read_exact_at(&mut h, f.pos)?;
-                let header = segment::FrameHeader::decode(&h)
-                    .ok_or_else(|| io::Error::other("a frame header changed on disk"))?;
-                buf.resize(header.len as usize, 0);
-                seg.file
-                    .read_exact_at(&mut buf, f.pos + FRAME_HEADER_LEN as u64)?;
-                let plain = seg
-                    .key
-                    .open(&header, &mut buf)
-                    .ok_or_else(|| io::Error::other("a frame no longer authenticates"))?;
-                let records = segment::split_records(plain, header.count)
-                    .ok_or_else(|| io::Error::other("a frame's records do not parse"))?;
-                for (i, r) in records.into_iter().enumerate() {
-                    let offset = header.first + i as u64;
-                    if offset >= from && offset < durable && out.len() < max {
-                        out.push(Entry {
-                            offset,
-                            bytes: r.to_vec(),
-                        });
+        // The frames to read, taken under the lock; the reads and decryption happen after it, so the
+        // writer (which takes the lock after every frame) never waits for a reader's I/O.
+        let mut frames: Vec<(Arc<File>, Arc<SegmentKey>, FramePos)> = Vec::new();
+        let mut useful = 0usize;
+        {
+            let segs = self.shared.segments.read().expect("log lock");
+            let first_seg = segs.partition_point(|s| s.end <= from);
+            'segments: for seg in &segs[first_seg..] {
+                let start = seg
+                    .frames
+                    .partition_point(|f| f.first <= from)
+                    .saturating_sub(1);
+                for f in &seg.frames[start..] {
+                    // Enough once a frame starting at or after `from` is in and this one starts past
+                    // `from + max` (a frame after a gap left by damage counts as the first such).
+                    let enough = f.first >= from.saturating_add(max as u64) && useful > 0;
+                    if f.first >= durable || enough {
+                        break 'segments;
                     }
+                    useful += usize::from(f.first >= from);
+                    frames.push((seg.file.clone(), seg.key.clone(), *f));
+                }
+            }
+        }
+        for (file, key, f) in frames {
+            if out.len() >= max {
+                break;
+            }
+            let mut h = [0u8; FRAME_HEADER_LEN];
+            file.read_exact_at(&mut h, f.pos)?;
+            let header = segment::FrameHeader::decode(&h)
+                .ok_or_else(|| io::Error::other("a frame header changed on disk"))?;
+            buf.resize(header.len as usize, 0);
+            file.read_exact_at(&mut buf, f.pos + FRAME_HEADER_LEN as u64)?;
+            let plain = key
+                .open(&header, &mut buf)
+                .ok_or_else(|| io::Error::other("a frame no longer authenticates"))?;
+            let records = segment::split_records(plain, header.count)
+                .ok_or_else(|| io::Error::other("a frame's records do not parse"))?;
+            for (i, r) in records.into_iter().enumerate() {
+                let offset = header.first + i as u64;
+                if offset >= from && offset < durable && out.len() < max {
+                    out.push(Entry {
+                        offset,
+                        bytes: r.to_vec(),
+                    });
                 }
             }
         }

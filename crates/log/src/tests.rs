@@ -275,6 +275,23 @@ async fn a_flipped_byte_loses_only_its_frame_and_says_which_records() {
             "round {round}: byte {at} of {}",
             path.display()
         );
+        // A reader standing at the lost records moves on to the next one there is, in small steps too.
+        let after = expected.iter().find(|o| **o >= lost.start).copied();
+        assert_eq!(
+            offsets(&log.read(lost.start, 1).unwrap()).first().copied(),
+            after
+        );
+        let mut stepped = Vec::new();
+        let mut at = 0;
+        loop {
+            let page = offsets(&log.read(at, 3).unwrap());
+            let Some(last) = page.last().copied() else {
+                break;
+            };
+            stepped.extend(page);
+            at = last + 1;
+        }
+        assert_eq!(stepped, expected, "reading 3 at a time");
         // Every record not read back is named in the report.
         let reported: Vec<u64> = report
             .damage
