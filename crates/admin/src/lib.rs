@@ -226,7 +226,15 @@ async fn indexed_first(
         .await
         .is_err()
     {
-        tracing::warn!("the history indexer is behind the message log; answering with what it has");
+        // Anyone reaching the admin port can cause this line: it is rate limited.
+        static BEHIND: sekisho_core::ratelog::LogLimit =
+            sekisho_core::ratelog::LogLimit::per_minute(6);
+        if let Some(skipped) = BEHIND.allow() {
+            tracing::warn!(
+                skipped,
+                "the history indexer is behind the message log; answering with what it has"
+            );
+        }
     }
     next.run(req).await
 }

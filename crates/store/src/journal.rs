@@ -128,6 +128,8 @@ pub struct IndexerStats {
     /// Log records that are not messages this version can read (reported one by one in the log).
     pub unreadable: AtomicU64,
     pub failures: AtomicU64,
+    /// Whether the indexer's last attempt failed (the disk may be full): nobody should wait for it.
+    pub stalled: std::sync::atomic::AtomicBool,
 }
 
 /// The message log as the hot path and the indexer see it; cheap to clone.
@@ -200,8 +202,12 @@ impl Journal {
         &self.stats
     }
 
-    /// Waits until everything durable in the log when called is in `messages`.
+    /// Waits until everything durable in the log when called is in `messages` (at once if the
+    /// indexer is stalled on a failure: it may stay so for as long as the disk is full).
     pub async fn caught_up(&self) {
+        if self.stats.stalled.load(Ordering::Relaxed) {
+            return;
+        }
         let target = self.log.durable();
         let mut rx = self.indexed.subscribe();
         let _ = rx.wait_for(|i| *i >= target).await;
@@ -244,6 +250,7 @@ pub async fn index(
             Ok(Err(e)) => {
                 tracing::error!(error = %e, offset = at, "the history indexer cannot read the log; retrying");
                 stats.failures.fetch_add(1, Ordering::Relaxed);
+                stats.stalled.store(true, Ordering::Relaxed);
                 if pause(&mut stopped, Duration::from_secs(1)).await {
                     return;
                 }
@@ -279,12 +286,14 @@ pub async fn index(
         match store.writer.write_rebuildable(records).await {
             Ok(()) => {
                 at = last + 1;
+                stats.stalled.store(false, Ordering::Relaxed);
                 stats.indexed.fetch_add(n, Ordering::Relaxed);
                 journal.indexed.send_replace(at);
             }
             Err(StoreError::Closed) => return,
             Err(e) => {
                 stats.failures.fetch_add(1, Ordering::Relaxed);
+                stats.stalled.store(true, Ordering::Relaxed);
                 tracing::error!(error = %e, offset = at, "store commit failed for indexed messages; retrying");
                 if pause(&mut stopped, Duration::from_secs(1)).await {
                     return;
