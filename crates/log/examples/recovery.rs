@@ -30,17 +30,15 @@ async fn fill(dir: &Path, n: u64) {
     while next < n {
         let end = (next + 256).min(n);
         let records: Vec<Vec<u8>> = (next..end).map(record).collect();
-        let last = log
+        let ticket = log
             .append_all(records.iter().map(Vec::as_slice))
-            .expect("append")
-            .pop()
-            .expect("a ticket");
-        in_flight.push_back((end - 1, last));
+            .expect("append");
+        in_flight.push_back((next, end, ticket));
         next = end;
         while in_flight.len() > 16 || (next == n && !in_flight.is_empty()) {
-            let (expected, t) = in_flight.pop_front().expect("in flight");
-            assert_eq!(t.durable().await.expect("durable"), expected);
-            acked = expected + 1;
+            let (first, end, t) = in_flight.pop_front().expect("in flight");
+            assert_eq!(t.durable().await.expect("durable"), first);
+            acked = end;
         }
     }
     println!("acked {acked}");

@@ -125,14 +125,15 @@ pub struct Log {
     threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
-/// A record's place in a batch, until the batch is durable.
+/// The place of one record, or of a run of consecutive records, in a batch until the batch is
+/// durable.
 pub struct Ticket {
     done: watch::Receiver<Outcome>,
     index: u32,
 }
 
 impl Ticket {
-    /// Waits for the sync that holds the record; returns its offset.
+    /// Waits for the sync that holds the record(s); returns the (first) record's offset.
     pub async fn durable(mut self) -> Result<u64, LogError> {
         let outcome = self
             .done
@@ -269,14 +270,14 @@ impl Log {
     /// Appends one record to the open batch.
     pub fn append(&self, record: &[u8]) -> Result<Ticket, LogError> {
         self.append_all(std::iter::once(record))
-            .map(|mut t| t.pop().expect("one ticket"))
     }
 
-    /// Appends records to the same batch, in order (so they get consecutive offsets).
+    /// Appends records to the same batch, in order, so they get consecutive offsets: one ticket for
+    /// all of them, whose offset is the first one's. At least one record.
     pub fn append_all<'a>(
         &self,
         records: impl IntoIterator<Item = &'a [u8]> + Clone,
-    ) -> Result<Vec<Ticket>, LogError> {
+    ) -> Result<Ticket, LogError> {
         let bytes: usize = records.clone().into_iter().map(|r| 4 + r.len()).sum();
         let mut open = self.shared.open.lock().expect("log lock");
         if open.closing {
@@ -289,22 +290,21 @@ impl Log {
             self.shared.stats.refused.fetch_add(1, Ordering::Relaxed);
             return Err(LogError::Overloaded);
         }
-        let mut tickets = Vec::new();
+        let ticket = Ticket {
+            done: open.done.subscribe(),
+            index: open.count,
+        };
         for r in records {
             open.buf.extend_from_slice(&(r.len() as u32).to_le_bytes());
             open.buf.extend_from_slice(r);
-            tickets.push(Ticket {
-                done: open.done.subscribe(),
-                index: open.count,
-            });
             open.count += 1;
         }
-        let first = open.count as usize == tickets.len();
+        let first = ticket.index == 0 && open.count > 0;
         drop(open);
         if first {
             self.shared.wake.notify_one();
         }
-        Ok(tickets)
+        Ok(ticket)
     }
 
     /// One past the last durable record: readers see offsets below it.

@@ -183,10 +183,13 @@ impl Journal {
             *start = end;
             Some(s)
         });
-        let mut tickets = self.log.append_all(slices)?;
-        let last = tickets.pop();
+        let ticket = if records.is_empty() {
+            None
+        } else {
+            Some(self.log.append_all(slices)?)
+        };
         Ok(async move {
-            match last {
+            match ticket {
                 Some(t) => t.durable().await.map(|_| ()).map_err(StoreError::from),
                 None => Ok(()),
             }
