@@ -126,10 +126,27 @@ pub async fn message_body(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    match app.store.message_body(&id).await? {
-        Some((Some(field), Some(body))) if caller.sees(&FieldId(field.clone())) => {
+    let body = match app.store.message_body(&id).await? {
+        Some((Some(field), body, at)) if caller.sees(&FieldId(field.clone())) => match (body, at) {
+            (Some(body), _) => Some(body),
+            // The body is in the message log (read there, off the async threads).
+            (None, Some(at)) => {
+                let journal = app.journal.clone();
+                let at = at.max(0) as u64;
+                tokio::task::spawn_blocking(move || journal.bodies(&[at]))
+                    .await
+                    .map_err(ApiError::internal)??
+                    .pop()
+                    .map(|(_, b)| b)
+            }
+            (None, None) => None,
+        },
+        _ => None,
+    };
+    match body {
+        Some(body) => {
             Ok(([(http::header::CONTENT_TYPE, "application/json")], body).into_response())
         }
-        _ => Err(ApiError::not_found("message body")),
+        None => Err(ApiError::not_found("message body")),
     }
 }

@@ -173,6 +173,7 @@ pub async fn run(
     let (forward, new_fields) = sekisho_forward::Forwarder::new(
         config.cloud.clone(),
         store.clone(),
+        journal.clone(),
         registry.clone(),
         clock.clone(),
     );
@@ -300,12 +301,21 @@ pub async fn run(
         clock.clone(),
         stopped.clone(),
     ));
-    // The indexer stops last, once it has what the log holds (see the end of this function).
+    // The log's consumers stop last, once they have what it holds (see the end of this function).
     let (stop_indexer, indexer_stopped) = watch::channel(false);
+    // Read before the listeners open: nothing is appended before the feed knows where it starts.
+    let feed_from = sekisho_ingest::feed::start(&journal, &store).await?;
     let indexer = tokio::spawn(sekisho_store::journal::index(
         journal.clone(),
         store.clone(),
         config.store.index_batch.max(1),
+        indexer_stopped.clone(),
+    ));
+    let feed = tokio::spawn(sekisho_ingest::feed::run(
+        journal.clone(),
+        store.clone(),
+        bus.received(),
+        feed_from,
         indexer_stopped,
     ));
     tokio::spawn(housekeeping(
@@ -461,6 +471,7 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(10), journal.caught_up()).await;
     let _ = stop_indexer.send(true);
     let _ = indexer.await;
+    let _ = feed.await;
     store.close().await;
     Ok(())
 }
@@ -516,6 +527,9 @@ async fn housekeeping(
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     let mut n: u64 = 0;
+    // The oldest history row pointing into the log, as found last time (rows only ever go from the
+    // front, so the next search starts there).
+    let mut first_seq = 0i64;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -525,15 +539,14 @@ async fn housekeeping(
         if let Err(e) = registry.purge_tokens(now).await {
             tracing::warn!(error = %e, "token purge failed");
         }
-        // Indexed segments hold nothing the history does not: they go once the indexer is past them.
-        let indexed = *journal.indexed().borrow();
-        let log = journal.log().clone();
-        match tokio::task::spawn_blocking(move || log.remove_before(indexed)).await {
-            Ok(Ok(0)) | Err(_) => {}
-            Ok(Ok(n)) => tracing::info!(segments = n, "indexed message log segments removed"),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "removing indexed message log segments failed")
-            }
+        // Segments no consumer and no history row needs any more (see `journal::trim`).
+        match sekisho_store::journal::trim(&journal, &store, &mut first_seq).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                segments = n,
+                "message log segments no longer needed removed"
+            ),
+            Err(e) => tracing::warn!(error = %e, "removing message log segments failed"),
         }
         if retention_days > 0 && n.is_multiple_of(60) {
             match store

@@ -23,9 +23,10 @@ use sekisho_core::backoff::random_u64;
 use sekisho_core::clock::SharedClock;
 use sekisho_core::{CloudDestination, FieldId};
 use sekisho_registry::Registry;
-use sekisho_store::Store;
+use sekisho_store::journal::Journal;
 use sekisho_store::outbox::Pending;
 use sekisho_store::prelude::*;
+use sekisho_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -104,6 +105,8 @@ pub struct ForwardStats {
 pub struct Forwarder {
     config: CloudConfig,
     store: Store,
+    /// Where the bodies of indexed messages are (the outbox rows point into it).
+    journal: Journal,
     registry: Arc<Registry>,
     clock: SharedClock,
     stats: ForwardStats,
@@ -117,6 +120,7 @@ impl Forwarder {
     pub fn new(
         config: CloudConfig,
         store: Store,
+        journal: Journal,
         registry: Arc<Registry>,
         clock: SharedClock,
     ) -> (Arc<Self>, mpsc::UnboundedReceiver<FieldId>) {
@@ -124,6 +128,7 @@ impl Forwarder {
         let f = Self {
             config,
             store,
+            journal,
             registry,
             clock,
             stats: ForwardStats::default(),
@@ -145,6 +150,50 @@ impl Forwarder {
     /// A field's destination changed: the waiting forwarders look again now.
     pub fn destination_changed(&self) {
         self.changed.notify_waiters();
+    }
+
+    /// The oldest pending messages of a field with their bodies, which are read from the message log
+    /// when the row points there. A message whose body the log no longer has (its recovery reported
+    /// the damage) is dead-lettered with that reason, never sent without its data.
+    async fn pending(&self, field: &FieldId, limit: usize) -> Result<Vec<Pending>, StoreError> {
+        let mut batch = self.store.pending(field.as_str(), limit as i64).await?;
+        let mut wanted: Vec<u64> = batch
+            .iter()
+            .filter(|m| m.body.is_none())
+            .filter_map(|m| m.log_offset.map(|o| o.max(0) as u64))
+            .collect();
+        if wanted.is_empty() {
+            return Ok(batch);
+        }
+        wanted.sort_unstable();
+        let journal = self.journal.clone();
+        let found = tokio::task::spawn_blocking(move || journal.bodies(&wanted))
+            .await
+            .map_err(|e| StoreError::Io(e.to_string()))??;
+        let mut lost = Vec::new();
+        for m in &mut batch {
+            if m.body.is_some() {
+                continue;
+            }
+            let at = m.log_offset.map(|o| o.max(0) as u64);
+            match at.and_then(|at| found.binary_search_by_key(&at, |(o, _)| *o).ok()) {
+                Some(i) => m.body = Some(found[i].1.clone()),
+                None => lost.push(m.seq),
+            }
+        }
+        if !lost.is_empty() {
+            let why =
+                "the message's body is no longer in the message log (damage reported at start)";
+            self.store
+                .dead_letter(field.as_str(), &lost, why, self.clock.now_ms())
+                .await?;
+            self.stats
+                .dead_lettered
+                .fetch_add(lost.len() as u64, Ordering::Relaxed);
+            tracing::error!(field = %field, messages = lost.len(), "messages dead-lettered: {why}");
+            batch.retain(|m| m.body.is_some());
+        }
+        Ok(batch)
     }
 }
 
@@ -183,7 +232,8 @@ fn build_client(dest: &CloudDestination, timeout: Duration) -> Result<reqwest::C
 
 fn envelope(field: &FieldId, batch: &[Pending]) -> Vec<u8> {
     // Built by hand so each device body goes out byte for byte as it came in.
-    let mut out = Vec::with_capacity(batch.iter().map(|m| m.body.len() + 160).sum::<usize>() + 16);
+    let body = |m: &Pending| m.body.as_deref().unwrap_or_default().len();
+    let mut out = Vec::with_capacity(batch.iter().map(|m| body(m) + 160).sum::<usize>() + 16);
     out.extend_from_slice(b"{\"messages\":[");
     for (i, m) in batch.iter().enumerate() {
         if i > 0 {
@@ -198,7 +248,7 @@ fn envelope(field: &FieldId, batch: &[Pending]) -> Vec<u8> {
         .to_string();
         out.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
         out.extend_from_slice(b",\"data\":");
-        out.extend_from_slice(&m.body);
+        out.extend_from_slice(m.body.as_deref().unwrap_or_default());
         out.push(b'}');
     }
     out.extend_from_slice(b"]}");
@@ -310,20 +360,14 @@ async fn forward_field(
         // Without a destination there is nothing to read: messages wait (and expire) in the store.
         let batch = match &field.cloud {
             None => Vec::new(),
-            Some(_) => {
-                match fwd
-                    .store
-                    .pending(field_id.as_str(), policy.batch_limit() as i64)
-                    .await
-                {
-                    Ok(b) => b,
-                    Err(_) if *shutdown.borrow() => return,
-                    Err(e) => {
-                        tracing::error!(field = %field_id, error = %e, "outbox read failed");
-                        Vec::new()
-                    }
+            Some(_) => match fwd.pending(&field_id, policy.batch_limit()).await {
+                Ok(b) => b,
+                Err(_) if *shutdown.borrow() => return,
+                Err(e) => {
+                    tracing::error!(field = %field_id, error = %e, "outbox read failed");
+                    Vec::new()
                 }
-            }
+            },
         };
         let Some(dest) = field.cloud.clone().filter(|_| !batch.is_empty()) else {
             // Nothing to send (or nowhere to send it yet): wait for new commits, or look again later
@@ -432,7 +476,7 @@ async fn probe_past(
     suspect: &Pending,
     why: &str,
 ) -> bool {
-    let next = match fwd.store.pending(field.as_str(), 2).await {
+    let next = match fwd.pending(field, 2).await {
         Ok(mut p) if p.len() == 2 && p[0].seq == suspect.seq => p.remove(1),
         _ => return false,
     };
@@ -477,7 +521,8 @@ mod tests {
             id: "m1".into(),
             at: 0,
             device_id: Some("d_1".into()),
-            body: br#"{"x" : 1.50}"#.to_vec(),
+            body: Some(br#"{"x" : 1.50}"#.to_vec()),
+            log_offset: None,
             forward_attempts: 0,
         }];
         let out = envelope(&FieldId("f_1".into()), &batch);

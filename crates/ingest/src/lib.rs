@@ -3,8 +3,9 @@
 //!
 //! It authenticates, bounds, stores and publishes: every request that reaches a handler is recorded
 //! (auth attempt or message metadata) before it is answered; `202` is sent only after the message is
-//! committed to the store; then each stored or refused message and each auth attempt is published on
-//! the bus's `received` topic, in order. Detection consumes that topic elsewhere.
+//! durable in the message log. Each auth attempt is published on the bus's `received` topic by its
+//! handler; each stored or refused message of a known device by the detection [`feed`], which reads
+//! the log by offset, in log order. Detection consumes that topic elsewhere.
 //!
 //! Architecture invariants: ingest never calls detection or response. The one thing it asks of a
 //! field's template, whether an address is outside the field's networks, it asks through
@@ -19,6 +20,7 @@
 pub mod api;
 mod auth;
 pub mod config;
+pub mod feed;
 mod state;
 mod telemetry;
 mod update;
@@ -64,7 +66,7 @@ pub struct Handles {
     pub journal: Journal,
     pub registry: Arc<Registry>,
     pub clock: SharedClock,
-    /// Where each stored or refused message and each auth attempt is published.
+    /// Where each auth attempt is published (messages reach it through the [`feed`]).
     pub received: Publisher<Received>,
     /// Commands waiting for devices, handed out on telemetry and self-report answers.
     pub commands: Arc<Commands>,

@@ -47,7 +47,7 @@ pub async fn report(
         Ok(a) => a,
         Err((e, device)) => {
             rec.device_id = device.map(|d| d.0);
-            return reject(&ingest, rec, e, None).await;
+            return reject(&ingest, rec, e).await;
         }
     };
     rec.field_id = Some(authed.field.id.0.clone());
@@ -57,12 +57,12 @@ pub async fn report(
             ErrorCode::UnsupportedMediaType,
             "send the state as application/json",
         );
-        return reject(&ingest, rec, e, Some(&authed)).await;
+        return reject(&ingest, rec, e).await;
     }
     let limit = authed.field.limits.max_body_bytes as usize;
     let bytes = match read_body(body, limit, ingest.body_timeout).await {
         Ok(b) => b,
-        Err(e) => return reject(&ingest, rec, e, Some(&authed)).await,
+        Err(e) => return reject(&ingest, rec, e).await,
     };
     rec.size = bytes.len() as i64;
     let parsed = sekisho_core::json::check(&bytes)
@@ -71,7 +71,7 @@ pub async fn report(
         Ok(r) => r,
         Err(e) => {
             let e = ApiError::new(ErrorCode::MalformedJson, format!("the state report: {e}"));
-            return reject(&ingest, rec, e, Some(&authed)).await;
+            return reject(&ingest, rec, e).await;
         }
     };
     let device = &authed.device.device;

@@ -7,7 +7,6 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use http::{HeaderMap, StatusCode};
-use sekisho_bus::{Received, ReceivedMessage};
 use sekisho_core::ratelog::LogLimit;
 use sekisho_core::telemetry::{self, BodyError, TelemetryMeta};
 use sekisho_core::{AuthMode, DeviceId, DeviceStatus, ErrorCode, Field, MessageId};
@@ -181,7 +180,9 @@ fn record(base: &MessageRecord, meta: TelemetryMeta, body: &[u8]) -> MessageReco
         device_ts: meta.device_ts,
         device_seq: meta.seq,
         buffered: meta.buffered,
+        bad_ts: meta.bad_ts,
         body: Some(body.to_vec()),
+        log_offset: None,
         ..base.clone()
     }
 }
@@ -199,7 +200,9 @@ pub(super) fn base_record(conn: &ConnInfo, headers: &HeaderMap, now: i64) -> Mes
         device_ts: None,
         device_seq: None,
         buffered: false,
+        bad_ts: false,
         body: None,
+        log_offset: None,
     }
 }
 
@@ -212,10 +215,9 @@ async fn receive(ingest: Arc<Ingest>, conn: ConnInfo, req: Request, is_batch: bo
         Ok(a) => a,
         Err((e, device)) => {
             base.device_id = device.map(|d| d.0);
-            return reject(&ingest, base, e, None).await;
+            return reject(&ingest, base, e).await;
         }
     };
-    let a = Some(&authed);
     base.field_id = Some(authed.field.id.0.clone());
     base.device_id = Some(authed.device.device.id.0.clone());
     if ingest.networks.blocks(&authed.field.id, conn.remote.ip()) {
@@ -223,14 +225,14 @@ async fn receive(ingest: Arc<Ingest>, conn: ConnInfo, req: Request, is_batch: bo
             ErrorCode::OffNetwork,
             "this field does not accept data from outside its networks",
         );
-        return reject(&ingest, base, e, a).await;
+        return reject(&ingest, base, e).await;
     }
     if !is_json(&parts.headers) {
         let e = ApiError::new(
             ErrorCode::UnsupportedMediaType,
             "send telemetry as application/json",
         );
-        return reject(&ingest, base, e, a).await;
+        return reject(&ingest, base, e).await;
     }
     let limits = authed.field.limits;
     let limit = limits.max_body_bytes as usize;
@@ -239,23 +241,23 @@ async fn receive(ingest: Arc<Ingest>, conn: ConnInfo, req: Request, is_batch: bo
             ErrorCode::PayloadTooLarge,
             format!("the body exceeds this field's limit of {limit} bytes"),
         );
-        return reject(&ingest, base, e, a).await;
+        return reject(&ingest, base, e).await;
     }
     let bytes = match read_body(body, limit, ingest.body_timeout).await {
         Ok(b) => b,
-        Err(e) => return reject(&ingest, base, e, a).await,
+        Err(e) => return reject(&ingest, base, e).await,
     };
     base.size = bytes.len() as i64;
     let depth = limits.max_json_depth as usize;
     let items: Vec<(&[u8], TelemetryMeta)> = if is_batch {
         match telemetry::parse_batch(&bytes, depth, limits.max_batch_len as usize) {
             Ok(items) => items,
-            Err(e) => return reject(&ingest, base, body_error(e), a).await,
+            Err(e) => return reject(&ingest, base, body_error(e)).await,
         }
     } else {
         match telemetry::parse_object(&bytes, depth) {
             Ok(meta) => vec![(&bytes[..], meta)],
-            Err(e) => return reject(&ingest, base, body_error(e), a).await,
+            Err(e) => return reject(&ingest, base, body_error(e)).await,
         }
     };
     let mut records: Vec<MessageRecord> = items
@@ -266,47 +268,22 @@ async fn receive(ingest: Arc<Ingest>, conn: ConnInfo, req: Request, is_batch: bo
         records[0].id = base.id.clone();
     }
     let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
-    // Where each object sits in the body, so the spawned task can own the body and judge them.
-    let spans: Vec<(std::ops::Range<usize>, TelemetryMeta)> = items
-        .iter()
-        .map(|(raw, meta)| {
-            let start = raw.as_ptr() as usize - bytes.as_ptr() as usize;
-            (start..start + raw.len(), *meta)
-        })
-        .collect();
     drop(items);
-    // The write and what follows it run in their own task: a client that disconnects while its message
-    // is being committed drops this handler, not the task, so the stored message is still counted and
-    // judged by detection.
-    let (ip, count) = (conn.remote.ip(), ids.len());
     let commands = ingest.commands.for_device(&authed.device.device.id);
+    // Durable, then acknowledged. Detection reads the message from the log (the feed), so nothing is
+    // left to do here once the sync is done, and a client that hangs up meanwhile loses nothing.
     let durable = match ingest.journal.append(&records) {
         Ok(d) => d,
         Err(e) => return ApiError::store(e).into_response(),
     };
     drop(records);
-    let task = tokio::spawn(async move {
-        durable.await?;
-        ingest
-            .stats
-            .messages_accepted
-            .fetch_add(count as u64, Ordering::Relaxed);
-        // Stored: now each object goes to detection, in order. Detection cannot undo the
-        // acknowledgement; a full queue makes this wait (backpressure), never drops.
-        for (span, meta) in spans {
-            let body = bytes.slice(span);
-            let event = received(&authed, now, ip, body.len(), None, Some(body), Some(meta));
-            if ingest.received.publish(event).await.is_err() {
-                tracing::error!("the received topic is closed: detection is not running");
-            }
-        }
-        Ok::<(), sekisho_store::StoreError>(())
-    });
-    match task.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return ApiError::store(e).into_response(),
-        Err(e) => return ApiError::internal(e).into_response(),
+    if let Err(e) = durable.await {
+        return ApiError::store(e).into_response();
     }
+    ingest
+        .stats
+        .messages_accepted
+        .fetch_add(ids.len() as u64, Ordering::Relaxed);
     if is_batch {
         let accepted = ids.len();
         (
@@ -324,36 +301,10 @@ async fn receive(ingest: Arc<Ingest>, conn: ConnInfo, req: Request, is_batch: bo
     }
 }
 
-/// What detection needs of a stored message, for the `received` topic.
-fn received(
-    authed: &Authed,
-    rx_ms: i64,
-    ip: std::net::IpAddr,
-    size: usize,
-    rejected: Option<sekisho_core::ErrorCode>,
-    body: Option<bytes::Bytes>,
-    meta: Option<TelemetryMeta>,
-) -> Received {
-    Received::Message(ReceivedMessage {
-        field: authed.field.id.clone(),
-        device: authed.device.device.id.clone(),
-        rx_ms,
-        source_ip: ip,
-        size: size.min(u32::MAX as usize) as u32,
-        rejected,
-        meta,
-        body,
-    })
-}
-
 /// Records a refused message, then answers with its error. A refused message of a known device is
-/// judged too: malformed data, oversized bodies and off-network sources are detections (V23, V24).
-pub(super) async fn reject(
-    ingest: &Ingest,
-    mut rec: MessageRecord,
-    e: ApiError,
-    authed: Option<&Authed>,
-) -> Response {
+/// judged too (the detection feed reads it from the log): malformed data, oversized bodies and
+/// off-network sources are detections (V23, V24).
+pub(super) async fn reject(ingest: &Ingest, mut rec: MessageRecord, e: ApiError) -> Response {
     rec.rejected = Some(e.code.as_str());
     rec.body = None;
     ingest
@@ -368,23 +319,12 @@ pub(super) async fn reject(
             size = rec.size, skipped, "telemetry refused"
         );
     }
-    let (at, size) = (rec.at, rec.size.max(0) as usize);
-    let ip = rec
-        .source_ip
-        .parse()
-        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
     let stored = match ingest.journal.append(std::slice::from_ref(&rec)) {
         Ok(durable) => durable.await,
         Err(e) => Err(e),
     };
     if let Err(se) = stored {
         tracing::error!(error = %se, "could not record a refused message");
-    }
-    if let Some(a) = authed {
-        let event = received(a, at, ip, size, Some(e.code), None, None);
-        if ingest.received.publish(event).await.is_err() {
-            tracing::error!("the received topic is closed: detection is not running");
-        }
     }
     e.into_response()
 }

@@ -156,6 +156,31 @@ pub struct Entry {
     pub bytes: Vec<u8>,
 }
 
+/// Reads, authenticates and splits the frame at `f`, handing each record and its offset to `each`.
+fn read_frame(
+    file: &File,
+    key: &SegmentKey,
+    f: FramePos,
+    buf: &mut Vec<u8>,
+    mut each: impl FnMut(u64, &[u8]),
+) -> io::Result<()> {
+    let mut h = [0u8; FRAME_HEADER_LEN];
+    file.read_exact_at(&mut h, f.pos)?;
+    let header = segment::FrameHeader::decode(&h)
+        .ok_or_else(|| io::Error::other("a frame header changed on disk"))?;
+    buf.resize(header.len as usize, 0);
+    file.read_exact_at(buf, f.pos + FRAME_HEADER_LEN as u64)?;
+    let plain = key
+        .open(&header, buf)
+        .ok_or_else(|| io::Error::other("a frame no longer authenticates"))?;
+    let records = segment::split_records(plain, header.count)
+        .ok_or_else(|| io::Error::other("a frame's records do not parse"))?;
+    for (i, r) in records.into_iter().enumerate() {
+        each(header.first + i as u64, r);
+    }
+    Ok(())
+}
+
 fn io_error(e: &io::Error) -> LogError {
     LogError::Io(e.to_string().into())
 }
@@ -360,26 +385,53 @@ impl Log {
             if out.len() >= max {
                 break;
             }
-            let mut h = [0u8; FRAME_HEADER_LEN];
-            file.read_exact_at(&mut h, f.pos)?;
-            let header = segment::FrameHeader::decode(&h)
-                .ok_or_else(|| io::Error::other("a frame header changed on disk"))?;
-            buf.resize(header.len as usize, 0);
-            file.read_exact_at(&mut buf, f.pos + FRAME_HEADER_LEN as u64)?;
-            let plain = key
-                .open(&header, &mut buf)
-                .ok_or_else(|| io::Error::other("a frame no longer authenticates"))?;
-            let records = segment::split_records(plain, header.count)
-                .ok_or_else(|| io::Error::other("a frame's records do not parse"))?;
-            for (i, r) in records.into_iter().enumerate() {
-                let offset = header.first + i as u64;
+            read_frame(&file, &key, f, &mut buf, |offset, r| {
                 if offset >= from && offset < durable && out.len() < max {
                     out.push(Entry {
                         offset,
                         bytes: r.to_vec(),
                     });
                 }
+            })?;
+        }
+        Ok(out)
+    }
+
+    /// The durable records at `offsets` (ascending), each frame read and decrypted once. An offset
+    /// that is no longer in the log (removed, or lost to reported damage) has no entry. Blocking file
+    /// reads: call from a blocking context.
+    pub fn read_offsets(&self, offsets: &[u64]) -> io::Result<Vec<Entry>> {
+        let durable = self.durable();
+        let mut frames: Vec<(Arc<File>, Arc<SegmentKey>, FramePos)> = Vec::new();
+        {
+            let segs = self.shared.segments.read().expect("log lock");
+            for &o in offsets.iter().filter(|&&o| o < durable) {
+                let Some(seg) = segs.get(segs.partition_point(|s| s.end <= o)) else {
+                    break;
+                };
+                let i = seg.frames.partition_point(|f| f.first <= o);
+                let Some(f) = i.checked_sub(1).map(|i| seg.frames[i]) else {
+                    continue;
+                };
+                if frames
+                    .last()
+                    .is_none_or(|(_, _, last)| last.pos != f.pos || last.first != f.first)
+                {
+                    frames.push((seg.file.clone(), seg.key.clone(), f));
+                }
             }
+        }
+        let mut out = Vec::with_capacity(offsets.len());
+        let mut buf = Vec::new();
+        for (file, key, f) in frames {
+            read_frame(&file, &key, f, &mut buf, |offset, r| {
+                if offsets.binary_search(&offset).is_ok() && offset < durable {
+                    out.push(Entry {
+                        offset,
+                        bytes: r.to_vec(),
+                    });
+                }
+            })?;
         }
         Ok(out)
     }

@@ -163,6 +163,29 @@ async fn segments_rotate_and_retention_removes_only_closed_segments_below_the_of
     log.close();
 }
 
+#[tokio::test]
+async fn records_are_read_by_their_offsets_across_frames_and_segments() {
+    let dir = TempDir::new("offsets");
+    let (log, _) = Log::open(&dir.0, KEY, small_segments()).unwrap();
+    fill(&log, 0, 300, 10).await;
+    assert!(log.disk_usage().0 >= 4);
+    // Scattered offsets, several in one frame, some in other segments, one past the end.
+    let wanted = [0, 3, 4, 9, 10, 150, 151, 298, 299, 300, 5000];
+    let got = log.read_offsets(&wanted).unwrap();
+    assert_eq!(offsets(&got), vec![0, 3, 4, 9, 10, 150, 151, 298, 299]);
+    for e in &got {
+        assert_eq!(e.bytes, record(e.offset), "record {}", e.offset);
+    }
+    // Removed records have no entry; the others still come.
+    let removed = log.remove_before(150).unwrap();
+    assert!(removed >= 1);
+    let start = log.start();
+    let got = log.read_offsets(&[0, start, 299]).unwrap();
+    assert_eq!(offsets(&got), vec![start, 299]);
+    assert!(log.read_offsets(&[]).unwrap().is_empty());
+    log.close();
+}
+
 /// Frames of the newest segment as (byte range, offsets), read from the file.
 fn frames_of(path: &Path) -> Vec<(std::ops::Range<u64>, std::ops::Range<u64>)> {
     let bytes = std::fs::read(path).unwrap();

@@ -19,8 +19,9 @@ pub struct Filter {
     pub limit: i64,
 }
 
-/// A stored message's field id and body (the body is absent for a refused message).
-pub type MessageBody = (Option<String>, Option<Vec<u8>>);
+/// A stored message's field id, body (absent for a refused message, and for a message whose body is
+/// in the message log) and place in the message log.
+pub type MessageBody = (Option<String>, Option<Vec<u8>>, Option<i64>);
 
 /// Metadata of one received message.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -181,7 +182,7 @@ impl HistoryRepo for Store {
 
     async fn message_body(&self, id: &str) -> Result<Option<MessageBody>> {
         Ok(
-            sqlx::query_as("SELECT field_id, body FROM messages WHERE id = ?")
+            sqlx::query_as("SELECT field_id, body, log_offset FROM messages WHERE id = ?")
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?,
@@ -207,7 +208,9 @@ mod tests {
             device_ts: None,
             device_seq: None,
             buffered: false,
+            bad_ts: false,
             body: rejected.is_none().then(|| b"{}".to_vec()),
+            log_offset: None,
         })
     }
 

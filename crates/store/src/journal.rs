@@ -17,6 +17,8 @@ use tokio::sync::watch;
 
 /// The history indexer's name in `log_cursors`.
 pub const HISTORY: &str = "history";
+/// The detection feed's name in `log_cursors`.
+pub const DETECTION: &str = "detection";
 const VERSION: u8 = 1;
 
 impl From<LogError> for StoreError {
@@ -43,7 +45,8 @@ pub fn encode(m: &MessageRecord, out: &mut Vec<u8>) {
         | u8::from(m.device_ts.is_some()) << 3
         | u8::from(m.device_seq.is_some()) << 4
         | u8::from(m.buffered) << 5
-        | u8::from(m.body.is_some()) << 6;
+        | u8::from(m.body.is_some()) << 6
+        | u8::from(m.bad_ts) << 7;
     out.push(VERSION);
     out.push(flags);
     out.extend_from_slice(&m.at.to_le_bytes());
@@ -117,7 +120,9 @@ pub fn decode(b: &[u8]) -> Option<MessageRecord> {
         device_ts,
         device_seq,
         buffered: has(5),
+        bad_ts: has(7),
         body,
+        log_offset: None,
     })
 }
 
@@ -138,6 +143,8 @@ pub struct Journal {
     log: Log,
     /// One past the last record copied into `messages`.
     indexed: Arc<watch::Sender<u64>>,
+    /// One past the last record handed to detection (`u64::MAX` while no feed runs).
+    judged: Arc<watch::Sender<u64>>,
     stats: Arc<IndexerStats>,
     damage_at_open: usize,
 }
@@ -148,6 +155,7 @@ impl Journal {
         Self {
             log,
             indexed: Arc::new(watch::channel(0).0),
+            judged: Arc::new(watch::channel(u64::MAX).0),
             stats: Arc::default(),
             damage_at_open,
         }
@@ -205,6 +213,34 @@ impl Journal {
         &self.stats
     }
 
+    /// The bodies of the messages at `offsets` (ascending), by offset; an offset no longer in the
+    /// log, or a record without a body, has none. Blocking file reads.
+    pub fn bodies(&self, offsets: &[u64]) -> Result<Vec<(u64, Vec<u8>)>> {
+        let entries = self
+            .log
+            .read_offsets(offsets)
+            .map_err(|e| StoreError::Io(e.to_string()))?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|e| Some((e.offset, decode(&e.bytes)?.body?)))
+            .collect())
+    }
+
+    /// One past the last record the detection feed handed on; changes as it goes.
+    pub fn judged(&self) -> watch::Receiver<u64> {
+        self.judged.subscribe()
+    }
+
+    /// The detection feed's progress (it alone calls this).
+    pub fn set_judged(&self, at: u64) {
+        self.judged.send_replace(at);
+    }
+
+    /// Below this offset no consumer needs the log any more: whole segments under it may go.
+    pub fn consumed(&self) -> u64 {
+        (*self.indexed.borrow()).min(*self.judged.borrow())
+    }
+
     /// Waits until everything durable in the log when called is in `messages` (at once if the
     /// indexer is stalled on a failure: it may stay so for as long as the disk is full).
     pub async fn caught_up(&self) {
@@ -219,11 +255,53 @@ impl Journal {
 
 /// Where the named consumer stands in the log (0 before its first batch).
 pub async fn cursor(store: &Store, name: &str) -> Result<u64> {
+    Ok(stored_cursor(store, name).await?.unwrap_or(0))
+}
+
+/// Where the named consumer stands in the log, `None` if it never stored a place.
+pub async fn stored_cursor(store: &Store, name: &str) -> Result<Option<u64>> {
     let at: Option<i64> = sqlx::query_scalar("SELECT log_offset FROM log_cursors WHERE name = ?")
         .bind(name)
         .fetch_optional(&store.pool)
         .await?;
-    Ok(at.unwrap_or(0).max(0) as u64)
+    Ok(at.map(|a| a.max(0) as u64))
+}
+
+/// The oldest row of `messages` at or after `from_seq` that points into the log, as (seq, offset).
+async fn first_logged(store: &Store, from_seq: i64) -> Result<Option<(i64, u64)>> {
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT seq, log_offset FROM messages WHERE seq >= ? AND log_offset IS NOT NULL ORDER BY seq LIMIT 1",
+    )
+    .bind(from_seq)
+    .fetch_optional(&store.pool)
+    .await?;
+    Ok(row.map(|(s, o)| (s, o.max(0) as u64)))
+}
+
+/// Deletes the log segments nobody needs; returns how many. A segment goes once every consumer is
+/// past it (the indexer, the detection feed) and no row of `messages` points into it any more: the
+/// history and the outbox read bodies there, so a segment holding a pending message stays, and the
+/// log follows the history's retention period. `first_seq` carries the oldest such row from one
+/// call to the next (rows go from the front, so the search starts there).
+pub async fn trim(journal: &Journal, store: &Store, first_seq: &mut i64) -> Result<usize> {
+    let mut keep_from = journal.consumed();
+    let mut first = first_logged(store, *first_seq).await?;
+    if first.is_none() && *first_seq > 0 {
+        // Every row from there on is gone: new rows may have started again from the first seq.
+        first = first_logged(store, 0).await?;
+    }
+    match first {
+        Some((seq, offset)) => {
+            *first_seq = seq;
+            keep_from = keep_from.min(offset);
+        }
+        None => *first_seq = 0,
+    }
+    let log = journal.log.clone();
+    tokio::task::spawn_blocking(move || log.remove_before(keep_from))
+        .await
+        .map_err(|e| StoreError::Io(e.to_string()))?
+        .map_err(|e| StoreError::Io(e.to_string()))
 }
 
 /// The history indexer: copies the log into `messages`, `batch` records per transaction, until
@@ -271,7 +349,11 @@ pub async fn index(
         let mut records = Vec::with_capacity(entries.len() + 1);
         for e in &entries {
             match decode(&e.bytes) {
-                Some(m) => records.push(Record::Message(m)),
+                // The body stays in the log; the row points at it.
+                Some(m) => records.push(Record::Message(MessageRecord {
+                    log_offset: Some(e.offset as i64),
+                    ..m
+                })),
                 None => {
                     stats.unreadable.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(
@@ -330,7 +412,9 @@ mod tests {
             device_ts: Some(-5),
             device_seq: None,
             buffered: true,
+            bad_ts: rejected.is_none(),
             body: body.map(<[u8]>::to_vec),
+            log_offset: None,
         }
     }
 
@@ -372,6 +456,78 @@ mod tests {
             task.await.unwrap();
             journal.log().close();
         }
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn bodies_stay_in_the_log_and_a_segment_goes_only_when_no_row_needs_it() {
+        use crate::prelude::*;
+        let (store, dir) = crate::test_util::open_temp("journal-trim").await;
+        let opts = sekisho_log::LogOptions {
+            segment_bytes: 4096,
+            ..Default::default()
+        };
+        let (log, _) = Log::open(&dir.0.join("log"), [3; 32], opts).unwrap();
+        let journal = Journal::new(log, 0);
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(index(journal.clone(), store.clone(), 50, stopped));
+        let recs: Vec<_> = (0..300)
+            .map(|i| MessageRecord {
+                id: format!("m{i}"),
+                at: i,
+                ..rec(None, Some(format!("{{\"i\":{i}}}").as_bytes()))
+            })
+            .collect();
+        for chunk in recs.chunks(10) {
+            journal.append(chunk).unwrap().await.unwrap();
+        }
+        journal.caught_up().await;
+        assert!(journal.log().disk_usage().0 >= 4, "several segments");
+        // The rows point into the log and hold no body; the body is read there.
+        let (field, body, at) = store.message_body("m7").await.unwrap().unwrap();
+        assert_eq!((field.as_deref(), body), (Some("f1"), None));
+        let at = at.unwrap() as u64;
+        assert_eq!(
+            journal.bodies(&[at]).unwrap(),
+            vec![(at, b"{\"i\":7}".to_vec())]
+        );
+        // Every consumer is past all of it, but every message is still pending: nothing goes.
+        let mut first_seq = 0;
+        assert_eq!(trim(&journal, &store, &mut first_seq).await.unwrap(), 0);
+        // The first 200 are forwarded and purged: the segments holding only them go.
+        let seqs: Vec<i64> = store
+            .pending("f1", 200)
+            .await
+            .unwrap()
+            .iter()
+            .map(|p| p.seq)
+            .collect();
+        store.mark_forwarded(&seqs, 1).await.unwrap();
+        assert_eq!(store.purge_history(i64::MAX).await.unwrap(), 200);
+        assert!(trim(&journal, &store, &mut first_seq).await.unwrap() >= 1);
+        let start = journal.log().start();
+        assert!(start > 0 && start <= 200, "{start}");
+        // What the outbox still holds is all there, bodies included.
+        let pending = store.pending("f1", 1000).await.unwrap();
+        assert_eq!(pending.len(), 100);
+        let offsets: Vec<u64> = pending
+            .iter()
+            .map(|p| p.log_offset.unwrap() as u64)
+            .collect();
+        let bodies = journal.bodies(&offsets).unwrap();
+        assert_eq!(bodies.len(), 100);
+        assert_eq!(bodies[0].1, b"{\"i\":200}");
+        // With every row gone, the search starts again from the front.
+        store
+            .mark_forwarded(&pending.iter().map(|p| p.seq).collect::<Vec<_>>(), 1)
+            .await
+            .unwrap();
+        store.purge_history(i64::MAX).await.unwrap();
+        trim(&journal, &store, &mut first_seq).await.unwrap();
+        assert_eq!(first_seq, 0);
+        stop.send(true).unwrap();
+        task.await.unwrap();
+        journal.log().close();
         store.close().await;
     }
 

@@ -212,6 +212,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_audit.sql"),
     include_str!("migrations/0007_update.sql"),
     include_str!("migrations/0008_log_cursors.sql"),
+    include_str!("migrations/0009_message_log_offset.sql"),
 ];
 
 /// Opens (creating if needed) the encrypted store at `path`, checks the key, applies migrations and

@@ -13,7 +13,9 @@ pub struct Pending {
     pub id: String,
     pub at: i64,
     pub device_id: Option<String>,
-    pub body: Vec<u8>,
+    /// The device's JSON, when the row holds it; else it is in the message log at `log_offset`.
+    pub body: Option<Vec<u8>>,
+    pub log_offset: Option<i64>,
     pub forward_attempts: i64,
 }
 
@@ -88,7 +90,7 @@ pub trait OutboxRepo: Send + Sync {
 impl OutboxRepo for Store {
     async fn pending(&self, field: &str, limit: i64) -> Result<Vec<Pending>> {
         Ok(sqlx::query_as(
-            "SELECT seq, id, at, device_id, body, forward_attempts FROM messages \
+            "SELECT seq, id, at, device_id, body, log_offset, forward_attempts FROM messages \
              WHERE field_id = ? AND forward_status = 'pending' ORDER BY seq LIMIT ?",
         )
         .bind(field)
@@ -241,7 +243,9 @@ mod tests {
             device_ts: None,
             device_seq: None,
             buffered: false,
+            bad_ts: false,
             body: Some(format!("{{\"i\":{i}}}").into_bytes()),
+            log_offset: None,
         })
     }
 
@@ -272,7 +276,7 @@ mod tests {
             ("m3", "too old")
         );
         let p = store.pending("f", 10).await.unwrap();
-        assert_eq!(p[0].body, b"{\"i\":4}");
+        assert_eq!(p[0].body.as_deref(), Some(&b"{\"i\":4}"[..]));
         assert_eq!(store.pending("f", 10).await.unwrap()[0].forward_attempts, 0);
         store.close().await;
     }

@@ -14,8 +14,13 @@ pub struct MessageRecord {
     pub device_ts: Option<i64>,
     pub device_seq: Option<i64>,
     pub buffered: bool,
-    /// The body to forward (accepted messages only).
+    /// `ts` was present but unreadable (kept for detection; not a column of `messages`).
+    pub bad_ts: bool,
+    /// The body to forward (accepted messages only). Left out of `messages` when the message is in
+    /// the log (`log_offset`): it is read from there.
     pub body: Option<Vec<u8>>,
+    /// Where the message lies in the message log (set by the history indexer).
+    pub log_offset: Option<i64>,
 }
 
 /// One token request, whatever its outcome.

@@ -270,7 +270,7 @@ async fn commit(conn: &mut SqliteConnection, ops: &[Op]) -> Result<(), sqlx::Err
     for chunk in messages.chunks(500) {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO messages (id, at, field_id, device_id, source_ip, size, outcome, reason, device_ts, \
-             device_seq, buffered, forward_status, body) ",
+             device_seq, buffered, forward_status, body, log_offset) ",
         );
         q.push_values(chunk, |mut b, m| {
             b.push_bind(&m.id)
@@ -293,7 +293,8 @@ async fn commit(conn: &mut SqliteConnection, ops: &[Op]) -> Result<(), sqlx::Err
                 } else {
                     "pending"
                 })
-                .push_bind(m.body.as_deref());
+                .push_bind(m.body.as_deref().filter(|_| m.log_offset.is_none()))
+                .push_bind(m.log_offset);
         });
         q.build().execute(&mut *tx).await?;
     }
@@ -424,7 +425,9 @@ mod tests {
             device_ts: None,
             device_seq: Some(i as i64),
             buffered: false,
+            bad_ts: false,
             body: Some(b"{}".to_vec()),
+            log_offset: None,
         })
     }
 
