@@ -310,15 +310,20 @@ impl Detector {
             lock(&self.wheel).schedule(i, at);
         }
         if facts.rejected.is_none() {
+            let judge =
+                |ips: &mut SharedIps| rules::shared_ip(&c, ips, facts.source_ip, i, facts.rx_ms);
+            // The field's windows, made on the field's first message (not an id copy per message).
             let mut w = lock(&self.ip_windows);
-            let windows = w.entry(field.id.clone()).or_default();
-            findings.extend(rules::shared_ip(
-                &c,
-                windows,
-                facts.source_ip,
-                i,
-                facts.rx_ms,
-            ));
+            let found = match w.get_mut(&field.id) {
+                Some(ips) => judge(ips),
+                None => {
+                    let mut ips = SharedIps::default();
+                    let found = judge(&mut ips);
+                    w.insert(field.id.clone(), ips);
+                    found
+                }
+            };
+            findings.extend(found);
         }
         self.emit(&field.id, Some(&device.id), findings, facts.rx_ms);
         if self.scripts.wants_messages(&field.id) {
