@@ -34,7 +34,11 @@ impl<'a> Key<'a> {
             .strip_prefix(DeviceId::PREFIX)
             .map(str::as_bytes)
             .filter(|d| d.len() == 2 * RANDOM);
-        let nibble = |c: u8| HEX.iter().position(|h| *h == c).map(|n| n as u8);
+        let nibble = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
         let ok = digits.is_some_and(|d| {
             d.chunks_exact(2).zip(&mut packed[1..]).all(|(pair, out)| {
                 match (nibble(pair[0]), nibble(pair[1])) {
