@@ -3,6 +3,13 @@
 //! process's resident memory per device, and the single-thread evaluation rate.
 //!
 //! Run: `cargo run --release -p sekisho-detect --example detect_memory [N]`
+//!
+//! Measured at 1,000,000 devices (the system allocator, glibc): 119 bytes a device, the same at
+//! 250,000 and 4,000,000 (was 230). Where they go: 48 of rule state ([`sekisho_detect::DeviceState`]
+//! in 16 shards); 29.5 of device index (11 of id packed in the arena, 4 of arena offset, 4 of field
+//! number, 10.5 of `u32` hash table, 2^21 slots of 5 bytes); 27.3 of shared-address window (one
+//! 12-byte entry an address seen from one device, 2^21 slots of 13 bytes); 4 of silence wheel (one
+//! `u32` a scheduled device); about 9 of free space the allocator keeps after the tables grew.
 
 use sekisho_core::clock::SystemClock;
 use sekisho_core::{AuthMode, Device, DeviceId, DeviceStatus, Field, FieldId, FieldLimits};

@@ -12,6 +12,7 @@
 //! response, it publishes on the [`sekisho_bus::Bus`].
 
 mod config;
+mod devices;
 pub mod judge;
 pub mod outlet;
 mod sink;
@@ -21,6 +22,7 @@ use crate::rules::{self, AuthFacts, MessageFacts, SharedIps, Windows};
 use crate::silence::Wheel;
 use crate::state::{self, SCHEDULED};
 use crate::{Compiled, DeviceState, Finding, Template};
+use devices::Devices;
 use sekisho_core::{Device, DeviceId, Field, FieldId};
 use sekisho_script::host::ScriptHost;
 use sekisho_store::prelude::*;
@@ -142,26 +144,6 @@ pub struct DetectStats {
     pub grouped: AtomicU64,
 }
 
-/// Device index ↔ (device id, field). The id string is stored once, shared by the map and the table;
-/// fields are numbered.
-#[derive(Default)]
-struct Devices {
-    index: HashMap<Arc<str>, u32>,
-    owners: Vec<(Arc<str>, u32)>,
-    fields: Vec<FieldId>,
-    field_index: HashMap<FieldId, u32>,
-}
-
-impl Devices {
-    fn owner(&self, i: u32) -> Option<(DeviceId, FieldId)> {
-        let (d, f) = self.owners.get(i as usize)?;
-        Some((
-            DeviceId(d.to_string()),
-            self.fields.get(*f as usize)?.clone(),
-        ))
-    }
-}
-
 pub struct Detector {
     templates: RwLock<HashMap<FieldId, Arc<Compiled>>>,
     fallback: Arc<Compiled>,
@@ -243,36 +225,24 @@ impl Detector {
         self.template(field).blocks(ip)
     }
 
-    fn index_of(&self, device: &Device) -> u32 {
+    /// The device's index, numbering it (with fresh state) on first sight; `None` when no more devices
+    /// can be numbered.
+    fn index_of(&self, device: &Device) -> Option<u32> {
         let found = self
             .devices
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .index
-            .get(device.id.as_str())
-            .copied();
-        if let Some(i) = found {
-            return i;
+            .get(device.id.as_str());
+        if found.is_some() {
+            return found;
         }
         let mut g = self.devices.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(i) = g.index.get(device.id.as_str()) {
-            return *i;
+        let before = g.len();
+        let i = g.insert(device.id.as_str(), &device.field_id)?;
+        if g.len() > before {
+            lock(&self.shards[i as usize % SHARDS]).push(DeviceState::default());
         }
-        let i = g.owners.len() as u32;
-        let f = match g.field_index.get(&device.field_id) {
-            Some(f) => *f,
-            None => {
-                let f = g.fields.len() as u32;
-                g.fields.push(device.field_id.clone());
-                g.field_index.insert(device.field_id.clone(), f);
-                f
-            }
-        };
-        let id: Arc<str> = Arc::from(device.id.as_str());
-        g.owners.push((id.clone(), f));
-        g.index.insert(id, i);
-        lock(&self.shards[i as usize % SHARDS]).push(DeviceState::default());
-        i
+        Some(i)
     }
 
     fn with_state<R>(&self, i: u32, f: impl FnOnce(&mut DeviceState) -> R) -> R {
@@ -320,7 +290,10 @@ impl Detector {
             .as_ref()
             .and_then(|s| self.sim_ips.current_ip(&s.imsi));
         let facts = MessageFacts { sim_ip, ..*facts };
-        let i = self.index_of(device);
+        let Some(i) = self.index_of(device) else {
+            tracing::error!(field = %field.id, device = %device.id, "detection holds as many devices as it can; this one is not judged");
+            return;
+        };
         let (mut findings, schedule) = self.with_state(i, |s| {
             let f = rules::message(&c, s, &facts);
             let next = if s.has(SCHEDULED) {
@@ -337,15 +310,20 @@ impl Detector {
             lock(&self.wheel).schedule(i, at);
         }
         if facts.rejected.is_none() {
+            let judge =
+                |ips: &mut SharedIps| rules::shared_ip(&c, ips, facts.source_ip, i, facts.rx_ms);
+            // The field's windows, made on the field's first message (not an id copy per message).
             let mut w = lock(&self.ip_windows);
-            let windows = w.entry(field.id.clone()).or_default();
-            findings.extend(rules::shared_ip(
-                &c,
-                windows,
-                facts.source_ip,
-                i,
-                facts.rx_ms,
-            ));
+            let found = match w.get_mut(&field.id) {
+                Some(ips) => judge(ips),
+                None => {
+                    let mut ips = SharedIps::default();
+                    let found = judge(&mut ips);
+                    w.insert(field.id.clone(), ips);
+                    found
+                }
+            };
+            findings.extend(found);
         }
         self.emit(&field.id, Some(&device.id), findings, facts.rx_ms);
         if self.scripts.wants_messages(&field.id) {
@@ -374,19 +352,11 @@ impl Detector {
     /// The devices of a field as scripts see them (at most `cap`).
     pub fn device_views(&self, field: &FieldId, cap: usize) -> serde_json::Value {
         let c = self.template(field);
-        let owners: Vec<(u32, DeviceId)> = {
-            let g = self.devices.read().unwrap_or_else(|e| e.into_inner());
-            let Some(fi) = g.field_index.get(field).copied() else {
-                return serde_json::Value::Array(Vec::new());
-            };
-            g.owners
-                .iter()
-                .enumerate()
-                .filter(|(_, (_, f))| *f == fi)
-                .take(cap)
-                .map(|(i, (d, _))| (i as u32, DeviceId(d.to_string())))
-                .collect()
-        };
+        let owners = self
+            .devices
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .of_field(field, cap);
         serde_json::Value::Array(
             owners
                 .into_iter()
@@ -466,11 +436,7 @@ impl Detector {
     /// Devices with detection state, and entries waiting in the silence wheel.
     pub fn sizes(&self) -> (usize, usize) {
         (
-            self.devices
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .owners
-                .len(),
+            self.devices.read().unwrap_or_else(|e| e.into_inner()).len(),
             lock(&self.wheel).len(),
         )
     }
