@@ -14,6 +14,11 @@
 #   BENCH_SERVER_CPU   core for the server under test (default 0)
 #   BENCH_CLIENT_CPU   core for wrk (default 1)
 #   SEKISHO_BIN        benchmark this binary instead of building target/release/sekisho
+#   BENCH_OPEN_LOOP    if set, also measure open-loop latency (sekisho-openload): the gateway at 50 % of the
+#                      rate wrk reached and nginx proxy_pass (to an upstream answering 204) at the same
+#                      rate; and the gateway's CPU per message at 10 % of that rate against at the maximum
+#   BENCH_OPEN_DURATION  length of each open-loop run (default: BENCH_DURATION)
+#   OPENLOAD_BIN       use this sekisho-openload instead of the one beside SEKISHO_BIN or building it
 #   BENCH_PERF         if set, also profile the gateway with perf during its run (prints the top symbols)
 #   BENCH_KEEP         if set, keep the temporary directory (data dir, logs, wrk output)
 #   BENCH_TMPDIR       where the temporary data directory goes (default $TMPDIR or /tmp); it should be
@@ -77,6 +82,16 @@ else
     [[ -z "$(git status --porcelain -- crates Cargo.toml Cargo.lock 2>/dev/null)" ]] || SOURCE+=" with uncommitted changes"
 fi
 [[ -x "$SEKISHO" ]] || die "$SEKISHO is not an executable"
+OPEN_LOOP=${BENCH_OPEN_LOOP:-}
+OPEN_DURATION=${BENCH_OPEN_DURATION:-$DURATION}
+if [[ -n "$OPEN_LOOP" ]]; then
+    OPENLOAD=${OPENLOAD_BIN:-$(dirname "$SEKISHO")/sekisho-openload}
+    if [[ ! -x "$OPENLOAD" ]]; then
+        log "cargo build --release -p sekisho-sim --bin sekisho-openload"
+        cargo build --release -p sekisho-sim --bin sekisho-openload
+        OPENLOAD="$REPO/target/release/sekisho-openload"
+    fi
+fi
 
 # --- temp dirs, cleanup ---------------------------------------------------------------------------------
 WORK=$(mktemp -d "$BASE_TMP/sekisho-bench.XXXXXX")
@@ -155,7 +170,7 @@ cpu_sample() {
     echo "server $ticks 0 0"
 }
 
-read -r DEV_PORT ADMIN_PORT NGX_PORT <<<"$(free_ports 3)"
+read -r DEV_PORT ADMIN_PORT NGX_PORT NGX_PROXY_PORT NGX_UP_PORT <<<"$(free_ports 5)"
 LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg) # other work on the machine skews the figures: reported
 
 # --- 2. gateway -------------------------------------------------------------------------------------------
@@ -259,6 +274,23 @@ run_wrk() { # name url pid...: the measured run; leaves $OUT/name.wrk and the CP
     grep -q '^BENCH_RESULT ' "$OUT/$name.wrk" || { cat "$OUT/$name.wrk" >&2; die "no result line from wrk ($name)"; }
 }
 
+run_open() { # name url rate pid...: one open-loop run; leaves $OUT/name.open and $OUT/name.cpu{0,1}
+    local name=$1 url=$2 rate=$3
+    shift 3
+    log "$name: sekisho-openload --rate $rate --duration $OPEN_DURATION (core $CLIENT_CPU) $url"
+    cpu_sample "$@" >"$OUT/$name.cpu0"
+    taskset -c "$CLIENT_CPU" "$OPENLOAD" --url "$url" --cacert "$CA" --rate "$rate" --warmup 1 \
+        --duration "${OPEN_DURATION%s}" --connections "$CONNECTIONS" --body-file "$BENCH_BODY_FILE" \
+        --header 'Content-Type: application/json' --header "Authorization: Bearer $BENCH_TOKEN" \
+        --header "Device-Id: $BENCH_DEVICE_ID" >"$OUT/$name.open" 2>&1 ||
+        { cat "$OUT/$name.open" >&2; die "sekisho-openload against $name failed"; }
+    cpu_sample "$@" >"$OUT/$name.cpu1"
+}
+
+open_rate() { # percent: that share of the rate wrk reached against the gateway, per second
+    awk -v p="$1" '/^BENCH_RESULT / { for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "rps") printf "%d", kv[2] * p / 100 } }' "$OUT/sekisho.wrk"
+}
+
 highest_seq() {
     api GET "/api/v1/history/messages?limit=1" | python3 -c '
 import json, sys
@@ -290,6 +322,23 @@ SEQ_AFTER=$(highest_seq)
 STATUS_AFTER=$(api GET /api/v1/system/status)
 echo "$STATUS_BEFORE" >"$OUT/status.before.json"
 echo "$STATUS_AFTER" >"$OUT/status.after.json"
+if [[ -n "$OPEN_LOOP" ]]; then
+    RATE50=$(open_rate 50)
+    RATE10=$(open_rate 10)
+    run_open sekisho.open50 "$DEVICE/v1/telemetry" "$RATE50" "$GW_PID"
+    PERF10_PID=""
+    if [[ -n "${BENCH_PERF:-}" ]]; then # where the CPU goes at low load
+        taskset -c "$CLIENT_CPU" perf record -q -F 999 -g -p "$GW_PID" -o "$OUT/perf10.data" >"$OUT/perf10.log" 2>&1 &
+        PERF10_PID=$!
+    fi
+    run_open sekisho.open10 "$DEVICE/v1/telemetry" "$RATE10" "$GW_PID"
+    if [[ -n "$PERF10_PID" ]]; then
+        kill -INT "$PERF10_PID" 2>/dev/null || true
+        wait "$PERF10_PID" || true
+        perf report -i "$OUT/perf10.data" --no-children --sort comm,dso,symbol --stdio 2>/dev/null |
+            grep -E "^ +[0-9.]+%" | sed -E "s/[ -]+\$//" | head -40 >"$OUT/perf10.top" || true
+    fi
+fi
 stop_pid "$GW_PID" TERM sekisho && GW_RC=0 || GW_RC=$?
 GW_PID=""
 
@@ -322,6 +371,27 @@ http {
         location = /nginx_status { stub_status; }
         location / { return 404; }
     }
+    # For the open-loop comparison: a TLS proxy in front of an upstream answering 204.
+    upstream answer204 {
+        server 127.0.0.1:$NGX_UP_PORT;
+        keepalive 64;
+    }
+    server {
+        listen 127.0.0.1:$NGX_PROXY_PORT ssl;
+        ssl_certificate $DATA/tls/device.crt;
+        ssl_certificate_key $DATA/tls/device.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location = /v1/telemetry {
+            proxy_pass http://answer204;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+        location / { return 404; }
+    }
+    server {
+        listen 127.0.0.1:$NGX_UP_PORT;
+        location / { return 204; }
+    }
 }
 EOF
 "$NGINX" -t -q -p "$NGX" -e "$NGX/error.log" -c "$NGX/nginx.conf" || { cat "$NGX/error.log" >&2; die "nginx config rejected"; }
@@ -342,6 +412,12 @@ warm_up nginx "$NGINX_URL/v1/telemetry"
 # shellcheck disable=SC2046 # the worker pids, one word each
 run_wrk nginx "$NGINX_URL/v1/telemetry" "$NGX_PID" $(pgrep -P "$NGX_PID")
 curl -s --cacert "$CA" "$NGINX_URL/nginx_status" >"$OUT/nginx_status.txt"
+if [[ -n "$OPEN_LOOP" ]]; then
+    code=$(post_once "https://127.0.0.1:$NGX_PROXY_PORT/v1/telemetry")
+    [[ "$code" == 204 ]] || die "sanity POST to the nginx proxy answered $code, not 204"
+    # shellcheck disable=SC2046 # the worker pids, one word each
+    run_open nginx.open50 "https://127.0.0.1:$NGX_PROXY_PORT/v1/telemetry" "$RATE50" "$NGX_PID" $(pgrep -P "$NGX_PID")
+fi
 stop_pid "$NGX_PID" TERM nginx || true
 NGX_PID=""
 
@@ -353,7 +429,8 @@ GW_LOG_PROBLEMS=$(grep -E 'WARN|ERROR|panicked' "$OUT/gateway.log" | grep -cv "$
 export R_OUT="$OUT" R_NPROC="$NPROC" R_THREADS="$THREADS" R_CONNECTIONS="$CONNECTIONS" R_DURATION="$DURATION" \
     R_WARMUP="$WARMUP" R_SYNC="$SYNC" R_DETECTION="$DETECTION" R_SERVER_CPU="$SERVER_CPU" R_CLIENT_CPU="$CLIENT_CPU" R_GW_TLS="$GW_TLS" \
     R_NGX_TLS="$NGX_TLS" R_SEQ_BEFORE="$SEQ_BEFORE" R_SEQ_AFTER="$SEQ_AFTER" R_GW_RC="$GW_RC" \
-    R_GW_LOG_PROBLEMS="$GW_LOG_PROBLEMS" R_GW_SNI_WARNINGS="$GW_SNI_WARNINGS" R_SOURCE="$SOURCE"
+    R_GW_LOG_PROBLEMS="$GW_LOG_PROBLEMS" R_GW_SNI_WARNINGS="$GW_SNI_WARNINGS" R_SOURCE="$SOURCE" \
+    R_OPEN_LOOP="$OPEN_LOOP" R_CLK_TCK="$(getconf CLK_TCK)"
 R_CPU_MODEL=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 R_FS=$(df -PT "$WORK" | awk 'NR == 2 {print $2 " (" $1 ")"}')
 R_KERNEL=$(uname -r)
@@ -433,7 +510,46 @@ print("  accepted %d, rejected %d; %d commits for %d records (%.1f per commit); 
 print("  gateway log: %s WARN/ERROR/panic lines (besides %s rustls 'Illegal SNI extension' warnings); exit status on SIGTERM: %d"
       % (E["R_GW_LOG_PROBLEMS"], E["R_GW_SNI_WARNINGS"], gw_rc))
 print("nginx: %s TLS connections accepted in total (warm-up, measured run and checks)" % nginx_accepts)
-for label, c in (("sekisho", gc), ("nginx", nc)):
+runs = [("sekisho", gc), ("nginx", nc)]
+
+def open_result(name):
+    for line in open(os.path.join(out, name + ".open")):
+        if line.startswith("OPENLOAD_RESULT "):
+            return {k: float(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
+    raise SystemExit("no result line from sekisho-openload (%s)" % name)
+
+def cpu_ticks(name):
+    def server(suffix):
+        for l in open(os.path.join(out, name + suffix)):
+            if l.startswith("server "):
+                return int(l.split()[1])
+    return server(".cpu1") - server(".cpu0")
+
+opens = {}
+if E["R_OPEN_LOOP"]:
+    tick_us = 1e6 / float(E["R_CLK_TCK"])
+    for name in ("sekisho.open50", "sekisho.open10", "nginx.open50"):
+        opens[name] = open_result(name)
+        runs.append((name, cpu(name)))
+    print()
+    print("Open loop (sekisho-openload, %d connections; latency counted from when each request was due)" % opens["sekisho.open50"]["connections"])
+    print()
+    print("| server | rate asked | rate done | p50 | p90 | p99 | p99.9 | max | non-2xx | socket errors |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for label, name in (("sekisho at 50 % of its wrk rate", "sekisho.open50"), ("nginx proxy_pass to 204, same rate", "nginx.open50"),
+                        ("sekisho at 10 %", "sekisho.open10")):
+        o = opens[name]
+        print("| %s | %.0f | %.0f | %s | %s | %s | %s | %s | %d | %d |" % (label, o["rate_asked"], o["rate_done"], ms(o["p50_us"]),
+              ms(o["p90_us"]), ms(o["p99_us"]), ms(o["p999_us"]), ms(o["max_us"]), o["non2xx"], o["errors"]))
+    g50, n50, g10 = opens["sekisho.open50"], opens["nginx.open50"], opens["sekisho.open10"]
+    print()
+    print("open-loop p99 ratio sekisho/nginx proxy at %.0f/s = %.2f   (goal <= 1.0)" % (g50["rate_asked"], g50["p99_us"] / max(n50["p99_us"], 1)))
+    at_max = cpu_ticks("sekisho") * tick_us / g["requests"]
+    at_10 = cpu_ticks("sekisho.open10") * tick_us / max(g10["completed"], 1)
+    print("sekisho CPU per message: %.1f us at its maximum (wrk), %.1f us at 10 %% (%.0f/s): ratio %.2f   (goal <= 2)"
+          % (at_max, at_10, g10["rate_asked"], at_10 / at_max))
+
+for label, c in runs:
     if c[sc][0] - c["server"] > 5:
         print("WARNING: during the %s run the server core was %.1f%% busy but %s used only %.1f%% of it: other work "
               "ran on that core and the figures are skewed; rerun on a quiet machine" % (label, c[sc][0], label, c["server"]))
@@ -444,6 +560,9 @@ for label, r in (("sekisho", g), ("nginx", n)):
         problems.append("%s: %d non-2xx responses" % (label, r["non2xx"]))
     if errors(r):
         problems.append("%s: %d socket errors" % (label, errors(r)))
+for name, o in opens.items():
+    if o["non2xx"] or o["errors"]:
+        problems.append("%s: %d non-2xx responses, %d socket errors" % (name, o["non2xx"], o["errors"]))
 if stored < g["requests"]:
     problems.append("sekisho stored %d messages but wrk got %d answers" % (stored, g["requests"]))
 if rejected:
@@ -464,5 +583,10 @@ if [[ -s "$OUT/perf.top" ]]; then
     echo
     echo "--- BENCH_PERF: gateway CPU profile during the measured run (self time, top 40)"
     cat "$OUT/perf.top"
+fi
+if [[ -s "$OUT/perf10.top" ]]; then
+    echo
+    echo "--- BENCH_PERF: gateway CPU profile at 10 % of its rate, open loop (self time by thread, top 40)"
+    cat "$OUT/perf10.top"
 fi
 exit "$rc"
