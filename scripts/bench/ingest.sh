@@ -359,11 +359,12 @@ http {
     scgi_temp_path $NGX/scgi;
     keepalive_timeout 65s;
     keepalive_requests 100000000;
+    # Both TLS servers below: the gateway's device certificate and key.
+    ssl_certificate $DATA/tls/device.crt;
+    ssl_certificate_key $DATA/tls/device.key;
+    ssl_protocols TLSv1.2 TLSv1.3;
     server {
         listen 127.0.0.1:$NGX_PORT ssl;
-        ssl_certificate $DATA/tls/device.crt;
-        ssl_certificate_key $DATA/tls/device.key;
-        ssl_protocols TLSv1.2 TLSv1.3;
         location = /v1/telemetry {
             if (\$request_method != POST) { return 405; }
             return 204;
@@ -378,9 +379,6 @@ http {
     }
     server {
         listen 127.0.0.1:$NGX_PROXY_PORT ssl;
-        ssl_certificate $DATA/tls/device.crt;
-        ssl_certificate_key $DATA/tls/device.key;
-        ssl_protocols TLSv1.2 TLSv1.3;
         location = /v1/telemetry {
             proxy_pass http://answer204;
             proxy_http_version 1.1;
