@@ -125,7 +125,7 @@ pub trait DetectionRepo: Send + Sync {
 
 impl DetectionRepo for Store {
     async fn insert_template(&self, field: &str, by: &str, body: &str, at: i64) -> Result<i64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(crate::WRITE_TX).await?;
         let v: i64 = sqlx::query_scalar(
             "SELECT coalesce(max(version), 0) + 1 FROM field_templates WHERE field_id = ?",
         )

@@ -80,6 +80,12 @@ impl<T> Repos for T where
 pub use records::{AccountingRecord, AuthAttempt, MessageRecord, SecurityEvent, SimSessionRow};
 pub use writer::Writer;
 
+/// How every write transaction starts. `BEGIN IMMEDIATE` takes the write lock first (waiting up to the
+/// busy timeout), so a transaction that reads before it writes cannot fail with `SQLITE_BUSY_SNAPSHOT`
+/// (`database is locked`, code 517) because another connection committed in between, as a deferred
+/// `BEGIN` can.
+const WRITE_TX: &str = "BEGIN IMMEDIATE";
+
 /// Storage failures, told apart where the caller answers differently.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

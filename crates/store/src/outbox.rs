@@ -133,7 +133,7 @@ impl OutboxRepo for Store {
     }
 
     async fn dead_letter(&self, field: &str, seqs: &[i64], reason: &str, at: i64) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(crate::WRITE_TX).await?;
         for s in seqs {
             let moved = sqlx::query("UPDATE messages SET forward_status = 'dead' WHERE seq = ? AND forward_status = 'pending'")
                 .bind(s)

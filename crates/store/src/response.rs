@@ -234,7 +234,7 @@ pub trait ResponseRepo: Send + Sync {
 
 impl ResponseRepo for Store {
     async fn decide(&self, d: &NewDecision, actions: &[NewAction]) -> Result<Option<i64>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(crate::WRITE_TX).await?;
         let id: Option<i64> = sqlx::query_scalar(
             "INSERT OR IGNORE INTO response_decisions (at, detection_id, severity, field_id, device_id, threat, rule, \
              decided_by, suppressed_by, note) VALUES (?,?,?,?,?,?,?,?,?,?) RETURNING id",
@@ -262,7 +262,7 @@ impl ResponseRepo for Store {
     }
 
     async fn insert_action(&self, a: &NewAction, at: i64) -> Result<i64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(crate::WRITE_TX).await?;
         let id = insert_action(&mut tx, None, a, at).await?;
         tx.commit().await?;
         Ok(id)

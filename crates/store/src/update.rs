@@ -144,7 +144,7 @@ impl UpdateRepo for Store {
     }
 
     async fn start_campaign(&self, c: &NewCampaign<'_>) -> Result<i64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(crate::WRITE_TX).await?;
         sqlx::query(
             "UPDATE campaigns SET status = 'superseded' WHERE field_id = ? AND kind = ? AND status != 'superseded'",
         )

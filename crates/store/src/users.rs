@@ -99,7 +99,7 @@ pub trait UserRepo: Send + Sync {
 
 impl UserRepo for Store {
     async fn insert_user(&self, u: &UserRow) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(crate::WRITE_TX).await?;
         sqlx::query(
             "INSERT INTO users (id, username, password_hash, role, created_at) VALUES (?,?,?,?,?)",
         )
@@ -150,7 +150,7 @@ impl UserRepo for Store {
     }
 
     async fn set_password(&self, username: &str, password_hash: &str) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(crate::WRITE_TX).await?;
         let r = sqlx::query("UPDATE users SET password_hash = ? WHERE username = ?")
             .bind(password_hash)
             .bind(username)

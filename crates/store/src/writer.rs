@@ -256,7 +256,7 @@ async fn set_sync(
 }
 
 async fn commit(conn: &mut SqliteConnection, ops: &[Op]) -> Result<(), sqlx::Error> {
-    let mut tx = conn.begin().await?;
+    let mut tx = conn.begin_with(crate::WRITE_TX).await?;
     let all = || ops.iter().flat_map(|o| o.records.iter());
     let messages: Vec<_> = all()
         .filter_map(|r| {
