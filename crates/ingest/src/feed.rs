@@ -3,10 +3,11 @@
 //! durable; what detection sees comes from the log, so a client that hangs up, or a crash after the
 //! `202`, cannot keep a stored message from being judged.
 //!
-//! Its place is `log_cursors.detection`, stored about once a second and at a clean stop. The place it
-//! stores is the one it had reached a second earlier, so that what was still queued on the topic at a
-//! crash is published again at the next start: detection may see the last second before a crash
-//! twice, never zero times. A first start (no place stored) begins at the end of the log: messages
+//! Its place is `log_cursors.detection`, stored before each batch is published (a commit that is not
+//! fsynced by itself, like the indexer's). So a message is never judged twice across a crash, which
+//! would decide its incident and run its response a second time; what was published but still queued
+//! on the topic when the process was killed is not judged, as before the feed existed. (A power cut may
+//! undo the last stored places, and those batches are then judged again.) A first start (no place stored) begins at the end of the log: messages
 //! written by a version without the feed were judged by that version.
 
 use bytes::Bytes;
@@ -18,12 +19,9 @@ use sekisho_store::journal::{self, DETECTION, Journal};
 use sekisho_store::records::{MessageRecord, Record};
 use std::time::Duration;
 use tokio::sync::watch;
-use tokio::time::Instant;
 
 /// Records read from the log at a time.
 const BATCH: usize = 1024;
-/// How often the feed stores its place.
-const SAVE_EVERY: Duration = Duration::from_secs(1);
 
 /// The topic event of a logged message, `None` for a message of no known device (refused before
 /// authentication: detection has nothing to judge it against).
@@ -78,7 +76,7 @@ pub async fn run(
 ) {
     let log = journal.log().clone();
     let mut at = from;
-    let (mut saved, mut previous, mut last_save) = (u64::MAX, at, Instant::now());
+    let mut saved = u64::MAX;
     let mut durable = log.subscribe();
     loop {
         let reader = log.clone();
@@ -94,6 +92,10 @@ pub async fn run(
             Err(_) => break,
         };
         if let Some(last) = entries.last().map(|e| e.offset) {
+            // The place first: a crash from here on skips this batch rather than judging it twice.
+            if save(&store, last + 1).await {
+                saved = last + 1;
+            }
             for e in entries {
                 // A record of no known device has nothing to judge; the indexer reports records it
                 // cannot read, one by one.
@@ -110,22 +112,16 @@ pub async fn run(
         } else if *stopped.borrow() {
             break;
         }
-        if last_save.elapsed() >= SAVE_EVERY {
-            // The place of a second ago: what was queued since may not be judged yet.
-            if previous != saved && save(&store, previous).await {
-                saved = previous;
-            }
-            (previous, last_save) = (at, Instant::now());
-        }
         if at >= log.durable() {
             tokio::select! {
                 r = durable.wait_for(|d| *d > at) => if r.is_err() { break },
                 _ = stopped.wait_for(|s| *s) => {}
-                _ = tokio::time::sleep(SAVE_EVERY), if at != saved => {}
             }
         }
     }
-    save(&store, at).await;
+    if at != saved {
+        save(&store, at).await;
+    }
 }
 
 async fn save(store: &Store, at: u64) -> bool {
