@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// How long the history indexer waits for a fuller batch when less than one is waiting.
+const LINGER: Duration = Duration::from_millis(100);
 /// The history indexer's name in `log_cursors`.
 pub const HISTORY: &str = "history";
 /// The detection feed's name in `log_cursors`.
@@ -145,6 +147,8 @@ pub struct Journal {
     indexed: Arc<watch::Sender<u64>>,
     /// One past the last record handed to detection (`u64::MAX` while no feed runs).
     judged: Arc<watch::Sender<u64>>,
+    /// Someone waits for the history: the indexer stops lingering and commits what it has.
+    hurry: Arc<tokio::sync::Notify>,
     stats: Arc<IndexerStats>,
     damage_at_open: usize,
 }
@@ -156,6 +160,7 @@ impl Journal {
             log,
             indexed: Arc::new(watch::channel(0).0),
             judged: Arc::new(watch::channel(u64::MAX).0),
+            hurry: Arc::default(),
             stats: Arc::default(),
             damage_at_open,
         }
@@ -249,6 +254,9 @@ impl Journal {
         }
         let target = self.log.durable();
         let mut rx = self.indexed.subscribe();
+        if *rx.borrow() < target {
+            self.hurry.notify_one();
+        }
         let _ = rx.wait_for(|i| *i >= target).await;
     }
 }
@@ -324,6 +332,17 @@ pub async fn index(
     let mut durable = journal.log.subscribe();
     let stats = journal.stats.clone();
     loop {
+        // Less than a batch waiting: linger for more, so that a quiet gateway makes a few large
+        // commits instead of one per group commit of the log (each costs its encrypted pages and wakes
+        // the forwarders). A reader waiting for the history (`caught_up`) or a stop ends it at once.
+        if journal.log.durable().saturating_sub(at) < batch as u64 {
+            tokio::select! {
+                _ = tokio::time::sleep(LINGER) => {}
+                _ = journal.hurry.notified() => {}
+                r = durable.wait_for(|d| d.saturating_sub(at) >= batch as u64) => if r.is_err() { return },
+                _ = stopped.wait_for(|s| *s) => {}
+            }
+        }
         let log = journal.log.clone();
         let read = tokio::task::spawn_blocking(move || log.read(at, batch)).await;
         let entries = match read {
