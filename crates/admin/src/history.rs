@@ -129,16 +129,13 @@ pub async fn message_body(
     let body = match app.store.message_body(&id).await? {
         Some((Some(field), body, at)) if caller.sees(&FieldId(field.clone())) => match (body, at) {
             (Some(body), _) => Some(body),
-            // The body is in the message log (read there, off the async threads).
-            (None, Some(at)) => {
-                let journal = app.journal.clone();
-                let at = at.max(0) as u64;
-                tokio::task::spawn_blocking(move || journal.bodies(&[at]))
-                    .await
-                    .map_err(ApiError::internal)??
-                    .pop()
-                    .map(|(_, b)| b)
-            }
+            // The body is in the message log.
+            (None, Some(at)) => app
+                .journal
+                .bodies(vec![at.max(0) as u64])
+                .await?
+                .pop()
+                .map(|(_, b)| b),
             (None, None) => None,
         },
         _ => None,

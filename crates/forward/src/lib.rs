@@ -166,10 +166,7 @@ impl Forwarder {
             return Ok(batch);
         }
         wanted.sort_unstable();
-        let journal = self.journal.clone();
-        let found = tokio::task::spawn_blocking(move || journal.bodies(&wanted))
-            .await
-            .map_err(|e| StoreError::Io(e.to_string()))??;
+        let found = self.journal.bodies(wanted).await?;
         let mut lost = Vec::new();
         for m in &mut batch {
             if m.body.is_some() {

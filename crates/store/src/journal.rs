@@ -219,11 +219,12 @@ impl Journal {
     }
 
     /// The bodies of the messages at `offsets` (ascending), by offset; an offset no longer in the
-    /// log, or a record without a body, has none. Blocking file reads.
-    pub fn bodies(&self, offsets: &[u64]) -> Result<Vec<(u64, Vec<u8>)>> {
-        let entries = self
-            .log
-            .read_offsets(offsets)
+    /// log, or a record without a body, has none. The file reads run on the blocking pool.
+    pub async fn bodies(&self, offsets: Vec<u64>) -> Result<Vec<(u64, Vec<u8>)>> {
+        let log = self.log.clone();
+        let entries = tokio::task::spawn_blocking(move || log.read_offsets(&offsets))
+            .await
+            .map_err(|e| StoreError::Io(e.to_string()))?
             .map_err(|e| StoreError::Io(e.to_string()))?;
         Ok(entries
             .into_iter()
@@ -371,6 +372,7 @@ pub async fn index(
                 // The body stays in the log; the row points at it.
                 Some(m) => records.push(Record::Message(MessageRecord {
                     log_offset: Some(e.offset as i64),
+                    body: None,
                     ..m
                 })),
                 None => {
@@ -507,7 +509,7 @@ mod tests {
         assert_eq!((field.as_deref(), body), (Some("f1"), None));
         let at = at.unwrap() as u64;
         assert_eq!(
-            journal.bodies(&[at]).unwrap(),
+            journal.bodies(vec![at]).await.unwrap(),
             vec![(at, b"{\"i\":7}".to_vec())]
         );
         // Every consumer is past all of it, but every message is still pending: nothing goes.
@@ -533,7 +535,7 @@ mod tests {
             .iter()
             .map(|p| p.log_offset.unwrap() as u64)
             .collect();
-        let bodies = journal.bodies(&offsets).unwrap();
+        let bodies = journal.bodies(offsets).await.unwrap();
         assert_eq!(bodies.len(), 100);
         assert_eq!(bodies[0].1, b"{\"i\":200}");
         // With every row gone, the search starts again from the front.

@@ -16,8 +16,8 @@ pub struct MessageRecord {
     pub buffered: bool,
     /// `ts` was present but unreadable (kept for detection; not a column of `messages`).
     pub bad_ts: bool,
-    /// The body to forward (accepted messages only). Left out of `messages` when the message is in
-    /// the log (`log_offset`): it is read from there.
+    /// The body to forward (accepted messages only). The history indexer leaves it out: its rows
+    /// point at the record in the message log (`log_offset`), and the body is read there.
     pub body: Option<Vec<u8>>,
     /// Where the message lies in the message log (set by the history indexer).
     pub log_offset: Option<i64>,

@@ -293,7 +293,7 @@ async fn commit(conn: &mut SqliteConnection, ops: &[Op]) -> Result<(), sqlx::Err
                 } else {
                     "pending"
                 })
-                .push_bind(m.body.as_deref().filter(|_| m.log_offset.is_none()))
+                .push_bind(m.body.as_deref())
                 .push_bind(m.log_offset);
         });
         q.build().execute(&mut *tx).await?;
